@@ -1,0 +1,267 @@
+"""ClientApp: one node of the decentralized network.
+
+The node owns its partition. It answers four kinds of messages:
+
+``query.identify``  its ``partition-id`` (its place in the topology) and size;
+``query.share``     the exchange phase: a sample of its original data for its neighbours;
+``query.receive``   what its neighbours sent; kept in ``context.state``, merged
+                    (deduplicated) into its training set; replies with the
+                    summaries of the leakage hook, never raw data;
+``train``           local SGD epochs on own + received data;
+``evaluate``        accuracy and loss of the model it is sent on the test set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from flower_dl import exchange, privacy, training
+from flower_dl.config import RunConfig
+from flower_dl.data import load_dataset, partition_indices, to_tensor
+from flower_dl.models import build_model
+
+app = ClientApp()
+
+RECEIVED_KEY = "received"
+SENT_KEY = "sent"
+
+
+# --------------------------------------------------------------------- state
+@dataclass
+class NodeData:
+    """A node's tensors, built once per run (and again only after the exchange)."""
+
+    partition_id: int
+    own_ids: np.ndarray
+    train_ids: np.ndarray
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    received_version: int = 0
+
+
+_CACHE: dict[tuple, object] = {}
+
+
+def _cached(key: tuple, build):
+    """Tiny per-process cache (configs, partitions)."""
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def run_config_of(context: Context) -> RunConfig:
+    """The validated run config (validated once per process and config)."""
+    frozen = tuple(sorted(context.run_config.items()))
+    return _cached(("config", frozen), lambda: RunConfig.from_run_config(context.run_config))
+
+
+def partition_id_of(context: Context, cfg: RunConfig) -> int:
+    """The node's topology position, from its node config, checked against ``num-nodes``."""
+    node_config = context.node_config
+    if "partition-id" not in node_config:
+        raise ValueError(
+            "node config: 'partition-id' is missing; start the SuperNode with "
+            "--node-config \"partition-id=<0..num-nodes-1> num-partitions=<num-nodes>\""
+        )
+    pid = node_config["partition-id"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < cfg.num_nodes:
+        raise ValueError(
+            f"node config: partition-id {pid!r} is out of range; allowed: 0..{cfg.num_nodes - 1} "
+            f"(num-nodes = {cfg.num_nodes})"
+        )
+    num_partitions = node_config.get("num-partitions", cfg.num_nodes)
+    if num_partitions != cfg.num_nodes:
+        raise ValueError(
+            f"node config: num-partitions {num_partitions!r} differs from run config num-nodes "
+            f"{cfg.num_nodes}; they must be equal"
+        )
+    return int(pid)
+
+
+def _partition(cfg: RunConfig) -> list[np.ndarray]:
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    return _cached(
+        ("partition", cfg.dataset, cfg.data_dir, cfg.partitioner, cfg.num_nodes,
+         cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed),
+        lambda: partition_indices(
+            data.train_labels, cfg.partitioner, cfg.num_nodes,
+            digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+        ),
+    )
+
+
+def node_data(context: Context) -> NodeData:
+    """The node's training and test tensors (own data merged with what it received)."""
+    cfg = run_config_of(context)
+    pid = partition_id_of(context, cfg)
+    received = context.state.get(RECEIVED_KEY)
+    version = int(received["version"].numpy()[0]) if received is not None else 0
+    key = ("node", context.run_id, pid, version)
+
+    def build() -> NodeData:
+        data = load_dataset(cfg.dataset, cfg.data_dir)
+        own = _partition(cfg)[pid]
+        x = data.train_images[own]
+        y = data.train_labels[own]
+        ids = own
+        if received is not None:
+            got = _received_arrays(received)
+            merged = exchange.merge(own, got["pairs"])
+            keep = merged.received_positions
+            x = np.concatenate([x, got["images"][keep]])
+            y = np.concatenate([y, got["labels"][keep]])
+            ids = merged.ids
+        return NodeData(
+            partition_id=pid, own_ids=own, train_ids=ids,
+            train_x=to_tensor(x), train_y=torch.from_numpy(np.asarray(y, dtype=np.int64)),
+            test_x=to_tensor(data.test_images),
+            test_y=torch.from_numpy(data.test_labels.astype(np.int64)),
+            received_version=version,
+        )
+
+    # drop this node's stale versions and other runs' data
+    for old in [k for k in _CACHE if k[0] == "node" and (k[1] != key[1] or k[2] == pid) and k != key]:
+        del _CACHE[old]
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]  # type: ignore[return-value]
+
+
+def _received_arrays(record: ArrayRecord) -> dict:
+    ids = record["ids"].numpy()
+    src = record["src"].numpy()
+    pairs = []
+    for s in dict.fromkeys(src.tolist()):  # sources in order of appearance
+        pairs.append((int(s), ids[src == s]))
+    order = np.concatenate([np.flatnonzero(src == s) for s, _ in pairs]) if pairs else np.zeros(0, int)
+    return {
+        "pairs": pairs,
+        "images": record["images"].numpy()[order],
+        "labels": record["labels"].numpy()[order],
+    }
+
+
+def _seed(*parts: int) -> int:
+    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+# ------------------------------------------------------------------ handlers
+@app.query("identify")
+def identify(msg: Message, context: Context) -> Message:
+    """Tell the server this node's ``partition-id`` and data size."""
+    cfg = run_config_of(context)
+    pid = partition_id_of(context, cfg)
+    own = _partition(cfg)[pid]
+    info = ConfigRecord({"partition-id": pid, "num-train-examples": int(len(own))})
+    return Message(RecordDict({"info": info}), reply_to=msg)
+
+
+@app.query("share")
+def share(msg: Message, context: Context) -> Message:
+    """Draw ``share-ratio`` of the original samples for the neighbours named in the message."""
+    cfg = run_config_of(context)
+    pid = partition_id_of(context, cfg)
+    neighbours = [int(j) for j in msg.content["exchange"]["neighbours"]]
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    own = _partition(cfg)[pid]
+    rng = np.random.default_rng(_seed(cfg.seed, pid, 7))
+    shares = exchange.draw_shares(own, cfg.share_ratio, neighbours, cfg.exchange_mode, rng)
+    record = ArrayRecord()
+    sent = ArrayRecord()
+    for key, positions in shares.items():
+        ids = own[positions]
+        record[f"ids:{key}"] = Array(ids)
+        record[f"images:{key}"] = Array(np.ascontiguousarray(data.train_images[ids]))
+        record[f"labels:{key}"] = Array(data.train_labels[ids])
+        sent[f"ids:{key}"] = Array(ids)
+    context.state[SENT_KEY] = sent
+    return Message(RecordDict({"share": record}), reply_to=msg)
+
+
+@app.query("receive")
+def receive(msg: Message, context: Context) -> Message:
+    """Keep what the neighbours sent; reply with the leakage hook's summaries."""
+    cfg = run_config_of(context)
+    pid = partition_id_of(context, cfg)
+    incoming = msg.content["received"]
+    previous = context.state.get(RECEIVED_KEY)
+    version = (int(previous["version"].numpy()[0]) if previous is not None else 0) + 1
+    stored = ArrayRecord()
+    for key in ("ids", "src", "images", "labels"):
+        stored[key] = incoming[key]
+    stored["version"] = Array(np.array([version], dtype=np.int64))
+    context.state[RECEIVED_KEY] = stored
+    nd = node_data(context)
+
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    summaries = ArrayRecord()
+    metrics = MetricRecord({"partition-id": pid, "num-train-examples": int(len(nd.train_ids))})
+    own = nd.own_ids
+    summaries["original-intensity"] = Array(privacy.intensity_distribution(data.train_images[own]))
+    summaries["original-labels"] = Array(privacy.label_distribution(data.train_labels[own]))
+    summaries["exchanged-intensity"] = Array(privacy.intensity_distribution(data.train_images[nd.train_ids]))
+    summaries["exchanged-labels"] = Array(privacy.label_distribution(data.train_labels[nd.train_ids]))
+    sent = context.state.get(SENT_KEY)
+    if sent is not None:
+        for key in sent.keys():
+            target = key.split(":", 1)[1]
+            ids = sent[key].numpy()
+            summaries[f"sent-intensity:{target}"] = Array(privacy.intensity_distribution(data.train_images[ids]))
+            summaries[f"sent-labels:{target}"] = Array(privacy.label_distribution(data.train_labels[ids]))
+    merged = exchange.merge(own, _received_arrays(stored)["pairs"])
+    for src, count in merged.new_per_source.items():
+        metrics[f"new-from:{src}"] = count
+    return Message(RecordDict({"summaries": summaries, "metrics": metrics}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train the received model for ``local-epochs`` epochs on own + received data."""
+    cfg = run_config_of(context)
+    nd = node_data(context)
+    server_round = int(msg.content["config"].get("server-round", 0))
+    model = build_model(cfg.model)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    seed = _seed(cfg.seed, nd.partition_id, server_round)
+    torch.manual_seed(seed)  # dropout masks
+    generator = torch.Generator().manual_seed(seed)
+    mu = cfg.proximal_mu if cfg.strategy == "fedprox" else 0.0
+    loss = training.train(
+        model, nd.train_x, nd.train_y, epochs=cfg.local_epochs, lr=cfg.lr,
+        momentum=cfg.momentum, batch_size=cfg.batch_size, generator=generator, proximal_mu=mu,
+    )
+    metrics = MetricRecord({
+        "train-loss": loss,
+        "num-examples": int(len(nd.train_y)),
+        "partition-id": nd.partition_id,
+        "server-round": server_round,
+    })
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    return Message(content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the received model on the test set."""
+    cfg = run_config_of(context)
+    nd = node_data(context)
+    model = build_model(cfg.model)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    loss, acc = training.evaluate(model, nd.test_x, nd.test_y)
+    metrics = MetricRecord({
+        "eval-loss": loss,
+        "eval-acc": acc,
+        "num-examples": int(len(nd.test_y)),
+        "partition-id": nd.partition_id,
+        "server-round": int(msg.content["config"].get("server-round", 0)),
+    })
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)

@@ -1,0 +1,179 @@
+"""The run config: defaults, types, validation, one frozen object.
+
+Flower hands the apps ``context.run_config``, a flat dict with kebab-case keys
+(defaults from ``[tool.flwr.app.config]`` in pyproject.toml, overridden by
+``--run-config``). :meth:`RunConfig.from_run_config` reads it once, checks every
+key's type and range, and returns a frozen :class:`RunConfig` with snake_case
+attributes; everything below takes typed arguments, never the raw dict.
+
+Every error is a :class:`ConfigError` whose message names the key, the value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from flower_dl.data import DATASETS, PARTITIONERS
+from flower_dl.models import MODELS
+from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES
+
+STRATEGY_NAMES: tuple[str, ...] = (
+    "decentralized",
+    "fedavg",
+    "fedprox",
+    "fedavgm",
+    "fedadam",
+    "fedadagrad",
+    "fedyogi",
+    "fedmedian",
+    "fedtrimmedavg",
+    "krum",
+)
+"""Names accepted by the ``strategy`` key (the registry in ``flower_dl.strategies`` maps them)."""
+
+EXCHANGE_MODES: tuple[str, ...] = ("broadcast", "per-neighbour")
+
+
+class ConfigError(ValueError):
+    """A run-config value that is missing, of the wrong type, or out of range."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Validated run config (attribute ``x_y`` is run-config key ``x-y``)."""
+
+    # topology
+    num_nodes: int = 5
+    topology: str = "edges"
+    edges: str = STUDY_EDGES
+    degree: int = 4
+    edge_prob: float = 0.5
+    mixing: str = "metropolis"
+    # data
+    dataset: str = "mnist-5k"
+    data_dir: str = ""
+    partitioner: str = "digits-per-node"
+    digits_per_node: int = 3
+    dirichlet_alpha: float = 0.5
+    # exchange phase
+    share_ratio: float = 0.1
+    exchange_mode: str = "broadcast"
+    # model and training
+    model: str = "mlp"
+    strategy: str = "decentralized"
+    num_server_rounds: int = 10
+    local_epochs: int = 3
+    lr: float = 0.01
+    momentum: float = 0.5
+    batch_size: int = 64
+    proximal_mu: float = 0.01
+    # run
+    seed: int = 42
+    node_wait_timeout: float = 120.0
+    round_timeout: float = 3600.0
+    results_dir: str = "results"
+    run_name: str = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        _choice("topology", self.topology, TOPOLOGIES)
+        _choice("mixing", self.mixing, MIXINGS)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("partitioner", self.partitioner, PARTITIONERS)
+        _choice("model", self.model, tuple(MODELS))
+        _choice("strategy", self.strategy, STRATEGY_NAMES)
+        _choice("exchange-mode", self.exchange_mode, EXCHANGE_MODES)
+        _range("num-nodes", self.num_nodes, 2, None, "an integer >= 2")
+        _range("degree", self.degree, 1, None, "an integer >= 1")
+        _range("edge-prob", self.edge_prob, 0.0, 1.0, "a probability in [0, 1]")
+        _range("digits-per-node", self.digits_per_node, 1, 10, "an integer in 1..10")
+        _range("dirichlet-alpha", self.dirichlet_alpha, 0.0, None, "a number > 0", strict_low=True)
+        _range("share-ratio", self.share_ratio, 0.0, 1.0, "a number in [0, 1]")
+        _range("num-server-rounds", self.num_server_rounds, 1, None, "an integer >= 1")
+        _range("local-epochs", self.local_epochs, 1, None, "an integer >= 1")
+        _range("lr", self.lr, 0.0, None, "a number > 0", strict_low=True)
+        _range("momentum", self.momentum, 0.0, 1.0, "a number in [0, 1)", strict_high=True)
+        _range("batch-size", self.batch_size, 1, None, "an integer >= 1")
+        _range("proximal-mu", self.proximal_mu, 0.0, None, "a number >= 0")
+        _range("seed", self.seed, 0, 2**32 - 1, "an integer in 0..4294967295")
+        _range("node-wait-timeout", self.node_wait_timeout, 0.0, None, "a number of seconds > 0", strict_low=True)
+        _range("round-timeout", self.round_timeout, 0.0, None, "a number of seconds > 0", strict_low=True)
+        if not self.results_dir:
+            raise ConfigError("results-dir: '' is empty; allowed: a folder path")
+        if "/" in self.run_name or self.run_name in (".", ".."):
+            raise ConfigError(f"run-name: {self.run_name!r} is not a plain folder name (no '/')")
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunConfig:
+        """Build from a Flower run config (kebab-case keys); unknown keys are refused."""
+        known = {f.name.replace("_", "-"): f.name for f in fields(cls)}
+        unknown = sorted(set(run_config) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{unknown[0]}: unknown run-config key; allowed keys: {', '.join(sorted(known))}"
+            )
+        return cls(**{known[k]: v for k, v in run_config.items()})
+
+    def to_run_config(self) -> dict[str, Any]:
+        """The kebab-case dict form (what is stored beside the results)."""
+        return {k.replace("_", "-"): v for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some attributes changed (and validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def defaults() -> dict[str, Any]:
+    """Every key's default, kebab-case (pyproject.toml must agree; a test checks)."""
+    return RunConfig().to_run_config()
+
+
+# ------------------------------------------------------------------ checks
+def _key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _check_type(name: str, value: Any, type_name: Any) -> None:
+    key = _key(name)
+    type_name = str(type_name)
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: {value!r} is not an integer; allowed: an integer")
+    elif type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: {value!r} is not a number; allowed: a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: {value!r} is not finite; allowed: a finite number")
+    elif type_name == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: {value!r} is not a string; allowed: a string")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not a known {key}; allowed: {', '.join(allowed)}")
+
+
+def _range(
+    key: str,
+    value: float,
+    low: float | None,
+    high: float | None,
+    allowed: str,
+    *,
+    strict_low: bool = False,
+    strict_high: bool = False,
+) -> None:
+    bad = (
+        (low is not None and (value < low or (strict_low and value == low)))
+        or (high is not None and (value > high or (strict_high and value == high)))
+    )
+    if bad:
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: {allowed}")

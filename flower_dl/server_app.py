@@ -1,0 +1,306 @@
+"""ServerApp: run config -> topology -> exchange phase -> leakage hook -> strategy -> results.
+
+The server never reads a dataset: nodes hold the data, send their shares in
+Flower messages (the server relays them to the right neighbours), and report
+only summaries (intensity and label distributions) for the leakage hook.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from logging import INFO, WARNING
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid, ServerApp
+
+from flower_dl import privacy, results
+from flower_dl.config import RunConfig
+from flower_dl.exchange import BROADCAST
+from flower_dl.models import build_model
+from flower_dl.strategies import MetricsRecorder, build_strategy
+from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry point of ``flwr run``: read the run config once and run the experiment."""
+    cfg = RunConfig.from_run_config(context.run_config)
+    run_experiment(grid, cfg, flower_run_id=context.run_id)
+
+
+# ----------------------------------------------------------------- topology
+def build_topology(cfg: RunConfig) -> tuple[nx.Graph, np.ndarray]:
+    """Graph and validated mixing matrix of the run config (raises before any training)."""
+    graph = build_graph(
+        cfg.topology, cfg.num_nodes, edges=cfg.edges, degree=cfg.degree, prob=cfg.edge_prob, seed=cfg.seed
+    )
+    W = mixing_matrix(graph, cfg.mixing)
+    return graph, W
+
+
+# -------------------------------------------------------------------- nodes
+def discover_nodes(grid: Grid, cfg: RunConfig) -> dict[int, int]:
+    """Map every ``partition-id`` to a Flower node id.
+
+    Waits up to ``node-wait-timeout`` seconds for ``num-nodes`` nodes to
+    connect, then asks each for its ``partition-id``. Fails with the missing or
+    duplicated ids otherwise.
+    """
+    deadline = time.monotonic() + cfg.node_wait_timeout
+    node_ids = list(grid.get_node_ids())
+    while len(node_ids) < cfg.num_nodes and time.monotonic() < deadline:
+        time.sleep(0.5)
+        node_ids = list(grid.get_node_ids())
+    if len(node_ids) < cfg.num_nodes:
+        raise RuntimeError(
+            f"only {len(node_ids)} of num-nodes = {cfg.num_nodes} nodes connected within "
+            f"node-wait-timeout = {cfg.node_wait_timeout:g} s"
+        )
+    messages = [
+        Message(RecordDict(), dst_node_id=nid, message_type="query.identify") for nid in node_ids
+    ]
+    replies = list(grid.send_and_receive(messages, timeout=cfg.node_wait_timeout))
+    by_pid: dict[int, list[int]] = {}
+    errors = []
+    for reply in replies:
+        if reply.has_error():
+            errors.append(f"node {reply.metadata.src_node_id}: {reply.error.reason}")
+            continue
+        pid = int(reply.content["info"]["partition-id"])
+        by_pid.setdefault(pid, []).append(reply.metadata.src_node_id)
+    if errors:
+        raise RuntimeError("nodes failed to identify themselves: " + "; ".join(errors))
+    missing = sorted(set(range(cfg.num_nodes)) - set(by_pid))
+    duplicated = sorted(pid for pid, nids in by_pid.items() if len(nids) > 1)
+    if missing or duplicated:
+        raise RuntimeError(
+            f"every partition-id 0..{cfg.num_nodes - 1} must be present exactly once among the "
+            f"connected nodes; missing: {missing or 'none'}; duplicated: {duplicated or 'none'}"
+        )
+    return {pid: nids[0] for pid, nids in by_pid.items()}
+
+
+# ----------------------------------------------------------------- exchange
+def run_exchange(
+    grid: Grid, cfg: RunConfig, graph: nx.Graph, node_ids: dict[int, int]
+) -> dict[str, Any]:
+    """The exchange phase and the leakage hook.
+
+    Returns
+    -------
+    dict
+        ``leakage`` (node -> float), ``edges`` (rows for edges.csv),
+        ``maps`` (node -> {"original", "exchanged", "transmitted"} intensity maps),
+        ``failed`` (nodes that did not take part).
+    """
+    n = cfg.num_nodes
+    pid_of = {nid: pid for pid, nid in node_ids.items()}
+    nbrs = {i: neighbours(graph, i) for i in range(n)}
+
+    # 1. every node draws its share(s)
+    asks = [
+        Message(
+            RecordDict({"exchange": ConfigRecord({"neighbours": nbrs[i]})}),
+            dst_node_id=node_ids[i], message_type="query.share",
+        )
+        for i in range(n)
+    ]
+    shares: dict[int, ArrayRecord] = {}
+    failed: dict[int, str] = {}
+    for reply in grid.send_and_receive(asks, timeout=cfg.round_timeout):
+        pid = pid_of[reply.metadata.src_node_id]
+        if reply.has_error():
+            failed[pid] = reply.error.reason
+        else:
+            shares[pid] = reply.content["share"]
+    for pid in range(n):
+        if pid not in shares and pid not in failed:
+            failed[pid] = "no reply within the round timeout"
+
+    def payload(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        rec = shares.get(src)
+        if rec is None:
+            return None
+        key = BROADCAST if f"ids:{BROADCAST}" in rec else dst
+        return rec[f"ids:{key}"].numpy(), rec[f"images:{key}"].numpy(), rec[f"labels:{key}"].numpy()
+
+    # 2. relay to neighbours; 3. collect the leakage hook's summaries
+    sends = []
+    sizes: dict[tuple[int, int], tuple[int, int]] = {}
+    for dst in range(n):
+        parts = []
+        for src in nbrs[dst]:
+            got = payload(src, dst)
+            if got is None:
+                continue
+            ids, images, labels = got
+            sizes[(src, dst)] = (len(ids), int(ids.nbytes + images.nbytes + labels.nbytes))
+            parts.append((src, ids, images, labels))
+        rec = ArrayRecord()
+        rec["ids"] = Array(np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64))
+        rec["src"] = Array(
+            np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
+        )
+        rec["images"] = Array(
+            np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 28, 28), np.uint8)
+        )
+        rec["labels"] = Array(np.concatenate([p[3] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64))
+        if dst not in failed:
+            sends.append(Message(RecordDict({"received": rec}), dst_node_id=node_ids[dst], message_type="query.receive"))
+    summaries: dict[int, RecordDict] = {}
+    for reply in grid.send_and_receive(sends, timeout=cfg.round_timeout):
+        pid = pid_of[reply.metadata.src_node_id]
+        if reply.has_error():
+            failed[pid] = reply.error.reason
+        else:
+            summaries[pid] = reply.content
+    for pid in range(n):
+        if pid not in summaries and pid not in failed:
+            failed[pid] = "no reply within the round timeout"
+    for pid, reason in failed.items():
+        log(WARNING, "exchange phase: node %d failed (%s); its neighbours train without its data", pid, reason)
+
+    # 4. leakage: KL(sent_ij || exchanged_j), JS, label KL
+    def arr(pid: int, key: str) -> np.ndarray | None:
+        s = summaries.get(pid)
+        return None if s is None or key not in s["summaries"] else s["summaries"][key].numpy()
+
+    sent_maps: dict[tuple[int, int], np.ndarray] = {}
+    exchanged = {j: arr(j, "exchanged-intensity") for j in range(n)}
+    edges = []
+    for i in range(n):
+        for j in nbrs[i]:
+            key = BROADCAST if cfg.exchange_mode == "broadcast" else j
+            p_sent = arr(i, f"sent-intensity:{key}")
+            p_lab = arr(i, f"sent-labels:{key}")
+            q = exchanged[j]
+            q_lab = arr(j, "exchanged-labels")
+            count, nbytes = sizes.get((i, j), (0, 0))
+            row: dict[str, Any] = {"src": i, "dst": j, "samples-sent": count, "bytes-sent": nbytes}
+            if j in summaries:
+                row["new-samples"] = int(summaries[j]["metrics"].get(f"new-from:{i}", 0))
+            if p_sent is not None and q is not None and count > 0:
+                sent_maps[(i, j)] = p_sent
+                row["kl-sent-vs-exchanged"] = privacy.kl_divergence(p_sent, q)
+                row["js-sent-vs-exchanged"] = privacy.js_divergence(p_sent, q)
+                row["label-kl"] = privacy.kl_divergence(p_lab, q_lab)
+            edges.append(row)
+    leak = {i: 0.0 for i in range(n)}
+    leak.update(privacy.leakage(cfg.share_ratio, sent_maps, {j: q for j, q in exchanged.items() if q is not None}))
+    for i in failed:
+        leak[i] = float("nan")
+    maps = {}
+    for i in range(n):
+        if i in summaries:
+            key = BROADCAST if cfg.exchange_mode == "broadcast" else (nbrs[i][0] if nbrs[i] else BROADCAST)
+            transmitted = arr(i, f"sent-intensity:{key}")
+            maps[i] = {
+                "original": arr(i, "original-intensity"),
+                "exchanged": arr(i, "exchanged-intensity"),
+                "transmitted": transmitted if transmitted is not None else np.zeros((28, 28)),
+            }
+    for i in range(n):
+        log(INFO, "leakage of node %d: %.6f", i, leak[i])
+    return {"leakage": leak, "edges": edges, "maps": maps, "failed": failed}
+
+
+# ---------------------------------------------------------------- experiment
+def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None) -> Path:
+    """Run one experiment end to end and write its results folder; return the folder."""
+    started = time.time()
+    graph, W = build_topology(cfg)
+    topo = describe(graph, W)
+    log(INFO, "topology %s: %s (spectral gap of W: %.4f)", cfg.topology, topo, topo["spectral-gap"])
+
+    node_ids = discover_nodes(grid, cfg)
+    log(INFO, "nodes by partition-id: %s", node_ids)
+    exchanged = run_exchange(grid, cfg, graph, node_ids)
+
+    recorder = MetricsRecorder()
+    for pid, reason in exchanged["failed"].items():
+        recorder.on_failure(0, pid, "exchange", reason)
+    strategy = build_strategy(cfg, recorder, mixing_matrix=W, node_ids=node_ids)
+    initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
+    strategy.start(
+        grid=grid, initial_arrays=initial, num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout
+    )
+
+    consensus = getattr(strategy, "consensus", {})
+    failed_at = {(f["round"], f["node"]) for f in recorder.failures}
+    rows = []
+    for rnd in range(1, cfg.num_server_rounds + 1):
+        for node in range(cfg.num_nodes):
+            ev = recorder.evaluate.get((rnd, node), {})
+            tr = recorder.train.get((rnd, node), {})
+            rows.append({
+                "round": rnd,
+                "node": node,
+                "accuracy": ev.get("eval-acc"),
+                "loss": ev.get("eval-loss"),
+                "train-loss": tr.get("train-loss"),
+                "num-train-examples": tr.get("num-examples"),
+                "leakage": exchanged["leakage"][node],
+                "consensus-distance": consensus.get(rnd, 0.0 if cfg.strategy != "decentralized" else None),
+                "failed": int((rnd, node) in failed_at),
+            })
+    last = [r["accuracy"] for r in rows if r["round"] == cfg.num_server_rounds and r["accuracy"] is not None]
+    summary = {
+        "rounds": cfg.num_server_rounds,
+        "accuracy": {r["node"]: r["accuracy"] for r in rows if r["round"] == cfg.num_server_rounds},
+        "accuracy-mean": float(np.mean(last)) if last else None,
+        "accuracy-min": float(np.min(last)) if last else None,
+        "accuracy-max": float(np.max(last)) if last else None,
+        "leakage": exchanged["leakage"],
+        "leakage-mean": float(np.nanmean(list(exchanged["leakage"].values()))),
+        "failures": recorder.failures,
+        "wall-time-s": time.time() - started,
+    }
+    config = {
+        "run-config": cfg.to_run_config(),
+        "topology": topo,
+        "edges": sorted([list(e) for e in graph.edges()]),
+        "mixing-matrix": W.tolist() if cfg.num_nodes <= 64 else None,
+        "flower-run-id": flower_run_id,
+        "versions": library_versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+    }
+    figures = {}
+    if exchanged["maps"] and cfg.num_nodes <= 32:
+        figures["intensity.png"] = results.intensity_figure(exchanged["maps"], cfg)
+    folder = results.write_run_folder(
+        Path(cfg.results_dir).expanduser(),
+        results.run_folder_name(cfg.to_run_config(), started),
+        config=config, rows=rows, edges=exchanged["edges"], summary=summary, figures=figures,
+    )
+    log(INFO, "")
+    log(INFO, "flower-dl summary (%s, %s, %d rounds):", cfg.strategy, cfg.model, cfg.num_server_rounds)
+    for node in range(cfg.num_nodes):
+        acc = summary["accuracy"].get(node)
+        log(INFO, "  node %d: accuracy %s, leakage %.6f", node,
+            "n/a" if acc is None else f"{acc:.4f}", exchanged["leakage"][node])
+    if last:
+        log(INFO, "  mean accuracy %.4f (min %.4f, max %.4f)",
+            summary["accuracy-mean"], summary["accuracy-min"], summary["accuracy-max"])
+    log(INFO, "results written to %s", folder.resolve())
+    return folder
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

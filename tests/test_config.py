@@ -1,0 +1,79 @@
+"""Run config: defaults agree with pyproject.toml; bad values fail with key, value and what is allowed."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from flower_dl.config import ConfigError, RunConfig, defaults
+from flower_dl.server_app import build_topology
+
+from .conftest import ROOT
+
+
+def test_pyproject_defaults_match_config() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        app_config = tomllib.load(fh)["tool"]["flwr"]["app"]["config"]
+    assert app_config == defaults()
+
+
+def test_defaults_follow_the_study() -> None:
+    cfg = RunConfig()
+    assert (cfg.num_nodes, cfg.edges, cfg.digits_per_node, cfg.model) == (5, "0-1,0-2,0-3,2-4", 3, "mlp")
+    assert (cfg.num_server_rounds, cfg.local_epochs, cfg.share_ratio) == (10, 3, 0.1)
+    assert (cfg.lr, cfg.momentum, cfg.batch_size) == (0.01, 0.5, 64)
+
+
+BAD = [
+    ({"topology": "hypercube"}, "topology", "'hypercube'", "allowed: edges, ring"),
+    ({"strategy": "gossip"}, "strategy", "'gossip'", "allowed: decentralized, fedavg"),
+    ({"model": "resnet"}, "model", "'resnet'", "allowed: mlp, cnn"),
+    ({"dataset": "cifar"}, "dataset", "'cifar'", "allowed: mnist-5k, mnist, fashion-mnist"),
+    ({"partitioner": "shards"}, "partitioner", "'shards'", "allowed: digits-per-node"),
+    ({"mixing": "max-degree"}, "mixing", "'max-degree'", "allowed: metropolis, uniform"),
+    ({"exchange-mode": "unicast"}, "exchange-mode", "'unicast'", "allowed: broadcast, per-neighbour"),
+    ({"digits-per-node": 0}, "digits-per-node", "0", "1..10"),
+    ({"digits-per-node": 11}, "digits-per-node", "11", "1..10"),
+    ({"digits-per-node": 2.5}, "digits-per-node", "2.5", "integer"),
+    ({"share-ratio": 1.5}, "share-ratio", "1.5", "[0, 1]"),
+    ({"share-ratio": -0.1}, "share-ratio", "-0.1", "[0, 1]"),
+    ({"share-ratio": "lots"}, "share-ratio", "'lots'", "a number"),
+    ({"lr": 0}, "lr", "0", "> 0"),
+    ({"num-server-rounds": 0}, "num-server-rounds", "0", ">= 1"),
+    ({"local-epochs": 0}, "local-epochs", "0", ">= 1"),
+    ({"batch-size": 0}, "batch-size", "0", ">= 1"),
+    ({"dirichlet-alpha": 0.0}, "dirichlet-alpha", "0.0", "> 0"),
+    ({"edge-prob": 1.5}, "edge-prob", "1.5", "[0, 1]"),
+    ({"momentum": 1.0}, "momentum", "1.0", "[0, 1)"),
+    ({"num-nodes": True}, "num-nodes", "True", "integer"),
+    ({"shares": 0.1}, "shares", "unknown run-config key", "share-ratio"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "value", "allowed"), BAD)
+def test_bad_values_are_refused_with_key_value_and_allowed(override, key, value, allowed) -> None:
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_run_config({**defaults(), **override})
+    msg = str(info.value)
+    assert msg.startswith(f"{key}:"), msg
+    assert value in msg and allowed in msg, msg
+
+
+BAD_TOPOLOGY = [
+    ({"edges": "0-1,0-7"}, "edges", "'0-7'", "0..4"),
+    ({"edges": "0-1,1-1"}, "edges", "'1-1'", "self-loop"),
+    ({"edges": "0-1,a-b"}, "edges", "'a-b'", "i-j"),
+    ({"edges": "0-1,2-3,3-4"}, "disconnected", "{0, 1}", "{2, 3, 4}"),
+    ({"num-nodes": 6}, "disconnected", "{5}", "component"),  # the 5-node study tree on 6 nodes
+    ({"topology": "torus", "num-nodes": 7}, "num-nodes", "7", "9, 12"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "value", "allowed"), BAD_TOPOLOGY)
+def test_bad_topologies_fail_before_training(override, key, value, allowed) -> None:
+    cfg = RunConfig.from_run_config({**defaults(), **override})
+    with pytest.raises(ValueError) as info:
+        build_topology(cfg)
+    msg = str(info.value)
+    assert key in msg and value in msg and allowed in msg, msg

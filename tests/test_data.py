@@ -1,0 +1,116 @@
+"""Datasets and partitioners."""
+
+from __future__ import annotations
+
+import gzip
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from flower_dl.data import (
+    DataError, load_dataset, load_idx_dir, partition_indices, study_classes, to_tensor,
+)
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist-5k")
+
+
+def test_mnist_5k_split_is_stratified_and_fixed(mnist5k) -> None:
+    assert mnist5k.train_images.shape == (4000, 28, 28) and mnist5k.train_images.dtype == np.uint8
+    assert mnist5k.test_images.shape == (1000, 28, 28)
+    assert np.bincount(mnist5k.test_labels).tolist() == [100] * 10
+    assert np.bincount(mnist5k.train_labels).tolist() == [400] * 10
+    load_dataset.cache_clear()
+    again = load_dataset("mnist-5k")
+    assert np.array_equal(again.test_labels, mnist5k.test_labels)
+    assert np.array_equal(again.train_images, mnist5k.train_images)
+
+
+def test_study_class_assignment_matches_the_original() -> None:
+    # ORIGINAL_STUDY.md: with k = 2: client 0 {0,1}, 1 {6,7}, 2 {2,3}, 3 {8,9}, 4 {4,5}
+    assert [study_classes(i, 5, 2) for i in range(5)] == [[0, 1], [6, 7], [2, 3], [8, 9], [4, 5]]
+    # k = 3: digits 0, 2, 4, 6 and 8 each sit on two nodes
+    holders = np.bincount(np.concatenate([study_classes(i, 5, 3) for i in range(5)]), minlength=10)
+    assert holders.tolist() == [2, 1, 2, 1, 2, 1, 2, 1, 2, 1]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 10])
+def test_digits_per_node_holds_k_classes_and_overlaps_exactly_on_shared_digits(mnist5k, k) -> None:
+    labels = mnist5k.train_labels
+    parts = partition_indices(labels, "digits-per-node", 5, digits_per_node=k)
+    for i, part in enumerate(parts):
+        assert sorted(set(labels[part].tolist())) == study_classes(i, 5, k)
+        # every sample of each of its classes
+        assert len(part) == sum(int((labels == c).sum()) for c in study_classes(i, 5, k))
+    for i, j in combinations(range(5), 2):
+        shared = set(study_classes(i, 5, k)) & set(study_classes(j, 5, k))
+        common = np.intersect1d(parts[i], parts[j])
+        assert set(labels[common].tolist()) == shared
+        assert len(common) == sum(int((labels == c).sum()) for c in shared)
+
+
+@pytest.mark.parametrize(
+    ("partitioner", "kwargs"),
+    [("digits-per-node-disjoint", {"digits_per_node": 3}), ("iid", {}), ("dirichlet", {"alpha": 0.5})],
+)
+def test_disjoint_partitioners_are_disjoint_and_cover(mnist5k, partitioner, kwargs) -> None:
+    labels = mnist5k.train_labels
+    parts = partition_indices(labels, partitioner, 5, seed=3, **kwargs)
+    everything = np.concatenate(parts)
+    assert len(everything) == len(set(everything.tolist())), "partitions overlap"
+    if partitioner == "digits-per-node-disjoint":
+        covered = sorted(set().union(*[study_classes(i, 5, 3) for i in range(5)]))
+        assert set(everything.tolist()) == set(np.flatnonzero(np.isin(labels, covered)).tolist())
+        for i, part in enumerate(parts):
+            assert sorted(set(labels[part].tolist())) == study_classes(i, 5, 3)
+    else:
+        assert sorted(everything.tolist()) == list(range(len(labels)))
+    again = partition_indices(labels, partitioner, 5, seed=3, **kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+
+
+def test_iid_partitions_are_class_balanced(mnist5k) -> None:
+    parts = partition_indices(mnist5k.train_labels, "iid", 5, seed=1)
+    for part in parts:
+        counts = np.bincount(mnist5k.train_labels[part], minlength=10)
+        assert counts.min() > 40  # 80 expected per class; label-sorted shards would give 0
+
+
+def test_dirichlet_small_alpha_is_skewed(mnist5k) -> None:
+    parts = partition_indices(mnist5k.train_labels, "dirichlet", 5, alpha=0.1, seed=0)
+    top_share = [np.bincount(mnist5k.train_labels[p], minlength=10).max() / len(p) for p in parts]
+    assert np.mean(top_share) > 0.3
+
+
+def test_to_tensor_normalises(mnist5k) -> None:
+    x = to_tensor(mnist5k.train_images[:100])
+    assert tuple(x.shape) == (100, 1, 28, 28)
+    assert abs(float(x.min()) - (0 - 0.1307) / 0.3081) < 1e-5
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_folder_is_read(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "raw").mkdir()
+    tr = rng.integers(0, 255, (20, 28, 28))
+    _write_idx(tmp_path / "raw" / "train-images-idx3-ubyte.gz", tr)
+    _write_idx(tmp_path / "raw" / "train-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    _write_idx(tmp_path / "raw" / "t10k-images-idx3-ubyte.gz", tr[:5])
+    _write_idx(tmp_path / "raw" / "t10k-labels-idx1-ubyte.gz", np.arange(5))
+    data = load_idx_dir(tmp_path)
+    assert np.array_equal(data.train_images, tr) and data.test_labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_bad_data_dir_is_refused(tmp_path) -> None:
+    with pytest.raises(DataError, match="data-dir: '/no/such/dir' does not exist"):
+        load_idx_dir("/no/such/dir")
+    with pytest.raises(DataError, match="holds no valid MNIST-format data; missing train-images"):
+        load_idx_dir(tmp_path)

@@ -1,0 +1,56 @@
+"""End to end: real Flower simulations through ``flower-dl run`` (flwr run on a private SuperLink)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def two_round_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    proc = run_cli(
+        "run", "-c",
+        f"num-server-rounds=2 local-epochs=1 run-name='e2e' results-dir='{out}'",
+    )
+    return proc, out / "e2e"
+
+
+def test_simulation_writes_the_results_folder(two_round_run) -> None:
+    proc, folder = two_round_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "edges.csv", "intensity.png", "metrics.csv", "summary.json",
+    ]
+    with open(folder / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(int(r["round"]), int(r["node"])) for r in rows] == [(r, n) for r in (1, 2) for n in range(5)]
+    for row in rows:
+        assert 0.0 <= float(row["accuracy"]) <= 1.0
+        assert float(row["leakage"]) > 0
+        assert int(row["num-train-examples"]) > 1200  # own 1200 samples + new ones received
+        assert float(row["consensus-distance"]) > 0
+        assert row["failed"] == "0"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["run-config"]["num-server-rounds"] == 2
+    assert config["topology"]["spectral-gap"] == pytest.approx(0.1381, abs=1e-4)
+    assert config["versions"]["flwr"].startswith("1.42")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["accuracy-mean"] > 0.2  # chance is 0.1
+    with open(folder / "edges.csv") as fh:
+        edges = list(csv.DictReader(fh))
+    assert len(edges) == 8  # 4 undirected edges, both directions
+    assert all(int(e["samples-sent"]) == 120 for e in edges)  # 10% of 1,200
+    # per-round accuracy and the summary were printed
+    assert "mean accuracy" in proc.stdout and "[ROUND 2/2]" in proc.stdout
+
+
+def test_bad_config_fails_before_anything_starts() -> None:
+    proc = run_cli("run", "-c", "share-ratio=1.5", timeout=60)
+    assert proc.returncode == 2
+    assert "share-ratio: 1.5 is out of range; allowed: a number in [0, 1]" in proc.stderr
+    assert "SuperLink" not in proc.stdout
