@@ -12,23 +12,23 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 PROG = "flower-dl"
-CONNECTION = "flower-dl-local"
+
+
+from flower_dl.processes import (
+    CONNECTION, ProcessError, bin_path, local_deployment, local_superlink, stop_process_group,
+)
 
 
 class CliError(Exception):
@@ -87,113 +87,26 @@ def overrides_arg(overrides: dict[str, Any]) -> str:
     return " ".join(f"{k}={toml_value(v)}" for k, v in overrides.items())
 
 
-# ---------------------------------------------------------------- superlink
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Block until 127.0.0.1:``port`` accepts connections."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise CliError(f"the SuperLink exited early with code {proc.returncode}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise CliError(f"the SuperLink did not open 127.0.0.1:{port} within {timeout:g} s")
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL, the process group led by ``proc``."""
-    if proc.poll() is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
-
-
-@contextlib.contextmanager
-def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[dict[str, str]]:
-    """Start a simulation-mode SuperLink on free loopback ports; yield the env for ``flwr``.
-
-    The SuperLink uses the installed environment
-    (``--disable-runtime-dependency-installation``) and runs in its own
-    process group, which is stopped on exit, whatever happens.
-    """
-    port = free_port()  # Flower 1.42: Control, Runtime (and Fleet) APIs share one HTTP port
-    flwr_home = workdir / "flwr-home"
-    flwr_home.mkdir(parents=True, exist_ok=True)
-    (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
-    )
-    env = os.environ.copy()
-    env.update({
-        "FLWR_HOME": str(flwr_home),
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "PYTHONUNBUFFERED": "1",
-        # the SuperLink starts flower-superexec, flwr-serverapp, ... by name
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    })
-    cmd = [
-        _bin("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
-        "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--health-server-address", f"127.0.0.1:{free_port()}",
-        "--database", str(workdir / "state.db"),
-        "--log-file", str(workdir / "superlink.log"),
-    ]
-    with open(workdir / "superlink.out", "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        try:
-            wait_for_port(port, startup_timeout, proc)
-        except CliError as err:
-            log = (workdir / "superlink.out").read_text(errors="replace")[-2000:]
-            raise CliError(f"{err}; its output ends with:\n{log}") from err
-        yield env
-    finally:
-        stop_process_group(proc)
-
-
-def _bin(name: str) -> str:
-    """An executable of this environment (beside the running Python), else from PATH."""
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
 # --------------------------------------------------------------------- run
 RUN_ID = re.compile(r"Successfully started run (\d+)")
 ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 
 
 def run_status(run_id: str, env: dict[str, str]) -> str:
-    """The run's status as ``flwr ls`` reports it (e.g. ``finished:completed``)."""
+    """The run's status as ``flwr ls`` reports it (e.g. ``finished:completed``), with its details if any."""
     out = subprocess.run(
-        [_bin("flwr"), "ls", "--run-id", run_id, "--format", "json"],
+        [bin_path("flwr"), "ls", "--run-id", run_id, "--format", "json"],
         env=env, capture_output=True, text=True, timeout=60,
     )
     try:
         runs = json.loads(out.stdout).get("runs", [])
-        return str(runs[0].get("status", "unknown")) if runs else "unknown"
-    except (json.JSONDecodeError, AttributeError, IndexError):
+    except (json.JSONDecodeError, AttributeError):
         return "unknown"
+    if not runs:
+        return "unknown"
+    status = str(runs[0].get("status", "unknown"))
+    details = runs[0].get("status-details")
+    return f"{status} ({details})" if details and status != "finished:completed" else status
 
 
 def launch(
@@ -201,20 +114,20 @@ def launch(
     overrides: dict[str, Any],
     env: dict[str, str],
     *,
-    num_supernodes: int,
-    cpus_per_node: int,
+    num_supernodes: int | None = None,
+    cpus_per_node: int = 1,
     on_line=None,
 ) -> tuple[int, str]:
     """``flwr run --stream`` one run on the private SuperLink; return ``(exit code, status)``.
 
-    ``on_line(line)`` sees every output line. The ``flwr`` child runs in its own
-    process group and is stopped if this is interrupted.
+    ``num_supernodes`` set: a simulation of that many nodes, ``cpus_per_node``
+    CPUs each; ``None``: a deployment (the nodes are SuperNodes). ``on_line(line)``
+    sees every output line. The ``flwr`` child runs in its own process group and
+    is stopped if this is interrupted.
     """
-    fed = f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"
-    cmd = [
-        _bin("flwr"), "run", str(app_dir), CONNECTION, "--stream",
-        "--run-config", overrides_arg(overrides), "--federation-config", fed,
-    ]
+    cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", overrides_arg(overrides)]
+    if num_supernodes is not None:
+        cmd += ["--federation-config", f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"]
     if on_line is not None:
         on_line(f"{PROG}: {shlex.join(cmd)}\n")
     proc = subprocess.Popen(
@@ -414,6 +327,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_deploy_local(args: argparse.Namespace) -> int:
+    """``flower-dl deploy-local``: a SuperLink and N SuperNodes on 127.0.0.1 until Ctrl-C."""
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flower-dl-deploy-")).resolve()
+    with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir) as dep:
+        home = dep.env["FLWR_HOME"]
+        print(
+            f"{PROG}: SuperLink on {dep.superlink_address} (insecure, loopback only) and "
+            f"{args.num_nodes} SuperNodes (partition-id 0..{args.num_nodes - 1}); logs in {workdir}\n"
+            f"Run the app against it from another shell:\n"
+            f"  FLWR_HOME={home} flwr run . {CONNECTION} --stream "
+            f"--run-config \"num-nodes={args.num_nodes} results-dir='$PWD/results'\"\n"
+            f"Press Ctrl-C to stop every process.",
+            flush=True,
+        )
+        try:
+            while dep.superlink.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    print(f"{PROG}: local deployment stopped", flush=True)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """``flower-dl report``: the study's figures and a Markdown summary from a results table."""
     from flower_dl import report
@@ -453,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
     sw.set_defaults(func=cmd_sweep)
 
+    dl = sub.add_parser("deploy-local", help="start a SuperLink and N SuperNodes on 127.0.0.1 (until Ctrl-C)")
+    dl.add_argument("--num-nodes", "-n", type=int, default=5, help="SuperNodes to start (default: 5)")
+    dl.add_argument("--data-dir", default="", help="data-dir passed to every SuperNode's node config")
+    dl.add_argument("--workdir", help="folder for logs and state (default: a new temporary folder)")
+    dl.set_defaults(func=cmd_deploy_local)
+
     rp = sub.add_parser("report", help="figures (PNG, SVG) and a Markdown summary from a results table")
     rp.add_argument("table", help="results table (.csv or .xlsx)")
     rp.add_argument("--out", "-o", default="results/report", help="output folder (default: results/report)")
@@ -466,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CliError as err:
+    except (CliError, ProcessError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ The node owns its partition. It answers four kinds of messages:
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flower_dl import exchange, privacy, training
+from flower_dl import crypto, exchange, privacy, training
 from flower_dl.config import RunConfig
 from flower_dl.data import load_dataset, partition_indices, to_tensor
 from flower_dl.models import build_model
@@ -30,6 +31,7 @@ app = ClientApp()
 
 RECEIVED_KEY = "received"
 SENT_KEY = "sent"
+KEYS_KEY = "exchange-keys"
 
 
 # --------------------------------------------------------------------- state
@@ -104,7 +106,7 @@ def node_data(context: Context) -> NodeData:
     pid = partition_id_of(context, cfg)
     received = context.state.get(RECEIVED_KEY)
     version = int(received["version"].numpy()[0]) if received is not None else 0
-    key = ("node", context.run_id, pid, version)
+    key = ("node", context.run_id, pid, version, cfg)
 
     def build() -> NodeData:
         data = load_dataset(cfg.dataset, cfg.data_dir)
@@ -149,19 +151,49 @@ def _received_arrays(record: ArrayRecord) -> dict:
     }
 
 
+FAULTS_ENV = "FLOWER_DL_FAULTS"
+"""Testing aid: ``"stage:partition-id:round,..."`` makes that node raise there
+(stages: share, train, evaluate; round 0 for share)."""
+
+
+def _maybe_fail(stage: str, pid: int, server_round: int = 0) -> None:
+    for fault in filter(None, os.environ.get(FAULTS_ENV, "").split(",")):
+        f_stage, f_pid, f_round = fault.split(":")
+        if (f_stage, int(f_pid), int(f_round)) == (stage, pid, server_round):
+            raise RuntimeError(f"injected failure ({FAULTS_ENV}={fault})")
+
+
 def _seed(*parts: int) -> int:
     digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
 # ------------------------------------------------------------------ handlers
+def key_pair(context: Context) -> crypto.KeyPair:
+    """This node's X25519 key pair for the exchange, made once per run and kept in its state."""
+    stored = context.state.get(KEYS_KEY)
+    if stored is None:
+        keys = crypto.KeyPair.generate()
+        context.state[KEYS_KEY] = ConfigRecord({"private": keys.private_bytes})
+        return keys
+    return crypto.KeyPair.from_private_bytes(stored["private"])
+
+
+def _edge_context(context: Context) -> bytes:
+    return f"run {context.run_id}".encode()
+
+
 @app.query("identify")
 def identify(msg: Message, context: Context) -> Message:
-    """Tell the server this node's ``partition-id`` and data size."""
+    """Tell the server this node's ``partition-id``, data size and exchange public key."""
     cfg = run_config_of(context)
     pid = partition_id_of(context, cfg)
     own = _partition(cfg)[pid]
-    info = ConfigRecord({"partition-id": pid, "num-train-examples": int(len(own))})
+    info = ConfigRecord({
+        "partition-id": pid,
+        "num-train-examples": int(len(own)),
+        "public-key": key_pair(context).public_bytes,
+    })
     return Message(RecordDict({"info": info}), reply_to=msg)
 
 
@@ -171,20 +203,35 @@ def share(msg: Message, context: Context) -> Message:
     cfg = run_config_of(context)
     pid = partition_id_of(context, cfg)
     neighbours = [int(j) for j in msg.content["exchange"]["neighbours"]]
+    _maybe_fail("share", pid)
     data = load_dataset(cfg.dataset, cfg.data_dir)
     own = _partition(cfg)[pid]
     rng = np.random.default_rng(_seed(cfg.seed, pid, 7))
     shares = exchange.draw_shares(own, cfg.share_ratio, neighbours, cfg.exchange_mode, rng)
     record = ArrayRecord()
+    counts = MetricRecord()
     sent = ArrayRecord()
     for key, positions in shares.items():
-        ids = own[positions]
-        record[f"ids:{key}"] = Array(ids)
-        record[f"images:{key}"] = Array(np.ascontiguousarray(data.train_images[ids]))
-        record[f"labels:{key}"] = Array(data.train_labels[ids])
-        sent[f"ids:{key}"] = Array(ids)
+        sent[f"ids:{key}"] = Array(own[positions])
     context.state[SENT_KEY] = sent
-    return Message(RecordDict({"share": record}), reply_to=msg)
+    if cfg.exchange_encryption:
+        # one ciphertext per neighbour: only that neighbour can open it
+        keys = key_pair(context)
+        public = dict(zip(neighbours, msg.content["exchange"]["public-keys"]))
+        for j in neighbours:
+            ids = own[exchange.payload_for(shares, j)]
+            record[f"sealed:{j}"] = Array(crypto.seal_samples(
+                keys, public[j], pid, j, ids, data.train_images[ids], data.train_labels[ids],
+                context=_edge_context(context),
+            ))
+            counts[f"count:{j}"] = int(len(ids))
+    else:
+        for key, positions in shares.items():
+            ids = own[positions]
+            record[f"ids:{key}"] = Array(ids)
+            record[f"images:{key}"] = Array(np.ascontiguousarray(data.train_images[ids]))
+            record[f"labels:{key}"] = Array(data.train_labels[ids])
+    return Message(RecordDict({"share": record, "counts": counts}), reply_to=msg)
 
 
 @app.query("receive")
@@ -195,9 +242,9 @@ def receive(msg: Message, context: Context) -> Message:
     incoming = msg.content["received"]
     previous = context.state.get(RECEIVED_KEY)
     version = (int(previous["version"].numpy()[0]) if previous is not None else 0) + 1
-    stored = ArrayRecord()
-    for key in ("ids", "src", "images", "labels"):
-        stored[key] = incoming[key]
+    stored = _open_received(msg, context, pid) if cfg.exchange_encryption else ArrayRecord(
+        {key: incoming[key] for key in ("ids", "src", "images", "labels")}
+    )
     stored["version"] = Array(np.array([version], dtype=np.int64))
     context.state[RECEIVED_KEY] = stored
     nd = node_data(context)
@@ -223,12 +270,27 @@ def receive(msg: Message, context: Context) -> Message:
     return Message(RecordDict({"summaries": summaries, "metrics": metrics}), reply_to=msg)
 
 
+def _open_received(msg: Message, context: Context, pid: int) -> ArrayRecord:
+    """Decrypt what each neighbour sealed for this node into ids/src/images/labels arrays."""
+    incoming = msg.content["received"]
+    sources = msg.content["sources"]
+    keys = key_pair(context)
+    parts = []
+    for src, public in zip(sources["src"], sources["public-keys"]):
+        ids, images, labels = crypto.open_samples(
+            keys, public, int(src), pid, incoming[f"sealed:{src}"].numpy(), context=_edge_context(context)
+        )
+        parts.append((int(src), ids, images, labels))
+    return ArrayRecord({key: Array(value) for key, value in exchange.concat_parts(parts).items()})
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the received model for ``local-epochs`` epochs on own + received data."""
     cfg = run_config_of(context)
     nd = node_data(context)
     server_round = int(msg.content["config"].get("server-round", 0))
+    _maybe_fail("train", nd.partition_id, server_round)
     model = build_model(cfg.model)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     seed = _seed(cfg.seed, nd.partition_id, server_round)
@@ -254,6 +316,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received model on the test set."""
     cfg = run_config_of(context)
     nd = node_data(context)
+    _maybe_fail("evaluate", nd.partition_id, int(msg.content["config"].get("server-round", 0)))
     model = build_model(cfg.model)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     loss, acc = training.evaluate(model, nd.test_x, nd.test_y)

@@ -63,6 +63,7 @@ class RunConfig:
     # exchange phase
     share_ratio: float = 0.1
     exchange_mode: str = "broadcast"
+    exchange_encryption: bool = True
     # model and training
     model: str = "mlp"
     strategy: str = "decentralized"
@@ -151,6 +152,9 @@ def _check_type(name: str, value: Any, type_name: Any) -> None:
             raise ConfigError(f"{key}: {value!r} is not a number; allowed: a number")
         if not math.isfinite(value):
             raise ConfigError(f"{key}: {value!r} is not finite; allowed: a finite number")
+    elif type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: {value!r} is not a boolean; allowed: true or false")
     elif type_name == "str":
         if not isinstance(value, str):
             raise ConfigError(f"{key}: {value!r} is not a string; allowed: a string")

@@ -107,3 +107,23 @@ def merge(
         offset += len(ids)
     all_ids = np.concatenate([np.asarray(own_ids, dtype=np.int64), np.asarray(kept_ids, dtype=np.int64)])
     return Merged(all_ids, np.asarray(keep, dtype=np.int64), new_per_source)
+
+
+def concat_parts(
+    parts: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]], image_shape: tuple[int, ...] = (28, 28)
+) -> dict[str, np.ndarray]:
+    """``[(src, ids, images, labels), ...]`` -> one set of arrays with a ``src`` column.
+
+    The form in which a node receives (and keeps) what its neighbours sent.
+    """
+    if not parts:
+        return {
+            "ids": np.zeros(0, np.int64), "src": np.zeros(0, np.int64),
+            "images": np.zeros((0, *image_shape), np.uint8), "labels": np.zeros(0, np.int64),
+        }
+    return {
+        "ids": np.concatenate([p[1] for p in parts]).astype(np.int64),
+        "src": np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts]),
+        "images": np.concatenate([p[2] for p in parts]),
+        "labels": np.concatenate([p[3] for p in parts]).astype(np.int64),
+    }

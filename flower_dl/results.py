@@ -5,7 +5,8 @@ A run folder holds:
 ``config.json``   the full resolved run config, plus the seed, the topology's
                   description and the library versions;
 ``metrics.csv``   one row per round x node (the tidy table, see :data:`COLUMNS`);
-``edges.csv``     one row per directed edge of the exchange phase;
+``edges.csv``     one row per directed edge of the exchange phase (``failed`` names
+                  the node that failed in the exchange, if any);
 ``summary.json``  the last round's per-node accuracy, mean/min/max, leakage.
 
 The folder is first written under a hidden temporary name beside its final
@@ -48,6 +49,7 @@ EDGE_COLUMNS: tuple[str, ...] = (
     "kl-sent-vs-exchanged",
     "js-sent-vs-exchanged",
     "label-kl",
+    "failed",
 )
 
 

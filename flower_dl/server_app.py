@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
-from logging import INFO, WARNING
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from flower_dl import privacy, results
 from flower_dl.config import RunConfig
-from flower_dl.exchange import BROADCAST
+from flower_dl.exchange import BROADCAST, concat_parts
 from flower_dl.models import build_model
-from flower_dl.strategies import MetricsRecorder, build_strategy
+from flower_dl.strategies import MetricsRecorder, build_strategy, short_reason
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
 
 app = ServerApp()
@@ -32,8 +32,13 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
-    cfg = RunConfig.from_run_config(context.run_config)
-    run_experiment(grid, cfg, flower_run_id=context.run_id)
+    try:
+        cfg = RunConfig.from_run_config(context.run_config)
+        run_experiment(grid, cfg, flower_run_id=context.run_id)
+    except Exception as err:
+        # Flower reports only an exit code for a failed ServerApp: say what went wrong
+        log(ERROR, "flower-dl: the run failed: %s", err)
+        raise
 
 
 # ----------------------------------------------------------------- topology
@@ -47,8 +52,8 @@ def build_topology(cfg: RunConfig) -> tuple[nx.Graph, np.ndarray]:
 
 
 # -------------------------------------------------------------------- nodes
-def discover_nodes(grid: Grid, cfg: RunConfig) -> dict[int, int]:
-    """Map every ``partition-id`` to a Flower node id.
+def discover_nodes(grid: Grid, cfg: RunConfig) -> tuple[dict[int, int], dict[int, bytes]]:
+    """Map every ``partition-id`` to a Flower node id (and the node's exchange public key).
 
     Waits up to ``node-wait-timeout`` seconds for ``num-nodes`` nodes to
     connect, then asks each for its ``partition-id``. Fails with the missing or
@@ -69,6 +74,7 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> dict[int, int]:
     ]
     replies = list(grid.send_and_receive(messages, timeout=cfg.node_wait_timeout))
     by_pid: dict[int, list[int]] = {}
+    public_keys: dict[int, bytes] = {}
     errors = []
     for reply in replies:
         if reply.has_error():
@@ -76,6 +82,7 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> dict[int, int]:
             continue
         pid = int(reply.content["info"]["partition-id"])
         by_pid.setdefault(pid, []).append(reply.metadata.src_node_id)
+        public_keys[pid] = bytes(reply.content["info"]["public-key"])
     if errors:
         raise RuntimeError("nodes failed to identify themselves: " + "; ".join(errors))
     missing = sorted(set(range(cfg.num_nodes)) - set(by_pid))
@@ -85,14 +92,18 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> dict[int, int]:
             f"every partition-id 0..{cfg.num_nodes - 1} must be present exactly once among the "
             f"connected nodes; missing: {missing or 'none'}; duplicated: {duplicated or 'none'}"
         )
-    return {pid: nids[0] for pid, nids in by_pid.items()}
+    return {pid: nids[0] for pid, nids in by_pid.items()}, public_keys
 
 
 # ----------------------------------------------------------------- exchange
 def run_exchange(
-    grid: Grid, cfg: RunConfig, graph: nx.Graph, node_ids: dict[int, int]
+    grid: Grid, cfg: RunConfig, graph: nx.Graph, node_ids: dict[int, int], public_keys: dict[int, bytes]
 ) -> dict[str, Any]:
     """The exchange phase and the leakage hook.
+
+    With ``exchange-encryption`` (the default) each node seals its samples for
+    each neighbour with a key only the two of them can derive (X25519 + AES-GCM,
+    :mod:`flower_dl.crypto`); the server relays ciphertext it cannot read.
 
     Returns
     -------
@@ -108,58 +119,57 @@ def run_exchange(
     # 1. every node draws its share(s)
     asks = [
         Message(
-            RecordDict({"exchange": ConfigRecord({"neighbours": nbrs[i]})}),
+            RecordDict({"exchange": ConfigRecord(
+                {"neighbours": nbrs[i], "public-keys": [public_keys[j] for j in nbrs[i]]}
+            )}),
             dst_node_id=node_ids[i], message_type="query.share",
         )
         for i in range(n)
     ]
-    shares: dict[int, ArrayRecord] = {}
+    shares: dict[int, RecordDict] = {}
     failed: dict[int, str] = {}
     for reply in grid.send_and_receive(asks, timeout=cfg.round_timeout):
         pid = pid_of[reply.metadata.src_node_id]
         if reply.has_error():
-            failed[pid] = reply.error.reason
+            failed[pid] = short_reason(reply.error.reason)
         else:
-            shares[pid] = reply.content["share"]
+            shares[pid] = reply.content
     for pid in range(n):
         if pid not in shares and pid not in failed:
             failed[pid] = "no reply within the round timeout"
 
-    def payload(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        rec = shares.get(src)
-        if rec is None:
-            return None
-        key = BROADCAST if f"ids:{BROADCAST}" in rec else dst
-        return rec[f"ids:{key}"].numpy(), rec[f"images:{key}"].numpy(), rec[f"labels:{key}"].numpy()
-
-    # 2. relay to neighbours; 3. collect the leakage hook's summaries
+    # 2. relay to neighbours (ciphertext, or plaintext when encryption is off)
     sends = []
     sizes: dict[tuple[int, int], tuple[int, int]] = {}
     for dst in range(n):
-        parts = []
-        for src in nbrs[dst]:
-            got = payload(src, dst)
-            if got is None:
-                continue
-            ids, images, labels = got
-            sizes[(src, dst)] = (len(ids), int(ids.nbytes + images.nbytes + labels.nbytes))
-            parts.append((src, ids, images, labels))
+        sources = [src for src in nbrs[dst] if src in shares]
         rec = ArrayRecord()
-        rec["ids"] = Array(np.concatenate([p[1] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64))
-        rec["src"] = Array(
-            np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
-        )
-        rec["images"] = Array(
-            np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 28, 28), np.uint8)
-        )
-        rec["labels"] = Array(np.concatenate([p[3] for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64))
+        if cfg.exchange_encryption:
+            for src in sources:
+                blob = shares[src]["share"][f"sealed:{dst}"]
+                rec[f"sealed:{src}"] = blob
+                sizes[(src, dst)] = (int(shares[src]["counts"][f"count:{dst}"]), int(blob.numpy().nbytes))
+        else:
+            parts = []
+            for src in sources:
+                share = shares[src]["share"]
+                key = BROADCAST if f"ids:{BROADCAST}" in share else dst
+                ids, images, labels = (share[f"{k}:{key}"].numpy() for k in ("ids", "images", "labels"))
+                sizes[(src, dst)] = (len(ids), int(ids.nbytes + images.nbytes + labels.nbytes))
+                parts.append((src, ids, images, labels))
+            for key, value in concat_parts(parts).items():
+                rec[key] = Array(value)
+        content = RecordDict({
+            "received": rec,
+            "sources": ConfigRecord({"src": sources, "public-keys": [public_keys[s] for s in sources]}),
+        })
         if dst not in failed:
-            sends.append(Message(RecordDict({"received": rec}), dst_node_id=node_ids[dst], message_type="query.receive"))
+            sends.append(Message(content, dst_node_id=node_ids[dst], message_type="query.receive"))
     summaries: dict[int, RecordDict] = {}
     for reply in grid.send_and_receive(sends, timeout=cfg.round_timeout):
         pid = pid_of[reply.metadata.src_node_id]
         if reply.has_error():
-            failed[pid] = reply.error.reason
+            failed[pid] = short_reason(reply.error.reason)
         else:
             summaries[pid] = reply.content
     for pid in range(n):
@@ -185,6 +195,8 @@ def run_exchange(
             q_lab = arr(j, "exchanged-labels")
             count, nbytes = sizes.get((i, j), (0, 0))
             row: dict[str, Any] = {"src": i, "dst": j, "samples-sent": count, "bytes-sent": nbytes}
+            if i in failed or j in failed:
+                row["failed"] = "; ".join(f"node {x} failed in the exchange" for x in (i, j) if x in failed)
             if j in summaries:
                 row["new-samples"] = int(summaries[j]["metrics"].get(f"new-from:{i}", 0))
             if p_sent is not None and q is not None and count > 0:
@@ -220,9 +232,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     topo = describe(graph, W)
     log(INFO, "topology %s: %s (spectral gap of W: %.4f)", cfg.topology, topo, topo["spectral-gap"])
 
-    node_ids = discover_nodes(grid, cfg)
+    node_ids, public_keys = discover_nodes(grid, cfg)
     log(INFO, "nodes by partition-id: %s", node_ids)
-    exchanged = run_exchange(grid, cfg, graph, node_ids)
+    exchanged = run_exchange(grid, cfg, graph, node_ids, public_keys)
 
     recorder = MetricsRecorder()
     for pid, reason in exchanged["failed"].items():
@@ -234,7 +246,14 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     )
 
     consensus = getattr(strategy, "consensus", {})
-    failed_at = {(f["round"], f["node"]) for f in recorder.failures}
+    # Flower's built-in strategies drop failed replies silently: a missing train reply is a failure
+    for rnd in range(1, cfg.num_server_rounds + 1):
+        for node in range(cfg.num_nodes):
+            if (rnd, node) not in recorder.train and not any(
+                f["round"] == rnd and f["node"] == node and f["stage"] == "train" for f in recorder.failures
+            ):
+                recorder.on_failure(rnd, node, "train", "no train reply (error or timeout)")
+    failed_at = {(f["round"], f["node"]) for f in recorder.failures if f["stage"] == "train"}
     rows = []
     for rnd in range(1, cfg.num_server_rounds + 1):
         for node in range(cfg.num_nodes):
@@ -258,7 +277,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         "accuracy-mean": float(np.mean(last)) if last else None,
         "accuracy-min": float(np.min(last)) if last else None,
         "accuracy-max": float(np.max(last)) if last else None,
-        "leakage": exchanged["leakage"],
+        "leakage": {k: (None if np.isnan(v) else v) for k, v in exchanged["leakage"].items()},
         "leakage-mean": float(np.nanmean(list(exchanged["leakage"].values()))),
         "failures": recorder.failures,
         "wall-time-s": time.time() - started,

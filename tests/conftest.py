@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``flower-dl`` (this environment's) from the repository root."""
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``flower-dl`` (this environment's) from the repository root (``env``: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "flower_dl.cli", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
 
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+TWO_ROUNDS = "num-server-rounds=2 local-epochs=1"
+
+
+@pytest.fixture(scope="session")
+def sim_two_rounds(tmp_path_factory):
+    """One 5-node, 2-round simulation with defaults otherwise; shared by the tests that compare with it."""
+    out = tmp_path_factory.mktemp("sim")
+    proc = run_cli("run", "-c", f"{TWO_ROUNDS} run-name='e2e' results-dir='{out}'")
+    return proc, out / "e2e"

@@ -10,18 +10,8 @@ import pytest
 from .conftest import run_cli
 
 
-@pytest.fixture(scope="module")
-def two_round_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    proc = run_cli(
-        "run", "-c",
-        f"num-server-rounds=2 local-epochs=1 run-name='e2e' results-dir='{out}'",
-    )
-    return proc, out / "e2e"
-
-
-def test_simulation_writes_the_results_folder(two_round_run) -> None:
-    proc, folder = two_round_run
+def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
+    proc, folder = sim_two_rounds
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in folder.iterdir()) == [
         "config.json", "edges.csv", "intensity.png", "metrics.csv", "summary.json",

@@ -52,10 +52,16 @@ class MetricsRecorder:
         return self._record(self.evaluate, records, weighting_key)
 
     def on_failure(self, server_round: int, partition_id: int, stage: str, reason: str) -> None:
-        """Record a node that failed or did not reply."""
+        """Record a node that failed or did not reply (``reason``: the last line of a traceback)."""
         self.failures.append(
-            {"round": server_round, "node": partition_id, "stage": stage, "reason": reason}
+            {"round": server_round, "node": partition_id, "stage": stage, "reason": short_reason(reason)}
         )
+
+
+def short_reason(reason: str) -> str:
+    """The last non-empty line of an error reason (Flower sends whole tracebacks)."""
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
 
 
 def _flower(cls: type, **extra: Any) -> Callable[..., fl.Strategy]:

@@ -172,7 +172,8 @@ class Decentralized(FedAvg):
 
     # ----------------------------------------------------------- aggregation
     def _fail(self, server_round: int, pid: int, stage: str, reason: str) -> None:
-        log(WARNING, "round %d: node %d failed in %s: %s", server_round, pid, stage, reason)
+        last = [line for line in str(reason).splitlines() if line.strip()]
+        log(WARNING, "round %d: node %d failed in %s: %s", server_round, pid, stage, last[-1] if last else reason)
         if self.on_failure is not None:
             self.on_failure(server_round, pid, stage, reason)
 

@@ -1,0 +1,336 @@
+"""Shared helpers of the benchmark scripts (not a benchmark itself).
+
+* :class:`TreeMemorySampler`: a thread that samples, every ``interval``
+  seconds, the summed resident memory of a process tree read from ``/proc``
+  (no psutil needed), and keeps the peak.
+* :func:`timed_simulation`: one flower-dl simulation launched through the
+  package's own path (``flower_dl.processes.local_superlink`` +
+  ``flower_dl.cli.launch``), every output line time-stamped on arrival, and the
+  figures derived from those lines (start-up, per-round time).
+
+Which processes count as "the tree"
+    Every descendant of this process (by parent pid), plus every process in a
+    *session* that such a descendant leads or belongs to, other than this
+    process's own session. The session rule is needed because Ray's worker
+    processes (``ray::ClientAppActor``) are re-parented to init while they stay
+    in the session of Flower's ``flower-superexec``; ``local_superlink`` and
+    ``launch`` start their processes in new sessions, so nothing unrelated is
+    counted (another experiment on the same machine lives in other sessions).
+
+Memory figures
+    ``rss``: the sum of the processes' RSS (``/proc/PID/statm``). Pages shared
+    between processes (forked Ray workers, the same shared libraries) count once
+    per process, so this is an upper bound of the memory the tree really uses.
+    ``pss``: the sum of their PSS (``/proc/PID/smaps_rollup``), which splits each
+    shared page among its sharers; the sum is what the tree costs the machine.
+    Reading PSS makes the kernel walk every page table (~0.1 s for a few GiB),
+    so it is sampled only every ``pss_interval`` seconds (default 2 s) and its
+    peak may miss short spikes; RSS is sampled every ``interval`` (0.2 s, a few ms
+    each time).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+APP_DIR = Path(__file__).resolve().parents[1]
+"""The flower-dl app folder (the repository root, which holds pyproject.toml)."""
+
+ROUND_RE = re.compile(r"\[ROUND (\d+)/(\d+)\]")
+FINISHED_RE = re.compile(r"Strategy execution finished in ([0-9.]+)\s*s")
+RESULTS_RE = re.compile(r"results written to (\S+)")
+
+
+# ------------------------------------------------------------------- memory
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, session id, command name) of every process."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                raw = fh.read().decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        head, _, rest = raw.rpartition(")")
+        comm = head.partition("(")[2]
+        fields = rest.split()
+        # fields after the command: state ppid pgrp session ...
+        table[int(entry.name)] = (int(fields[1]), int(fields[3]), comm)
+    return table
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
+class TreeMemorySampler(threading.Thread):
+    """Peak summed RSS (and PSS) of a process tree, sampled every ``interval`` s.
+
+    Use as a context manager around the work to measure::
+
+        with TreeMemorySampler() as mem:
+            ...
+        mem.peak_rss, mem.peak_pss, mem.top()
+
+    ``include_root``: count the root process itself (default: descendants only).
+    ``tree=False``: the root process alone (e.g. a single-process loop).
+    """
+
+    def __init__(
+        self,
+        root: int | None = None,
+        interval: float = 0.2,
+        include_root: bool = False,
+        tree: bool = True,
+        pss_interval: float = 2.0,
+        on_sample: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(daemon=True, name="tree-memory-sampler")
+        self.root = os.getpid() if root is None else root
+        self.interval = interval
+        self.pss_interval = pss_interval
+        self.on_sample = on_sample
+        self._last_pss = -float("inf")
+        self.include_root = include_root or not tree
+        self.tree = tree
+        self.own_session = os.getsid(self.root)
+        self.sessions: set[int] = set()
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self.per_process: dict[int, tuple[str, int]] = {}  # pid -> (name, peak RSS)
+        self._names: dict[int, str] = {}
+        self._stop_event = threading.Event()
+
+    def members(self) -> list[int]:
+        """Pids of the processes counted now (see the module docstring)."""
+        if not self.tree:
+            self._names = {self.root: "self"}
+            return [self.root]
+        table = _proc_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _sid, _comm) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        found, todo = set(), [self.root]
+        while todo:
+            pid = todo.pop()
+            for child in children.get(pid, ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        self.sessions |= {table[p][1] for p in found if table[p][1] not in (0, self.own_session)}
+        found |= {pid for pid, (_pp, sid, _c) in table.items() if sid in self.sessions}
+        found.discard(self.root)
+        if self.include_root:
+            found.add(self.root)
+        self._names = {pid: table[pid][2] for pid in found if pid in table}
+        return sorted(found)
+
+    def member_names(self) -> list[str]:
+        """Names of the processes counted now (e.g. to find processes left after a run)."""
+        pids = self.members()
+        return sorted(f"{self._names.get(p, '?')}[{p}]" for p in pids)
+
+    def sample(self) -> None:
+        pids = self.members()
+        rss_total = 0
+        for pid in pids:
+            rss = _rss_bytes(pid)
+            rss_total += rss
+            if rss > self.per_process.get(pid, ("", 0))[1]:
+                self.per_process[pid] = (self._names.get(pid, "?"), rss)
+        now = time.monotonic()
+        if now - self._last_pss >= self.pss_interval:
+            self._last_pss = now
+            self.peak_pss = max(self.peak_pss, sum(_pss_bytes(pid) for pid in pids))
+        self.samples += 1
+        self.peak_rss = max(self.peak_rss, rss_total)
+        self.peak_processes = max(self.peak_processes, len(pids))
+        if self.on_sample is not None:
+            self.on_sample(rss_total)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.sample()
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+    def __enter__(self) -> TreeMemorySampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def top(self, n: int = 5) -> list[dict[str, Any]]:
+        """The ``n`` processes with the largest peak RSS: name, pid, peak RSS in MiB."""
+        rows = sorted(self.per_process.items(), key=lambda kv: -kv[1][1])[:n]
+        return [{"name": name, "pid": pid, "peak-rss-mib": round(rss / MIB, 1)} for pid, (name, rss) in rows]
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "peak-rss-mib": round(self.peak_rss / MIB, 1),
+            "peak-pss-mib": round(self.peak_pss / MIB, 1),
+            "peak-processes": self.peak_processes,
+            "memory-samples": self.samples,
+            "largest-processes": self.top(),
+        }
+
+
+def own_rss() -> int:
+    """Current RSS of this process, in bytes."""
+    return _rss_bytes(os.getpid())
+
+
+def wait_for_exit(sampler: TreeMemorySampler, timeout: float = 60.0) -> tuple[float, list[str]]:
+    """Wait until no process of the sampled tree is left (Ray's actors and Flower's
+    SuperExec exit a few seconds after the SuperLink is stopped).
+
+    Returns the seconds waited and what was still alive at the timeout. Waiting
+    keeps one run's teardown from overlapping the next measurement.
+    """
+    started = time.monotonic()
+    while True:
+        left = sampler.member_names()
+        if not left or time.monotonic() - started >= timeout:
+            return time.monotonic() - started, left
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------- simulation
+@dataclass
+class SimulationTiming:
+    """What one timed simulation gave."""
+
+    rc: int
+    status: str
+    superlink_start_s: float
+    startup_s: float | None
+    """launch() called -> the "[ROUND 1/" line arrived."""
+    strategy_s: float | None
+    """Flower's own "Strategy execution finished in X s" (measured inside the ServerApp)."""
+    round_arrivals_s: list[float] = field(default_factory=list)
+    """Arrival of each "[ROUND r/" line and of the "finished" line, seconds after launch()."""
+    total_s: float = 0.0
+    """launch() called -> launch() returned (includes writing results and shutting the run down)."""
+    results_folder: Path | None = None
+    log: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "finished:completed" and self.strategy_s is not None
+
+    def round_durations(self) -> list[float]:
+        """Per-round wall times from consecutive line arrivals (resolution ~0.5 s: log streaming)."""
+        t = self.round_arrivals_s
+        return [b - a for a, b in zip(t, t[1:])]
+
+    def tail(self, n: int = 40) -> str:
+        return "".join(line for _t, line in self.log[-n:])
+
+
+def timed_simulation(
+    overrides: dict[str, Any],
+    workdir: Path,
+    *,
+    num_nodes: int,
+    cpus_per_node: int = 1,
+    echo: Callable[[str], None] | None = None,
+) -> SimulationTiming:
+    """Run one flower-dl simulation as ``flower-dl run`` does; time it from its output lines.
+
+    A private SuperLink is started in ``workdir`` (its start time is reported
+    apart), then ``launch`` runs ``flwr run --stream``; each line it prints is
+    stamped with ``time.monotonic()`` when it arrives here. Lines reach us
+    through Flower's log streaming (uploaded every 0.2 s, polled every 0.5 s),
+    so line-arrival times carry up to ~0.7 s of latency; the strategy time is
+    taken from Flower's own in-process figure instead.
+    """
+    from flower_dl.cli import launch
+    from flower_dl.processes import local_superlink
+
+    t_link = time.monotonic()
+    log: list[tuple[float, str]] = []
+    with local_superlink(workdir) as env:
+        t0 = time.monotonic()
+
+        def on_line(line: str) -> None:
+            log.append((time.monotonic() - t0, line))
+            if echo is not None:
+                echo(line)
+
+        rc, status = launch(
+            APP_DIR, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node, on_line=on_line
+        )
+        total = time.monotonic() - t0
+    superlink_start = t0 - t_link
+
+    startup = strategy = None
+    arrivals: list[float] = []
+    folder = None
+    for t, line in log:
+        if ROUND_RE.search(line):
+            if startup is None:
+                startup = t
+            arrivals.append(t)
+        elif (m := FINISHED_RE.search(line)) is not None:
+            strategy = float(m.group(1))
+            arrivals.append(t)
+        elif (m := RESULTS_RE.search(line)) is not None:
+            folder = Path(m.group(1))
+    return SimulationTiming(
+        rc=rc, status=status, superlink_start_s=superlink_start, startup_s=startup, strategy_s=strategy,
+        round_arrivals_s=arrivals, total_s=total, results_folder=folder, log=log,
+    )
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, load, and library versions (timings depend on them)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+    for pkg in ("flwr", "torch", "numpy", "flower-dl"):
+        try:
+            info[pkg] = version(pkg)
+        except PackageNotFoundError:
+            info[pkg] = "not installed"
+    return info
+
+
+def fmt(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)

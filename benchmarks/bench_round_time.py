@@ -1,0 +1,351 @@
+"""Round time of flower-dl's decentralized strategy against a plain PyTorch loop, same work.
+
+Usage::
+
+    python benchmarks/bench_round_time.py [--model mlp|cnn|both] [--rounds R] [--json OUT.json] [--quick]
+
+For each model (``mlp``, ``cnn``) one run measures, in this order:
+
+(b) flower-dl, per round. One simulation launched through the package's own
+    path (``flower_dl.processes.local_superlink`` + ``flower_dl.cli.launch``,
+    i.e. what ``flower-dl run`` does: ``flwr run --stream`` on a private
+    simulation SuperLink, one simulated SuperNode per node, 1 CPU each). The
+    figure is Flower's own "Strategy execution finished in X s" (timed inside
+    the ServerApp from just before round 1 to the end of the last round)
+    divided by the number of rounds: start-up, the exchange phase and writing
+    the results are excluded. A flower-dl round is: send each node its model,
+    ``local-epochs`` of local SGD on every node, mix with W, and every node
+    evaluates its model on the whole test set. The per-round times from
+    consecutive "[ROUND r/R]" line arrivals are kept in the JSON as a check
+    (resolution ~0.5 s: Flower streams logs in batches).
+(c) start-up: from calling ``launch`` to the arrival of the "[ROUND 1/" line:
+    packaging and submitting the app, starting the simulation runtime (Ray),
+    the ServerApp, node discovery, loading and partitioning the data on the
+    nodes, and the exchange phase. The SuperLink's own start (before
+    ``launch``) is reported apart (``superlink-start-s``).
+(d) peak memory of the simulation: the summed RSS (and PSS) of every process
+    of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
+    ClientApp actors), sampled every 0.2 s from /proc (see ``_harness.py``;
+    this benchmark's own process is not counted).
+(a) the plain loop, per round: one process, no Flower. The same model
+    (``flower_dl.models.build_model``, same seed), ``flower_dl.training.train``
+    (SGD with the same lr, momentum and batch size) on preloaded tensors, the
+    nodes one after another, ``local-epochs`` each, per round; torch uses the
+    number of threads a single process gets by default here
+    (``torch.get_num_threads()``, reported). Node ``i`` trains on exactly as
+    many samples as flower-dl's node ``i`` did: the sizes are read from the
+    run's ``metrics.csv`` (``num-train-examples`` of round 1 = own samples +
+    the new samples it received). The samples are node ``i``'s own partition
+    (``flower_dl.data.partition_indices``, as the nodes compute it) filled up
+    with other training samples, picked at random, in place of the exchanged
+    ones: the content does not change the cost, the sizes do. The loop's
+    evaluation on the test set (what a flower-dl round also does) is timed
+    apart, so both ``b/a`` (the issue's ratio: training only) and
+    ``b/(a+eval)`` are printed. Its peak RSS is that of this process.
+
+The setting is the original study's: 5 nodes on its 5-node tree, label skew
+with 3 classes per node (``digits-per-node``: each node holds *all* training
+samples of its 3 classes), share-ratio 0.1 (broadcast), 3 local epochs,
+batch 64, lr 0.01, momentum 0.5, seed 42. Data: full-size Fashion-MNIST from
+Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``)
+when present, else synthetic random images of the same size (60,000 train /
+10,000 test, 6,000 per class) written as IDX files to a temporary folder and
+used by both sides.
+
+Both sides pay the first-call costs of PyTorch in round 1; the per-round
+lists in the JSON let one leave round 1 out, and with R >= 2 the column
+"b/a rounds 2+" does: the plain loop's rounds 2..R against flower-dl's, the
+latter from "[ROUND 2/" to "Strategy execution finished" line arrivals.
+
+``--quick`` checks the script end to end in a minute or two: the embedded
+``mnist-5k`` data, 1 round, 1 local epoch. Its figures mean nothing.
+
+Timings depend on the machine and on what else runs on it: the load average
+is recorded in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import (  # noqa: E402
+    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, own_rss, timed_simulation,
+    wait_for_exit,
+)
+
+from flower_dl.cli import resolve_config  # noqa: E402
+from flower_dl.data import load_dataset, partition_indices, to_tensor  # noqa: E402
+from flower_dl.models import build_model  # noqa: E402
+from flower_dl.topology import STUDY_EDGES  # noqa: E402
+from flower_dl.training import evaluate, train  # noqa: E402
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+STUDY: dict[str, Any] = {
+    "num-nodes": 5,
+    "topology": "edges",
+    "edges": STUDY_EDGES,
+    "mixing": "metropolis",
+    "partitioner": "digits-per-node",
+    "digits-per-node": 3,
+    "share-ratio": 0.1,
+    "exchange-mode": "broadcast",
+    "strategy": "decentralized",
+    "batch-size": 64,
+    "lr": 0.01,
+    "momentum": 0.5,
+    "seed": 42,
+}
+"""The original study's setting, given explicitly (not relying on the defaults)."""
+
+
+# --------------------------------------------------------------------- data
+def write_synthetic_idx(folder: Path, n_train: int = 60_000, n_test: int = 10_000, seed: int = 0) -> Path:
+    """Random ``uint8`` 28x28 images and balanced labels as MNIST-format IDX files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def write(name: str, array: np.ndarray) -> None:
+        kind = 0x08  # unsigned byte
+        header = bytes([0, 0, kind, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        (folder / name).write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write(f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+        write(f"{prefix}-labels-idx1-ubyte", rng.permutation(np.arange(n) % 10).astype(np.uint8))
+    return folder
+
+
+def choose_data(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str]:
+    """``(dataset, data-dir, description)`` for the run config."""
+    if args.quick:
+        return "mnist-5k", "", "mnist-5k (embedded, 4,000 train / 1,000 test)"
+    data_dir = Path(args.data_dir)
+    if not args.synthetic and data_dir.is_dir() and any(data_dir.rglob("train-images-idx3-ubyte*")):
+        return "fashion-mnist", str(data_dir), f"Fashion-MNIST from {data_dir}"
+    folder = write_synthetic_idx(tmp / "synthetic-fashion-mnist")
+    return "fashion-mnist", str(folder), "synthetic, Fashion-MNIST-sized (60,000 / 10,000), random pixels"
+
+
+def node_sizes(metrics_csv: Path, num_nodes: int) -> list[int]:
+    """Per-node ``num-train-examples`` of round 1 from a run's metrics.csv."""
+    with open(metrics_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["round"] == "1"]
+    sizes = {int(r["node"]): r["num-train-examples"] for r in rows}
+    missing = [i for i in range(num_nodes) if not sizes.get(i)]
+    if missing:
+        raise RuntimeError(f"{metrics_csv}: no num-train-examples in round 1 for nodes {missing}")
+    return [int(float(sizes[i])) for i in range(num_nodes)]
+
+
+def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple]:
+    """Each node's own partition filled up to ``sizes[i]`` samples; the test set."""
+    data = load_dataset(cfg.dataset, cfg.data_dir)
+    parts = partition_indices(
+        data.train_labels, cfg.partitioner, cfg.num_nodes,
+        digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    everything = np.arange(len(data.train_labels))
+    nodes = []
+    for own, size in zip(parts, sizes):
+        if size < len(own):
+            raise RuntimeError(f"flower-dl trained a node on {size} samples, fewer than it owns ({len(own)})")
+        others = np.setdiff1d(everything, own, assume_unique=True)
+        extra = rng.choice(others, size=size - len(own), replace=False)
+        ids = np.concatenate([own, extra])
+        nodes.append((to_tensor(data.train_images[ids]), torch.from_numpy(data.train_labels[ids].astype(np.int64))))
+    test = (to_tensor(data.test_images), torch.from_numpy(data.test_labels.astype(np.int64)))
+    return nodes, test
+
+
+# --------------------------------------------------------------- the loops
+def after_round_1(per_round: list[float]) -> float | None:
+    """Mean of rounds 2..R (leaves out round 1's first-call costs); None for one round."""
+    return float(np.mean(per_round[1:])) if len(per_round) >= 2 else None
+
+
+def plain_loop(cfg, sizes: list[int], rounds: int) -> dict[str, Any]:
+    """(a): every node's local epochs one after another, per round, in this process."""
+    rss_before = own_rss()
+    with TreeMemorySampler(tree=False) as mem:
+        nodes, (test_x, test_y) = plain_node_data(cfg, sizes)
+        models = [build_model(cfg.model, seed=cfg.seed) for _ in nodes]
+        train_s, eval_s = [], []
+        for rnd in range(1, rounds + 1):
+            t = time.perf_counter()
+            for i, (x, y) in enumerate(nodes):
+                torch.manual_seed(cfg.seed + 1000 * rnd + i)  # dropout masks
+                generator = torch.Generator().manual_seed(cfg.seed + 1000 * rnd + i)
+                train(
+                    models[i], x, y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
+                    batch_size=cfg.batch_size, generator=generator,
+                )
+            train_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for model in models:
+                evaluate(model, test_x, test_y)
+            eval_s.append(time.perf_counter() - t)
+    return {
+        "train-s-per-round": float(np.mean(train_s)),
+        "train-s-per-round-after-round-1": after_round_1(train_s),
+        "eval-s-per-round": float(np.mean(eval_s)),
+        "train-s-rounds": train_s,
+        "eval-s-rounds": eval_s,
+        "peak-rss-mib": round(mem.peak_rss / MIB, 1),
+        "rss-before-mib": round(rss_before / MIB, 1),
+        "torch-threads": torch.get_num_threads(),
+    }
+
+
+def flower_run(
+    model: str, args: argparse.Namespace, dataset: str, data_dir: str, tmp: Path
+) -> tuple[Any, dict[str, Any]]:
+    """(b), (c), (d): one flower-dl simulation; returns the validated config and the figures."""
+    overrides = {
+        **STUDY,
+        "dataset": dataset,
+        "data-dir": data_dir,
+        "model": model,
+        "num-server-rounds": args.rounds,
+        "local-epochs": args.local_epochs,
+        "results-dir": str(tmp / "results"),
+        "run-name": f"bench-round-time-{model}",
+    }
+    cfg = resolve_config(APP_DIR, overrides)  # validates before anything starts
+
+    def echo(line: str) -> None:
+        if args.verbose or ROUND_RE.search(line) or FINISHED_RE.search(line):
+            sys.stdout.write("    | " + line)
+            sys.stdout.flush()
+
+    workdir = tmp / f"superlink-{model}"
+    workdir.mkdir()
+    with TreeMemorySampler() as mem:
+        sim = timed_simulation(overrides, workdir, num_nodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node, echo=echo)
+    teardown_s, leftovers = wait_for_exit(mem)
+    if not sim.ok:
+        sys.stderr.write(sim.tail())
+        raise SystemExit(f"flower-dl run failed (flwr exit code {sim.rc}, status {sim.status})")
+    metrics_csv = Path(cfg.results_dir) / cfg.run_name / "metrics.csv"
+    figures = {
+        "s-per-round": sim.strategy_s / args.rounds,
+        "strategy-s": sim.strategy_s,
+        "round-s-from-line-arrivals": sim.round_durations(),
+        "s-per-round-after-round-1": after_round_1(sim.round_durations()),
+        "startup-s": sim.startup_s,
+        "superlink-start-s": sim.superlink_start_s,
+        "launch-to-exit-s": sim.total_s,
+        **mem.figures(),
+        "teardown-s": teardown_s,
+        "processes-left-after-teardown": leftovers,
+        "num-train-examples": node_sizes(metrics_csv, cfg.num_nodes),
+    }
+    return cfg, figures
+
+
+# --------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("mlp", "cnn", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each run (default: 3)")
+    parser.add_argument("--local-epochs", type=int, default=3, help="local epochs per round (default: 3, the study's)")
+    parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1, as flower-dl run)")
+    parser.add_argument("--data-dir", default=DEBIAN_FASHION_MNIST, help=f"Fashion-MNIST IDX folder (default: {DEBIAN_FASHION_MNIST})")
+    parser.add_argument("--synthetic", action="store_true", help="use synthetic Fashion-MNIST-sized data even if the real one is there")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch threads of the plain loop (default: torch's default for one process here)")
+    parser.add_argument("--json", help="write the figures to this JSON file")
+    parser.add_argument("--verbose", "-v", action="store_true", help="echo the whole simulation output")
+    parser.add_argument("--quick", action="store_true", help="mnist-5k, 1 round, 1 local epoch: checks the script works")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.local_epochs = 1, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    models = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    machine = machine_info()
+    machine["torch-threads"] = torch.get_num_threads()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="flower-dl-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        dataset, data_dir, described = choose_data(args, tmp)
+        print(f"data: {described}; {args.rounds} round(s), {args.local_epochs} local epoch(s); "
+              f"{machine['cpus']} CPUs, load {machine['loadavg']}, torch threads {machine['torch-threads']}", flush=True)
+        for model in models:
+            print(f"[{model}] flower-dl simulation ...", flush=True)
+            cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
+            print(f"[{model}] plain loop on node sizes {flower['num-train-examples']} ...", flush=True)
+            plain = plain_loop(cfg, flower["num-train-examples"], args.rounds)
+            results.append({
+                "model": model,
+                "plain": plain,
+                "flower-dl": flower,
+                "ratio": flower["s-per-round"] / plain["train-s-per-round"],
+                "ratio-vs-plain-with-eval": flower["s-per-round"] / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
+                "ratio-after-round-1": (
+                    flower["s-per-round-after-round-1"] / plain["train-s-per-round-after-round-1"]
+                    if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"] else None
+                ),
+            })
+    machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
+
+    print()
+    header = ("model", "plain s/round", "+eval", "flower-dl s/round", "ratio b/a", "b/(a+eval)", "b/a rounds 2+",
+              "start-up s", "peak RSS MiB", "peak PSS MiB", "plain RSS MiB")
+    rows = [
+        (r["model"], fmt(r["plain"]["train-s-per-round"]), fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
+         fmt(r["flower-dl"]["s-per-round"]), fmt(r["ratio"]), fmt(r["ratio-vs-plain-with-eval"]), fmt(r["ratio-after-round-1"]),
+         fmt(r["flower-dl"]["startup-s"], ".1f"), fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
+         fmt(r["flower-dl"]["peak-pss-mib"], ".0f"), fmt(r["plain"]["peak-rss-mib"], ".0f"))
+        for r in results
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    for r in results:
+        f, p = r["flower-dl"], r["plain"]
+        print(f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
+              f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
+              f"RSS {p['rss-before-mib']:.0f} MiB before loading its data")
+        print(f"{r['model']}: superlink start {f['superlink-start-s']:.1f} s, launch->exit {f['launch-to-exit-s']:.1f} s, "
+              f"teardown {f['teardown-s']:.1f} s, "
+              f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
+              f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}")
+        if f["processes-left-after-teardown"]:
+            print(f"{r['model']}: WARNING processes of the run still alive {f['teardown-s']:.0f} s after it: "
+                  f"{f['processes-left-after-teardown']}")
+
+    if args.json:
+        out = {
+            "benchmark": "round-time",
+            "setting": {**STUDY, "data": described, "rounds": args.rounds, "local-epochs": args.local_epochs,
+                        "cpus-per-node": args.cpus_per_node, "quick": args.quick},
+            "machine": machine,
+            "results": results,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,525 @@
+"""End-to-end encryption of the raw samples exchanged between graph neighbours.
+
+In Flower every message between clients is relayed by the server, which could
+therefore read the raw image samples that flower-dl nodes exchange with their
+neighbours.  This module lets two nodes encrypt those samples end to end:
+
+* every node holds an X25519 :class:`KeyPair` and publishes only its public key
+  (through the server);
+* for a directed edge ``src -> dst`` both ends derive the same 32-byte symmetric
+  key with :func:`edge_key` (X25519 key agreement followed by HKDF-SHA256, with
+  the edge and an optional context such as a run id bound into the HKDF info);
+* the samples are serialised without pickle (:func:`pack_samples`) and sealed
+  with AES-256-GCM (:func:`encrypt`), the additional authenticated data binding
+  the edge and context so that a blob replayed on another edge fails to open.
+
+The server thus only ever routes ciphertext.  This module is the bottom layer of
+the package: it imports nothing from the rest of :mod:`flower_dl` nor from
+``flwr``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "DecryptionError",
+    "KeyPair",
+    "edge_key",
+    "pack_samples",
+    "unpack_samples",
+    "encrypt",
+    "decrypt",
+    "seal_samples",
+    "open_samples",
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "TAG_SIZE",
+    "OVERHEAD",
+]
+
+KEY_SIZE: int = 32
+"""Size in bytes of X25519 keys and of the derived AES-256 keys."""
+
+NONCE_SIZE: int = 12
+"""Size in bytes of the random AES-GCM nonce prepended to each ciphertext."""
+
+TAG_SIZE: int = 16
+"""Size in bytes of the AES-GCM authentication tag."""
+
+OVERHEAD: int = NONCE_SIZE + TAG_SIZE
+"""Ciphertext expansion of :func:`encrypt`: ``len(blob) == len(plaintext) + OVERHEAD``."""
+
+_HKDF_INFO_PREFIX = b"flower-dl exchange v1|"
+_AAD_PREFIX = b"flower-dl samples v1|"
+
+# Serialisation format of pack_samples (all integers little-endian):
+#   magic  b"FDLS"          4 bytes
+#   version                 uint8 (= 1)
+#   image ndim (>= 1)       uint8, ndim of the images array, including the n axis
+#   n                       uint64
+#   image dims 1..ndim-1    uint64 each
+#   ids                     n * int64
+#   images                  n * prod(dims) * uint8
+#   labels                  n * int64
+_MAGIC = b"FDLS"
+_VERSION = 1
+_PREFIX = struct.Struct("<4sBBQ")
+_MAX_IMAGE_NDIM = 8
+
+
+class DecryptionError(ValueError):
+    """Raised when a ciphertext cannot be authenticated and decrypted.
+
+    This covers a wrong key (wrong peer, wrong edge, wrong context), wrong
+    additional authenticated data, tampered ciphertext and truncated blobs.
+    """
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An X25519 key pair held by one node.
+
+    Parameters
+    ----------
+    private_bytes : bytes
+        Raw 32-byte X25519 private key.  Never leaves the node; hidden from
+        ``repr``.
+    public_bytes : bytes
+        Raw 32-byte X25519 public key, published through the server.
+
+    Raises
+    ------
+    ValueError
+        If either key is not 32 bytes or the public key does not match the
+        private key.
+    """
+
+    private_bytes: bytes = field(repr=False)
+    public_bytes: bytes
+
+    def __post_init__(self) -> None:
+        priv = _as_bytes(self.private_bytes, "private_bytes")
+        pub = _as_bytes(self.public_bytes, "public_bytes")
+        if len(priv) != KEY_SIZE:
+            raise ValueError(f"private_bytes must be {KEY_SIZE} bytes, got {len(priv)}")
+        if len(pub) != KEY_SIZE:
+            raise ValueError(f"public_bytes must be {KEY_SIZE} bytes, got {len(pub)}")
+        if _public_from_private(priv) != pub:
+            raise ValueError("public_bytes does not match private_bytes")
+        object.__setattr__(self, "private_bytes", priv)
+        object.__setattr__(self, "public_bytes", pub)
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        """Generate a fresh key pair from the OS random source.
+
+        Returns
+        -------
+        KeyPair
+            A new random key pair.
+        """
+        private = X25519PrivateKey.generate()
+        raw = private.private_bytes(
+            encoding=serialization.Encoding.Raw,
+            format=serialization.PrivateFormat.Raw,
+            encryption_algorithm=serialization.NoEncryption(),
+        )
+        return cls.from_private_bytes(raw)
+
+    @classmethod
+    def from_private_bytes(cls, raw: bytes) -> KeyPair:
+        """Rebuild a key pair from its raw 32-byte private key.
+
+        Parameters
+        ----------
+        raw : bytes
+            Raw 32-byte X25519 private key.
+
+        Returns
+        -------
+        KeyPair
+            The key pair, with its public key recomputed.
+
+        Raises
+        ------
+        ValueError
+            If ``raw`` is not 32 bytes.
+        """
+        raw = _as_bytes(raw, "raw")
+        if len(raw) != KEY_SIZE:
+            raise ValueError(f"private key must be {KEY_SIZE} bytes, got {len(raw)}")
+        return cls(private_bytes=raw, public_bytes=_public_from_private(raw))
+
+
+def _as_bytes(value: object, name: str) -> bytes:
+    """Return ``value`` as immutable ``bytes`` or raise ``TypeError``."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
+
+
+def _public_from_private(raw: bytes) -> bytes:
+    """Compute the raw public key matching a raw private key."""
+    return X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes(
+        encoding=serialization.Encoding.Raw,
+        format=serialization.PublicFormat.Raw,
+    )
+
+
+def _edge_label(src: int, dst: int) -> bytes:
+    """Encode a directed edge as ``b"src->dst"``."""
+    if isinstance(src, bool) or isinstance(dst, bool):
+        raise TypeError("src and dst must be integers, not bool")
+    return f"{int(src)}->{int(dst)}".encode()
+
+
+def edge_key(
+    own: KeyPair,
+    peer_public: bytes,
+    src: int,
+    dst: int,
+    context: bytes = b"",
+) -> bytes:
+    """Derive the symmetric key of the directed edge ``src -> dst``.
+
+    The key is HKDF-SHA256 over the X25519 shared secret of ``own`` and
+    ``peer_public``, with no salt and with info
+    ``b"flower-dl exchange v1|" + b"{src}->{dst}" + b"|" + context``.  The
+    sender calls it with its own key pair and the receiver's public key, the
+    receiver with its own key pair and the sender's public key; both obtain the
+    same key.  Different edges, directions or contexts give unrelated keys.
+
+    Parameters
+    ----------
+    own : KeyPair
+        Key pair of the calling node (either end of the edge).
+    peer_public : bytes
+        Raw 32-byte public key of the other end of the edge.
+    src : int
+        Sending node id.
+    dst : int
+        Receiving node id.
+    context : bytes, optional
+        Extra domain separation, e.g. a run id or round number.
+
+    Returns
+    -------
+    bytes
+        A 32-byte key suitable for :func:`encrypt` / :func:`decrypt`.
+
+    Raises
+    ------
+    ValueError
+        If ``peer_public`` is not 32 bytes or is a degenerate (low-order) point.
+    """
+    peer_public = _as_bytes(peer_public, "peer_public")
+    context = _as_bytes(context, "context")
+    if len(peer_public) != KEY_SIZE:
+        raise ValueError(f"peer_public must be {KEY_SIZE} bytes, got {len(peer_public)}")
+    private = X25519PrivateKey.from_private_bytes(own.private_bytes)
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError as exc:  # all-zero shared secret from a low-order point
+        raise ValueError(f"invalid peer public key: {exc}") from None
+    info = _HKDF_INFO_PREFIX + _edge_label(src, dst) + b"|" + context
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(shared)
+
+
+def _check_int_array(arr: np.ndarray, name: str) -> np.ndarray:
+    """Validate a 1-D integer array and return it as contiguous little-endian int64."""
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
+    if arr.size and arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+        if int(arr.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} has values that do not fit in int64")
+    return np.ascontiguousarray(arr, dtype="<i8")
+
+
+def pack_samples(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> bytes:
+    """Serialise a batch of samples losslessly, without pickle.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray
+        Sample ids, shape ``(n,)``, integer dtype (stored as int64).
+    images : numpy.ndarray
+        Images, shape ``(n, H, W)`` (any ``ndim >= 1`` with leading ``n``),
+        dtype uint8 (integer arrays with values in ``[0, 255]`` are accepted).
+    labels : numpy.ndarray
+        Labels, shape ``(n,)``, integer dtype (stored as int64).
+
+    Returns
+    -------
+    bytes
+        A fixed little-endian header (magic, version, image shape) followed by
+        the raw bytes of ids, images and labels.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent lengths, wrong dimensionality or unsupported dtypes.
+    """
+    ids_a = _check_int_array(np.asarray(ids), "ids")
+    labels_a = _check_int_array(np.asarray(labels), "labels")
+    images_a = np.asarray(images)
+    if images_a.ndim < 1 or images_a.ndim > _MAX_IMAGE_NDIM:
+        raise ValueError(f"images must have 1..{_MAX_IMAGE_NDIM} dimensions, got {images_a.ndim}")
+    if images_a.dtype != np.uint8:
+        if images_a.size and images_a.dtype.kind not in "iu":
+            raise ValueError(f"images must be uint8, got {images_a.dtype}")
+        if images_a.size and (int(images_a.min()) < 0 or int(images_a.max()) > 255):
+            raise ValueError("images have values outside [0, 255]")
+        images_a = images_a.astype(np.uint8)
+    images_a = np.ascontiguousarray(images_a)
+    n = images_a.shape[0]
+    if ids_a.shape[0] != n or labels_a.shape[0] != n:
+        raise ValueError(
+            f"length mismatch: {ids_a.shape[0]} ids, {n} images, {labels_a.shape[0]} labels"
+        )
+    header = _PREFIX.pack(_MAGIC, _VERSION, images_a.ndim, n)
+    header += struct.pack(f"<{images_a.ndim - 1}Q", *images_a.shape[1:])
+    return b"".join((header, ids_a.tobytes(), images_a.tobytes(), labels_a.tobytes()))
+
+
+def unpack_samples(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_samples`.
+
+    Parameters
+    ----------
+    data : bytes
+        Output of :func:`pack_samples`.
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        int64 array of shape ``(n,)``.
+    images : numpy.ndarray
+        uint8 array of shape ``(n, H, W)`` (as packed).
+    labels : numpy.ndarray
+        int64 array of shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is truncated, has trailing bytes, a bad magic/version or an
+        implausible header.
+    """
+    if isinstance(data, np.ndarray):
+        data = data.tobytes()
+    data = _as_bytes(data, "data")
+    if len(data) < _PREFIX.size:
+        raise ValueError(f"sample data truncated: {len(data)} bytes, header needs {_PREFIX.size}")
+    magic, version, ndim, n = _PREFIX.unpack_from(data, 0)
+    if magic != _MAGIC:
+        raise ValueError("not flower-dl sample data (bad magic)")
+    if version != _VERSION:
+        raise ValueError(f"unsupported sample data version {version}")
+    if not 1 <= ndim <= _MAX_IMAGE_NDIM:
+        raise ValueError(f"invalid image ndim {ndim} in header")
+    offset = _PREFIX.size
+    dims_size = 8 * (ndim - 1)
+    if len(data) < offset + dims_size:
+        raise ValueError("sample data truncated in the shape header")
+    dims = struct.unpack_from(f"<{ndim - 1}Q", data, offset)
+    offset += dims_size
+    per_image = 1
+    for d in dims:
+        per_image *= d
+    # Python ints: no overflow; compare with the actual length before allocating.
+    expected = offset + n * 8 + n * per_image + n * 8
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "has trailing bytes"
+        raise ValueError(f"sample data {kind}: {len(data)} bytes, header implies {expected}")
+    ids = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
+    offset += 8 * n
+    images = (
+        np.frombuffer(data, dtype=np.uint8, count=n * per_image, offset=offset)
+        .reshape((n, *dims))
+        .copy()
+    )
+    offset += n * per_image
+    labels = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
+    return ids, images, labels
+
+
+def _check_key(key: bytes) -> bytes:
+    key = _as_bytes(key, "key")
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"key must be {KEY_SIZE} bytes, got {len(key)}")
+    return key
+
+
+def encrypt(key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
+    """Encrypt and authenticate with AES-256-GCM.
+
+    Parameters
+    ----------
+    key : bytes
+        32-byte symmetric key, e.g. from :func:`edge_key`.
+    plaintext : bytes
+        Data to encrypt.
+    aad : bytes, optional
+        Additional authenticated data (not encrypted, but must match on
+        decryption).
+
+    Returns
+    -------
+    bytes
+        ``nonce (12 random bytes) + ciphertext + tag (16 bytes)``.
+
+    Raises
+    ------
+    ValueError
+        If ``key`` is not 32 bytes.
+    """
+    key = _check_key(key)
+    nonce = os.urandom(NONCE_SIZE)
+    body = AESGCM(key).encrypt(nonce, _as_bytes(plaintext, "plaintext"), _as_bytes(aad, "aad"))
+    return nonce + body
+
+
+def decrypt(key: bytes, blob: bytes, aad: bytes = b"") -> bytes:
+    """Authenticate and decrypt a blob produced by :func:`encrypt`.
+
+    Parameters
+    ----------
+    key : bytes
+        32-byte symmetric key.
+    blob : bytes
+        ``nonce + ciphertext + tag``.
+    aad : bytes, optional
+        Additional authenticated data given to :func:`encrypt`.
+
+    Returns
+    -------
+    bytes
+        The plaintext.
+
+    Raises
+    ------
+    DecryptionError
+        On a wrong key or aad, tampered or truncated blob.
+    ValueError
+        If ``key`` is not 32 bytes.
+    """
+    key = _check_key(key)
+    blob = _as_bytes(blob, "blob")
+    if len(blob) < OVERHEAD:
+        raise DecryptionError(f"ciphertext truncated: {len(blob)} bytes < {OVERHEAD}")
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _as_bytes(aad, "aad"))
+    except InvalidTag:
+        raise DecryptionError(
+            "authentication failed: wrong key, wrong edge/context, or tampered data"
+        ) from None
+
+
+def _samples_aad(src: int, dst: int, context: bytes) -> bytes:
+    return _AAD_PREFIX + _edge_label(src, dst) + b"|" + _as_bytes(context, "context")
+
+
+def seal_samples(
+    own: KeyPair,
+    peer_public: bytes,
+    src: int,
+    dst: int,
+    ids: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    context: bytes = b"",
+) -> np.ndarray:
+    """Pack and encrypt samples for the directed edge ``src -> dst``.
+
+    Parameters
+    ----------
+    own : KeyPair
+        Key pair of the sender ``src``.
+    peer_public : bytes
+        Public key of the receiver ``dst``.
+    src : int
+        Sending node id.
+    dst : int
+        Receiving node id.
+    ids, images, labels : numpy.ndarray
+        Samples, as accepted by :func:`pack_samples`.
+    context : bytes, optional
+        Extra domain separation (e.g. run id); must match on opening.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D uint8 ciphertext (nonce + ciphertext + tag), ready to be put in a
+        Flower message.  The edge and context are bound both in the key and in
+        the additional authenticated data.
+    """
+    key = edge_key(own, peer_public, src, dst, context)
+    blob = encrypt(key, pack_samples(ids, images, labels), _samples_aad(src, dst, context))
+    return np.frombuffer(blob, dtype=np.uint8).copy()
+
+
+def open_samples(
+    own: KeyPair,
+    peer_public: bytes,
+    src: int,
+    dst: int,
+    blob: np.ndarray | bytes,
+    context: bytes = b"",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decrypt and unpack samples sealed by :func:`seal_samples`.
+
+    Parameters
+    ----------
+    own : KeyPair
+        Key pair of the receiver ``dst``.
+    peer_public : bytes
+        Public key of the sender ``src``.
+    src : int
+        Sending node id.
+    dst : int
+        Receiving node id.
+    blob : numpy.ndarray or bytes
+        Ciphertext returned by :func:`seal_samples` (uint8 array or bytes).
+    context : bytes, optional
+        Context given to :func:`seal_samples`.
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        int64 array of shape ``(n,)``.
+    images : numpy.ndarray
+        uint8 array of shape ``(n, H, W)``.
+    labels : numpy.ndarray
+        int64 array of shape ``(n,)``.
+
+    Raises
+    ------
+    DecryptionError
+        If the blob was not sealed for this edge/context by the holder of
+        ``peer_public``'s private key, or was tampered with or truncated.
+    """
+    if isinstance(blob, np.ndarray):
+        if blob.dtype != np.uint8:
+            raise ValueError(f"blob array must be uint8, got {blob.dtype}")
+        data = np.ascontiguousarray(blob).tobytes()
+    else:
+        data = _as_bytes(blob, "blob")
+    key = edge_key(own, peer_public, src, dst, context)
+    plaintext = decrypt(key, data, _samples_aad(src, dst, context))
+    return unpack_samples(plaintext)

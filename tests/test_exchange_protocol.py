@@ -1,0 +1,153 @@
+"""The exchange phase's messages, in process: what the server relays, and what it can read.
+
+A fake Grid hands each message straight to the ClientApp's handler of the
+addressed node (each node with its own Context), and keeps every message the
+server sends or receives, so the test can look at all the bytes the server
+handles. The real-Flower path is covered by the simulation tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from flower_dl import client_app
+from flower_dl.config import RunConfig
+from flower_dl.crypto import DecryptionError, KeyPair, open_samples
+from flower_dl.data import load_dataset
+from flower_dl.server_app import build_topology, discover_nodes, run_exchange
+
+HANDLERS = {
+    "query.identify": client_app.identify,
+    "query.share": client_app.share,
+    "query.receive": client_app.receive,
+}
+
+
+class FakeGrid:
+    """Routes messages to in-process nodes; records every message's content."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.contexts = {
+            1000 + pid: Context(
+                run_id=7, node_id=1000 + pid, node_config={"partition-id": pid, "num-partitions": cfg.num_nodes},
+                state=RecordDict(), run_config=cfg.to_run_config(),
+            )
+            for pid in range(cfg.num_nodes)
+        }
+        self.seen: list[RecordDict] = []
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def send_and_receive(self, messages, timeout=None):
+        replies = []
+        for msg in messages:
+            self.seen.append(msg.content)
+            node = msg.metadata.dst_node_id
+            TaskIdentity.node_id = node
+            reply = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
+            self.seen.append(reply.content)
+            assert reply.metadata.src_node_id == node
+            replies.append(reply)
+            TaskIdentity.node_id = 1
+        return replies
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 1, 1
+    yield
+
+
+def _exchange(**changes):
+    cfg = RunConfig(**changes)
+    graph, _ = build_topology(cfg)
+    grid = FakeGrid(cfg)
+    node_ids, keys = discover_nodes(grid, cfg)
+    result = run_exchange(grid, cfg, graph, node_ids, keys)
+    return cfg, grid, node_ids, keys, result
+
+
+def _all_bytes(records: list[RecordDict]) -> bytes:
+    chunks = []
+    for rec in records:
+        for arr_rec in rec.array_records.values():
+            for arr in arr_rec.values():
+                chunks.append(arr.data)
+        for cfg_rec in rec.config_records.values():
+            for value in cfg_rec.values():
+                if isinstance(value, bytes):
+                    chunks.append(value)
+                elif isinstance(value, list):
+                    chunks.extend(v for v in value if isinstance(v, bytes))
+    return b"".join(chunks)
+
+
+def test_the_server_never_handles_a_sent_image(tmp_path) -> None:
+    cfg, grid, node_ids, keys, result = _exchange(share_ratio=0.5, digits_per_node=2)
+    data = load_dataset(cfg.dataset)
+    seen = _all_bytes(grid.seen)
+    sent_ids = {}
+    for pid, nid in node_ids.items():
+        sent = grid.contexts[nid].state[client_app.SENT_KEY]
+        sent_ids[pid] = next(iter(sent.values())).numpy()
+    assert sum(len(v) for v in sent_ids.values()) > 0
+    for pid, ids in sent_ids.items():
+        for sid in ids[:25]:
+            image = data.train_images[sid].tobytes()
+            window = image[14 * 28 : 14 * 28 + 28]  # the middle row: never all-black for a digit
+            assert window.strip(b"\0"), "test needs a non-blank row"
+            assert window not in seen, f"node {pid}'s image {sid} crossed the server in clear"
+    # and yet every neighbour got them: node 0 holds what node 1 sent, after decryption
+    received = grid.contexts[node_ids[0]].state[client_app.RECEIVED_KEY]
+    got = received["ids"].numpy()[received["src"].numpy() == 1]
+    assert np.array_equal(np.sort(got), np.sort(sent_ids[1]))
+    assert all(e["samples-sent"] == len(sent_ids[e["src"]]) for e in result["edges"])
+
+
+def test_without_encryption_the_server_sees_images() -> None:
+    cfg, grid, node_ids, _, _ = _exchange(share_ratio=0.5, digits_per_node=2, exchange_encryption=False)
+    sent = grid.contexts[node_ids[1]].state[client_app.SENT_KEY]
+    sid = next(iter(sent.values())).numpy()[0]
+    row = load_dataset(cfg.dataset).train_images[sid].tobytes()[14 * 28 : 15 * 28]
+    assert row in _all_bytes(grid.seen)  # the control: the check above can fail
+
+
+def test_a_node_cannot_open_what_was_sealed_for_another() -> None:
+    cfg, grid, node_ids, keys, _ = _exchange(share_ratio=0.3, digits_per_node=2)
+    # node 0 sealed a sample for node 1; node 2 (not its addressee) tries with everything public
+    share_reply = next(rec for rec in grid.seen if "share" in rec and "sealed:1" in rec["share"])
+    blob = share_reply["share"]["sealed:1"].numpy()
+    intruder = KeyPair.from_private_bytes(grid.contexts[node_ids[2]].state[client_app.KEYS_KEY]["private"])
+    with pytest.raises(DecryptionError):
+        open_samples(intruder, keys[0], 0, 1, blob, context=b"run 7")
+    addressee = KeyPair.from_private_bytes(grid.contexts[node_ids[1]].state[client_app.KEYS_KEY]["private"])
+    ids, _, _ = open_samples(addressee, keys[0], 0, 1, blob, context=b"run 7")
+    assert len(ids) == int(0.3 * 800)  # k = 2: 800 samples on node 0
+
+
+@pytest.mark.parametrize("mode", ["broadcast", "per-neighbour"])
+def test_share_ratio_one_broadcast_gives_every_neighbour_everything(mode) -> None:
+    cfg, grid, node_ids, _, result = _exchange(share_ratio=1.0, digits_per_node=2, exchange_mode=mode)
+    data = load_dataset(cfg.dataset)
+    from flower_dl.data import partition_indices
+
+    parts = partition_indices(data.train_labels, cfg.partitioner, 5, digits_per_node=2)
+    graph, _ = build_topology(cfg)
+    for i in range(5):
+        for j in graph.neighbors(i):
+            held = set(grid.contexts[node_ids[j]].state[client_app.RECEIVED_KEY]["ids"].numpy().tolist())
+            assert set(parts[i].tolist()) <= held
+    assert result["leakage"][0] > 0
+
+
+def test_share_ratio_zero_sends_nothing_and_changes_nothing() -> None:
+    cfg, grid, node_ids, _, result = _exchange(share_ratio=0.0)
+    assert all(e["samples-sent"] == 0 for e in result["edges"])
+    assert set(result["leakage"].values()) == {0.0}
+    for pid, nid in node_ids.items():
+        nd = client_app.node_data(grid.contexts[nid])
+        assert np.array_equal(nd.train_ids, nd.own_ids)
