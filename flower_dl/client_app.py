@@ -110,6 +110,11 @@ def node_data(context: Context) -> NodeData:
 
     def build() -> NodeData:
         data = load_dataset(cfg.dataset, cfg.data_dir)
+        # one copy of the test set per process, shared by every node it hosts
+        test_x, test_y = _cached(
+            ("test", cfg.dataset, cfg.data_dir),
+            lambda: (to_tensor(data.test_images), torch.from_numpy(data.test_labels.astype(np.int64))),
+        )
         own = _partition(cfg)[pid]
         x = data.train_images[own]
         y = data.train_labels[own]
@@ -124,8 +129,8 @@ def node_data(context: Context) -> NodeData:
         return NodeData(
             partition_id=pid, own_ids=own, train_ids=ids,
             train_x=to_tensor(x), train_y=torch.from_numpy(np.asarray(y, dtype=np.int64)),
-            test_x=to_tensor(data.test_images),
-            test_y=torch.from_numpy(data.test_labels.astype(np.int64)),
+            test_x=test_x,
+            test_y=test_y,
             received_version=version,
         )
 

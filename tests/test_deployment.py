@@ -47,3 +47,29 @@ def test_missing_and_duplicated_partition_ids_fail_clearly(tmp_path) -> None:
     log = "".join(lines)
     assert status.startswith("finished:failed"), log[-3000:]
     assert "missing: [1]; duplicated: [0]" in log
+
+
+def test_a_supernode_killed_mid_run_does_not_stop_the_run(tmp_path) -> None:
+    lines: list[str] = []
+    with local_deployment(tmp_path / "deploy", 3) as dep:
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            if "[ROUND 2/2]" in line:
+                dep.kill_supernode(2)  # partition-id 2 crashes as round 2 starts
+
+        rc, status = launch(
+            ROOT,
+            {"num-nodes": 3, "topology": "line", "num-server-rounds": 2, "local-epochs": 1,
+             "round-timeout": 45.0, "results-dir": str(tmp_path), "run-name": "killed"},
+            dep.env, on_line=on_line,
+        )
+    log = "".join(lines)
+    assert rc == 0 and status == "finished:completed", log[-4000:]
+    with open(tmp_path / "killed" / "metrics.csv") as fh:
+        rows = {(int(r["round"]), int(r["node"])): r for r in csv.DictReader(fh)}
+    assert all(rows[(1, n)]["failed"] == "0" for n in range(3)), rows
+    assert rows[(2, 2)]["failed"] == "1" and rows[(2, 2)]["accuracy"] == ""
+    assert all(rows[(2, n)]["failed"] == "0" and rows[(2, n)]["accuracy"] != "" for n in (0, 1))
+    failures = json.loads((tmp_path / "killed" / "summary.json").read_text())["failures"]
+    assert {(f["round"], f["node"], f["stage"]) for f in failures} == {(2, 2, "train"), (2, 2, "evaluate")}

@@ -101,7 +101,7 @@ def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
     last = ROUNDS[-1]
     seen = set()
     for row in rows:
-        strategy, model, k, share, runs, seeds, acc, min_acc, leak = row
+        strategy, model, k, share, runs, seeds, acc, min_acc, leak, total = row
         s = strategy.split()[0]
         si, k, share = STRATEGIES.index(s), int(k), float(share)
         seen.add((s, k, share))
@@ -114,6 +114,7 @@ def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
         lowest = min(accuracy(si, share, k, seed, last, n) for seed in SEEDS for n in NODES)
         assert float(min_acc.rstrip("%")) == pytest.approx(100 * lowest, abs=0.006)
         assert float(leak) == pytest.approx(np.mean([leakage(share, k, n) for n in NODES]), abs=6e-5)
+        assert float(total) == pytest.approx(np.sum([leakage(share, k, n) for n in NODES]), abs=6e-5)
     assert len(seen) == len(rows)
     text = (out / "summary.md").read_text()
     assert all(b in text for b in FIGURES)

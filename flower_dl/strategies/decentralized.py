@@ -73,7 +73,7 @@ def mix(W: np.ndarray | sparse.spmatrix, X: np.ndarray, arrived: np.ndarray | No
     """
     if arrived is None or arrived.all():
         return np.asarray(W @ X, dtype=X.dtype)
-    W_eff = effective_mixing(W, arrived)
+    W_eff = effective_mixing(W, arrived).astype(X.dtype)
     return np.asarray(W_eff @ X, dtype=X.dtype)
 
 
@@ -92,7 +92,11 @@ def effective_mixing(W: np.ndarray | sparse.spmatrix, arrived: np.ndarray) -> np
 def consensus_distance(X: np.ndarray) -> float:
     """Mean squared distance of the node models to their average: ``1/n sum_i ||x_i - x_bar||^2``."""
     mean = X.mean(axis=0, dtype=np.float64)
-    return float(((X - mean) ** 2).sum(axis=1).mean())
+    total = 0.0
+    for start in range(0, len(X), 64):  # in blocks: no (n, P) float64 temporary
+        diff = X[start : start + 64] - mean
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return total / len(X)
 
 
 class Decentralized(FedAvg):
@@ -128,7 +132,8 @@ class Decentralized(FedAvg):
         )
         if sorted(node_ids) != list(range(n)):
             raise ValueError(f"node_ids must map every partition-id 0..{n - 1}; got {sorted(node_ids)}")
-        self.W = mixing_matrix
+        # large graphs: a sparse float32 W keeps the product (n, P) float32 and cheap
+        self.W = sparse.csr_matrix(mixing_matrix, dtype=np.float32) if n > 64 else mixing_matrix
         self.node_ids = dict(node_ids)
         self.partition_of = {nid: pid for pid, nid in self.node_ids.items()}
         self.stack: ParameterStack | None = None
