@@ -57,6 +57,7 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     from flwr.common.config import get_fused_config_from_dir
 
     from flower_dl.config import RunConfig
+    from flower_dl.data import check_data_dir
     from flower_dl.server_app import build_topology
 
     if not (app_dir / "pyproject.toml").is_file():
@@ -68,6 +69,8 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     try:
         cfg = RunConfig.from_run_config(fused)
         build_topology(cfg)
+        if cfg.dataset != "mnist-5k" and cfg.data_dir:
+            check_data_dir(cfg.data_dir)
     except ValueError as err:
         raise CliError(str(err)) from err
     return cfg

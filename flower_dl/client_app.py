@@ -60,9 +60,19 @@ def _cached(key: tuple, build):
 
 
 def run_config_of(context: Context) -> RunConfig:
-    """The validated run config (validated once per process and config)."""
+    """The validated run config (validated once per process and config).
+
+    A ``data-dir`` in the node config (a SuperNode's own data folder) takes
+    precedence over the run config's.
+    """
     frozen = tuple(sorted(context.run_config.items()))
-    return _cached(("config", frozen), lambda: RunConfig.from_run_config(context.run_config))
+    node_dir = context.node_config.get("data-dir")
+
+    def build() -> RunConfig:
+        cfg = RunConfig.from_run_config(context.run_config)
+        return cfg.replace(data_dir=str(node_dir)) if node_dir else cfg
+
+    return _cached(("config", frozen, node_dir), build)
 
 
 def partition_id_of(context: Context, cfg: RunConfig) -> int:

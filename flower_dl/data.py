@@ -96,16 +96,9 @@ def load_idx_dir(data_dir: str | os.PathLike[str]) -> ImageData:
     below ``data_dir``: torchvision's ``MNIST/raw`` layout and Debian's
     ``/usr/share/datasets/fashion-mnist`` both work.
     """
+    check_data_dir(data_dir)
     root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data-dir: {str(data_dir)!r} does not exist or is not a directory")
     found = {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()}
-    missing = [IDX_FILES[k] for k, v in found.items() if v is None]
-    if missing:
-        raise DataError(
-            f"data-dir: {str(data_dir)!r} holds no valid MNIST-format data; missing "
-            f"{', '.join(m + '[.gz]' for m in missing)}"
-        )
     arrays = {key: _read_idx(path) for key, path in found.items() if path is not None}
     data = ImageData(
         train_images=arrays["train_images"],
@@ -118,6 +111,25 @@ def load_idx_dir(data_dir: str | os.PathLike[str]) -> ImageData:
     ):
         raise DataError(f"data-dir: {str(data_dir)!r} has image and label files of different lengths")
     return data
+
+
+def check_data_dir(data_dir: str | os.PathLike[str]) -> None:
+    """Fail fast (no data read) if ``data_dir`` does not exist or lacks an IDX file.
+
+    Raises
+    ------
+    DataError
+        Naming the key ``data-dir``, the value and what is missing.
+    """
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data-dir: {str(data_dir)!r} does not exist or is not a directory")
+    missing = [stem for stem in IDX_FILES.values() if _find_idx(root, stem) is None]
+    if missing:
+        raise DataError(
+            f"data-dir: {str(data_dir)!r} holds no valid MNIST-format data; missing "
+            f"{', '.join(m + '[.gz]' for m in missing)}"
+        )
 
 
 def _load_mnist_5k() -> ImageData:
@@ -143,8 +155,14 @@ def _download_torchvision(name: str) -> ImageData:
 
     root = Path.home() / ".cache" / "flower-dl"
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
-    train = cls(str(root), train=True, download=True)
-    test = cls(str(root), train=False, download=True)
+    try:
+        train = cls(str(root), train=True, download=True)
+        test = cls(str(root), train=False, download=True)
+    except Exception as err:  # offline, blocked, ...
+        raise DataError(
+            f"dataset: {name!r} with data-dir = '' is downloaded by torchvision into {root}, and the "
+            f"download failed ({err}); set data-dir to a folder holding the IDX files"
+        ) from err
     return ImageData(
         train.data.numpy(), train.targets.numpy().astype(np.int64),
         test.data.numpy(), test.targets.numpy().astype(np.int64),

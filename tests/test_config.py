@@ -48,6 +48,12 @@ BAD = [
     ({"momentum": 1.0}, "momentum", "1.0", "[0, 1)"),
     ({"num-nodes": True}, "num-nodes", "True", "integer"),
     ({"shares": 0.1}, "shares", "unknown run-config key", "share-ratio"),
+    ({"exchange-encryption": "yes"}, "exchange-encryption", "'yes'", "true or false"),
+    ({"proximal-mu": -1.0}, "proximal-mu", "-1.0", ">= 0"),
+    ({"round-timeout": 0}, "round-timeout", "0", "> 0"),
+    ({"seed": -1}, "seed", "-1", "0..4294967295"),
+    ({"degree": 0}, "degree", "0", ">= 1"),
+    ({"run-name": "a/b"}, "run-name", "'a/b'", "no '/'"),
 ]
 
 

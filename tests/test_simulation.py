@@ -44,3 +44,15 @@ def test_bad_config_fails_before_anything_starts() -> None:
     assert proc.returncode == 2
     assert "share-ratio: 1.5 is out of range; allowed: a number in [0, 1]" in proc.stderr
     assert "SuperLink" not in proc.stdout
+
+
+def test_bad_data_dir_fails_before_anything_starts(tmp_path) -> None:
+    proc = run_cli("run", "-c", f"dataset='fashion-mnist' data-dir='{tmp_path}'", timeout=60)
+    assert proc.returncode == 2
+    assert f"data-dir: '{tmp_path}' holds no valid MNIST-format data; missing train-images-idx3-ubyte" in proc.stderr
+
+
+def test_bad_topology_fails_before_anything_starts() -> None:
+    proc = run_cli("run", "-c", "edges='0-1,2-3,3-4'", timeout=60)
+    assert proc.returncode == 2
+    assert "topology is disconnected: 2 components {0, 1} and {2, 3, 4}" in proc.stderr
