@@ -35,7 +35,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flower_dl.results import atomic_write_text
+from flower_dl.results import atomic_write_bytes, atomic_write_text
 
 TABLE_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -675,21 +674,6 @@ def _fig_learning_curves(df: pd.DataFrame) -> Any:
 
 
 # ------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _render(fig: Any, fmt: str) -> bytes:
     import matplotlib
 
@@ -819,7 +803,7 @@ def write_report(
         fig = makers[base]()
         for fmt in fmts:
             path = out / f"{base}.{fmt}"
-            _atomic_write_bytes(path, _render(fig, fmt))
+            atomic_write_bytes(path, _render(fig, fmt))
             written.append(path)
     summary = out / "summary.md"
     atomic_write_text(summary, summary_markdown(df, source=str(table_path), formats=fmts))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flower_dl.results import COLUMNS as METRIC_COLUMNS
-from flower_dl.results import atomic_write_text, csv_text, read_metrics
+from flower_dl.results import atomic_write_text, csv_text, default_mode, read_metrics
 
 CONFIG_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -148,6 +148,7 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         os.close(fd)
         try:
             df.to_excel(tmp, index=False)
+            os.chmod(tmp, default_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
