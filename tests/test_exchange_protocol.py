@@ -151,3 +151,15 @@ def test_share_ratio_zero_sends_nothing_and_changes_nothing() -> None:
     for pid, nid in node_ids.items():
         nd = client_app.node_data(grid.contexts[nid])
         assert np.array_equal(nd.train_ids, nd.own_ids)
+
+
+def test_leakage_rises_with_share_ratio_and_falls_with_digits_per_node() -> None:
+    """The original study's two findings, on the embedded data and the study's tree."""
+    def total(share: float, k: int) -> float:
+        *_, result = _exchange(share_ratio=share, digits_per_node=k)
+        return sum(result["leakage"].values())
+
+    by_share = [total(s, 2) for s in (0.1, 0.2, 0.5, 1.0)]
+    assert by_share == sorted(by_share) and by_share[0] > 0
+    by_digits = [total(0.2, k) for k in (2, 4, 6, 8)]
+    assert by_digits == sorted(by_digits, reverse=True)
