@@ -119,6 +119,7 @@ def launch(
     *,
     num_supernodes: int | None = None,
     cpus_per_node: int = 1,
+    gpus_per_node: float = 0.0,
     on_line=None,
 ) -> tuple[int, str]:
     """``flwr run --stream`` one run on the private SuperLink; return ``(exit code, status)``.
@@ -130,7 +131,10 @@ def launch(
     """
     cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", overrides_arg(overrides)]
     if num_supernodes is not None:
-        cmd += ["--federation-config", f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"]
+        fed = f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"
+        if gpus_per_node:
+            fed += f" client-resources-num-gpus={gpus_per_node}"
+        cmd += ["--federation-config", fed]
     if on_line is not None:
         on_line(f"{PROG}: {shlex.join(cmd)}\n")
     proc = subprocess.Popen(
@@ -168,7 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     num_supernodes = _check_supernodes(args.num_supernodes, cfg.num_nodes)
     with tempfile.TemporaryDirectory(prefix="flower-dl-") as tmp, local_superlink(Path(tmp)) as env:
         rc, status = launch(
-            app_dir, overrides, env, num_supernodes=num_supernodes, cpus_per_node=args.cpus_per_node, on_line=_echo
+            app_dir, overrides, env, num_supernodes=num_supernodes, cpus_per_node=args.cpus_per_node,
+            gpus_per_node=args.gpus_per_node, on_line=_echo,
         )
     if rc != 0 or status != "finished:completed":
         print(f"{PROG}: error: the run did not complete (flwr exit code {rc}, status {status})", file=sys.stderr)
@@ -309,7 +314,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
                 rc, status = launch(
                     app_dir, {**overrides, "seed": full["seed"], "results-dir": str(out_dir), "run-name": cid},
-                    env, num_supernodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node, on_line=on_line,
+                    env, num_supernodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node,
+                    gpus_per_node=args.gpus_per_node, on_line=on_line,
                 )
                 log_file.flush()
                 metrics = out_dir / cid / "metrics.csv"
@@ -378,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--num-supernodes", type=int, default=None, help="simulated nodes (default: num-nodes)")
     run.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
+    run.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node, e.g. 0.2 (default: 0)")
     run.set_defaults(func=cmd_run)
 
     sw = sub.add_parser("sweep", help="run a grid of configs x seeds; append rows to one results table")
@@ -390,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--table", "-t", default="results/sweep.csv", help="results table, .csv or .xlsx (default: results/sweep.csv)")
     sw.add_argument("--runs-dir", help="keep each cell's run folder here (default: discarded)")
     sw.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
+    sw.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node (default: 0)")
     sw.set_defaults(func=cmd_sweep)
 
     dl = sub.add_parser("deploy-local", help="start a SuperLink and N SuperNodes on 127.0.0.1 (until Ctrl-C)")

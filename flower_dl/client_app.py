@@ -17,15 +17,21 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flower_dl import crypto, exchange, privacy, training
+from flower_dl import crypto, exchange, privacy
 from flower_dl.config import RunConfig
-from flower_dl.data import load_dataset, partition_indices, to_tensor
-from flower_dl.models import build_model
+from flower_dl.data import load_dataset, partition_indices
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported only by the train and evaluate handlers: on a SuperNode each
+# message runs in a fresh process, and the exchange-phase queries need no torch.
 
 app = ClientApp()
 
@@ -37,19 +43,47 @@ KEYS_KEY = "exchange-keys"
 # --------------------------------------------------------------------- state
 @dataclass
 class NodeData:
-    """A node's tensors, built once per run (and again only after the exchange)."""
+    """A node's data: own + received samples (deduplicated), built once per run and exchange."""
 
     partition_id: int
     own_ids: np.ndarray
     train_ids: np.ndarray
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    cfg: RunConfig
     received_version: int = 0
+    _tensors: tuple | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(train_x, train_y, test_x, test_y)``, made once; the test set once per process."""
+        if self._tensors is None:
+            import torch
+
+            from flower_dl.data import to_tensor
+
+            dev = device()
+            data = load_dataset(self.cfg.dataset, self.cfg.data_dir)
+            test_x, test_y = _cached(
+                ("test", self.cfg.dataset, self.cfg.data_dir, str(dev)),
+                lambda: (
+                    to_tensor(data.test_images).to(dev),
+                    torch.from_numpy(data.test_labels.astype(np.int64)).to(dev),
+                ),
+            )
+            train_x = to_tensor(self.train_images).to(dev)
+            train_y = torch.from_numpy(np.asarray(self.train_labels, dtype=np.int64)).to(dev)
+            self._tensors = (train_x, train_y, test_x, test_y)
+        return self._tensors
 
 
 _CACHE: dict[tuple, object] = {}
+
+
+def device():  # -> torch.device
+    """The GPU when this process was given one (e.g. ``client-resources-num-gpus``), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _cached(key: tuple, build):
@@ -111,7 +145,7 @@ def _partition(cfg: RunConfig) -> list[np.ndarray]:
 
 
 def node_data(context: Context) -> NodeData:
-    """The node's training and test tensors (own data merged with what it received)."""
+    """The node's data, own merged with what it received (tensors via :meth:`NodeData.tensors`)."""
     cfg = run_config_of(context)
     pid = partition_id_of(context, cfg)
     received = context.state.get(RECEIVED_KEY)
@@ -120,11 +154,6 @@ def node_data(context: Context) -> NodeData:
 
     def build() -> NodeData:
         data = load_dataset(cfg.dataset, cfg.data_dir)
-        # one copy of the test set per process, shared by every node it hosts
-        test_x, test_y = _cached(
-            ("test", cfg.dataset, cfg.data_dir),
-            lambda: (to_tensor(data.test_images), torch.from_numpy(data.test_labels.astype(np.int64))),
-        )
         own = _partition(cfg)[pid]
         x = data.train_images[own]
         y = data.train_labels[own]
@@ -137,10 +166,7 @@ def node_data(context: Context) -> NodeData:
             y = np.concatenate([y, got["labels"][keep]])
             ids = merged.ids
         return NodeData(
-            partition_id=pid, own_ids=own, train_ids=ids,
-            train_x=to_tensor(x), train_y=torch.from_numpy(np.asarray(y, dtype=np.int64)),
-            test_x=test_x,
-            test_y=test_y,
+            partition_id=pid, own_ids=own, train_ids=ids, train_images=x, train_labels=y, cfg=cfg,
             received_version=version,
         )
 
@@ -306,23 +332,30 @@ def train(msg: Message, context: Context) -> Message:
     nd = node_data(context)
     server_round = int(msg.content["config"].get("server-round", 0))
     _maybe_fail("train", nd.partition_id, server_round)
+    import torch
+
+    from flower_dl import training
+    from flower_dl.models import build_model
+
+    train_x, train_y, _, _ = nd.tensors()
     model = build_model(cfg.model)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.to(train_x.device)
     seed = _seed(cfg.seed, nd.partition_id, server_round)
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
     mu = cfg.proximal_mu if cfg.strategy == "fedprox" else 0.0
     loss = training.train(
-        model, nd.train_x, nd.train_y, epochs=cfg.local_epochs, lr=cfg.lr,
+        model, train_x, train_y, epochs=cfg.local_epochs, lr=cfg.lr,
         momentum=cfg.momentum, batch_size=cfg.batch_size, generator=generator, proximal_mu=mu,
     )
     metrics = MetricRecord({
         "train-loss": loss,
-        "num-examples": int(len(nd.train_y)),
+        "num-examples": int(len(train_y)),
         "partition-id": nd.partition_id,
         "server-round": server_round,
     })
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    content = RecordDict({"arrays": ArrayRecord(model.cpu().state_dict()), "metrics": metrics})
     return Message(content, reply_to=msg)
 
 
@@ -332,13 +365,18 @@ def evaluate(msg: Message, context: Context) -> Message:
     cfg = run_config_of(context)
     nd = node_data(context)
     _maybe_fail("evaluate", nd.partition_id, int(msg.content["config"].get("server-round", 0)))
+    from flower_dl import training  # imports torch (ArrayRecord.to_torch_state_dict needs it)
+    from flower_dl.models import build_model
+
+    _, _, test_x, test_y = nd.tensors()
     model = build_model(cfg.model)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-    loss, acc = training.evaluate(model, nd.test_x, nd.test_y)
+    model.to(test_x.device)
+    loss, acc = training.evaluate(model, test_x, test_y)
     metrics = MetricRecord({
         "eval-loss": loss,
         "eval-acc": acc,
-        "num-examples": int(len(nd.test_y)),
+        "num-examples": int(len(test_y)),
         "partition-id": nd.partition_id,
         "server-round": int(msg.content["config"].get("server-round", 0)),
     })

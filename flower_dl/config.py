@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from flower_dl.data import DATASETS, PARTITIONERS
-from flower_dl.models import MODELS
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES
 
 STRATEGY_NAMES: tuple[str, ...] = (
@@ -37,6 +36,9 @@ STRATEGY_NAMES: tuple[str, ...] = (
 """Names accepted by the ``strategy`` key (the registry in ``flower_dl.strategies`` maps them)."""
 
 EXCHANGE_MODES: tuple[str, ...] = ("broadcast", "per-neighbour")
+MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn")
+"""Names accepted by ``model`` (``flower_dl.models.MODELS`` must agree; kept here so that
+reading a config needs no torch)."""
 
 
 class ConfigError(ValueError):
@@ -87,7 +89,7 @@ class RunConfig:
         _choice("mixing", self.mixing, MIXINGS)
         _choice("dataset", self.dataset, DATASETS)
         _choice("partitioner", self.partitioner, PARTITIONERS)
-        _choice("model", self.model, tuple(MODELS))
+        _choice("model", self.model, MODEL_NAMES)
         _choice("strategy", self.strategy, STRATEGY_NAMES)
         _choice("exchange-mode", self.exchange_mode, EXCHANGE_MODES)
         _range("num-nodes", self.num_nodes, 2, None, "an integer >= 2")

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 DATASETS: tuple[str, ...] = ("mnist-5k", "mnist", "fashion-mnist")
 PARTITIONERS: tuple[str, ...] = ("digits-per-node", "digits-per-node-disjoint", "iid", "dirichlet")
@@ -78,7 +77,7 @@ def _read_idx(path: Path) -> np.ndarray:
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise DataError(f"data-dir: {str(path)!r} is truncated (expected shape {shape})")
-    return data.reshape(shape)
+    return data.reshape(shape).copy()  # writable (frombuffer's view of the bytes is read-only)
 
 
 def _find_idx(data_dir: Path, stem: str) -> Path | None:
@@ -188,8 +187,10 @@ def load_dataset(name: str, data_dir: str = "") -> ImageData:
     return _download_torchvision(name)
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray):  # -> torch.Tensor
     """Raw ``uint8`` images ``(n, 28, 28)`` -> normalised float32 ``(n, 1, 28, 28)``."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(images)).to(torch.float32).div_(255.0)
     return x.sub_(MEAN).div_(STD).unsqueeze(1)
 

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from flower_dl.config import MODEL_NAMES
+
 
 class MLP(nn.Module):
     """784-200-10 perceptron with dropout 0.5 (the study's ``MLP``)."""
@@ -43,6 +45,7 @@ class CNN(nn.Module):
 
 
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": CNN}
+assert tuple(MODELS) == MODEL_NAMES, "config.MODEL_NAMES and MODELS must agree"
 
 
 def build_model(name: str, seed: int | None = None) -> nn.Module:

@@ -163,3 +163,29 @@ def test_leakage_rises_with_share_ratio_and_falls_with_digits_per_node() -> None
     assert by_share == sorted(by_share) and by_share[0] > 0
     by_digits = [total(0.2, k) for k in (2, 4, 6, 8)]
     assert by_digits == sorted(by_digits, reverse=True)
+
+
+def test_training_is_reproducible_given_the_seed() -> None:
+    """The same config, seed, node and round give bit-identical models (CPU)."""
+    from flwr.app import ArrayRecord, ConfigRecord, Message
+
+    from flower_dl.models import build_model
+
+    cfg, grid, node_ids, _, _ = _exchange(share_ratio=0.2, local_epochs=1)
+    initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
+
+    def train_once(pid: int, server_round: int) -> list:
+        msg = Message(
+            RecordDict({"arrays": initial, "config": ConfigRecord({"server-round": server_round})}),
+            dst_node_id=node_ids[pid], message_type="train",
+        )
+        TaskIdentity.node_id = node_ids[pid]
+        reply = client_app.train(msg, grid.contexts[node_ids[pid]])
+        TaskIdentity.node_id = 1
+        return [a.copy() for a in reply.content["arrays"].to_numpy_ndarrays()], reply.content["metrics"]["train-loss"]
+
+    first, loss1 = train_once(2, 1)
+    again, loss2 = train_once(2, 1)
+    assert loss1 == loss2 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    other_round, _ = train_once(2, 2)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other_round))
