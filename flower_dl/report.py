@@ -43,32 +43,7 @@ import numpy as np
 import pandas as pd
 
 from flower_dl.results import atomic_write_bytes, atomic_write_text
-
-TABLE_COLUMNS: tuple[str, ...] = (
-    "cell",
-    "seed",
-    "strategy",
-    "model",
-    "dataset",
-    "partitioner",
-    "digits-per-node",
-    "share-ratio",
-    "exchange-mode",
-    "topology",
-    "num-nodes",
-    "local-epochs",
-    "num-server-rounds",
-    "round",
-    "node",
-    "accuracy",
-    "loss",
-    "train-loss",
-    "num-train-examples",
-    "leakage",
-    "consensus-distance",
-    "failed",
-)
-"""Columns of a sweep's results table (a cell may be empty = not measured)."""
+from flower_dl.sweep import TABLE_COLUMNS, TEXT_COLUMNS  # the table sweeps write
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -82,33 +57,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 """Columns :func:`read_table` insists on; any other of :data:`TABLE_COLUMNS` that
 is missing is added empty."""
 
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "seed",
-    "digits-per-node",
-    "share-ratio",
-    "num-nodes",
-    "local-epochs",
-    "num-server-rounds",
-    "round",
-    "node",
-    "accuracy",
-    "loss",
-    "train-loss",
-    "num-train-examples",
-    "leakage",
-    "consensus-distance",
-)
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in TABLE_COLUMNS if c not in TEXT_COLUMNS and c != "failed")
 """Columns coerced to numbers (a cell that is not a number becomes NaN)."""
-
-TEXT_COLUMNS: tuple[str, ...] = (
-    "cell",
-    "strategy",
-    "model",
-    "dataset",
-    "partitioner",
-    "exchange-mode",
-    "topology",
-)
 
 CONFIG_COLUMNS: tuple[str, ...] = (
     "dataset",

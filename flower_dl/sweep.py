@@ -43,7 +43,7 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "num-server-rounds",
 )
 TABLE_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
-TEXT_COLUMNS = frozenset({"cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology"})
+TEXT_COLUMNS: tuple[str, ...] = ("cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology")
 
 _PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")
 
