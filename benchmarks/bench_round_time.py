@@ -78,6 +78,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
@@ -177,8 +178,39 @@ def after_round_1(per_round: list[float]) -> float | None:
     return float(np.mean(per_round[1:])) if len(per_round) >= 2 else None
 
 
-def plain_loop(cfg, sizes: list[int], rounds: int) -> dict[str, Any]:
-    """(a): every node's local epochs one after another, per round, in this process."""
+def textbook_train(model, images, labels, *, epochs, lr, momentum, batch_size, generator) -> None:
+    """The reference loop: textbook PyTorch (default memory layout), SGD over mini-batches."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    model.train()
+    n = len(labels)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images[idx]), labels[idx])
+            loss.backward()
+            optimizer.step()
+
+
+@torch.no_grad()
+def textbook_evaluate(model, images, labels, batch_size: int = 1024) -> None:
+    model.eval()
+    for start in range(0, len(labels), batch_size):
+        model(images[start : start + batch_size]).argmax(1)
+
+
+LOOPS = {
+    "plain": (textbook_train, textbook_evaluate),
+    "tuned": (train, evaluate),
+}
+"""(a) the plain loop: textbook PyTorch; (a') the same loop calling flower-dl's own
+``training.train``/``evaluate`` (channels-last convolutions): what the nodes run."""
+
+
+def plain_loop(cfg, sizes: list[int], rounds: int, variant: str = "plain") -> dict[str, Any]:
+    """(a) or (a'): every node's local epochs one after another, per round, in this process."""
+    train_fn, evaluate_fn = LOOPS[variant]
     rss_before = own_rss()
     with TreeMemorySampler(tree=False) as mem:
         nodes, (test_x, test_y) = plain_node_data(cfg, sizes)
@@ -189,15 +221,16 @@ def plain_loop(cfg, sizes: list[int], rounds: int) -> dict[str, Any]:
             for i, (x, y) in enumerate(nodes):
                 torch.manual_seed(cfg.seed + 1000 * rnd + i)  # dropout masks
                 generator = torch.Generator().manual_seed(cfg.seed + 1000 * rnd + i)
-                train(
+                train_fn(
                     models[i], x, y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
                     batch_size=cfg.batch_size, generator=generator,
                 )
             train_s.append(time.perf_counter() - t)
             t = time.perf_counter()
             for model in models:
-                evaluate(model, test_x, test_y)
+                evaluate_fn(model, test_x, test_y)
             eval_s.append(time.perf_counter() - t)
+        del nodes, models
     return {
         "train-s-per-round": float(np.mean(train_s)),
         "train-s-per-round-after-round-1": after_round_1(train_s),
@@ -293,11 +326,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{model}] flower-dl simulation ...", flush=True)
             cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
             print(f"[{model}] plain loop on node sizes {flower['num-train-examples']} ...", flush=True)
-            plain = plain_loop(cfg, flower["num-train-examples"], args.rounds)
+            plain = plain_loop(cfg, flower["num-train-examples"], args.rounds, "plain")
+            print(f"[{model}] the same loop with flower-dl's training code ...", flush=True)
+            tuned = plain_loop(cfg, flower["num-train-examples"], args.rounds, "tuned")
             results.append({
                 "model": model,
                 "plain": plain,
+                "tuned": tuned,
                 "flower-dl": flower,
+                "ratio-vs-tuned": flower["s-per-round"] / tuned["train-s-per-round"],
                 "ratio": flower["s-per-round"] / plain["train-s-per-round"],
                 "ratio-vs-plain-with-eval": flower["s-per-round"] / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
                 "ratio-after-round-1": (
@@ -308,11 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
 
     print()
-    header = ("model", "plain s/round", "+eval", "flower-dl s/round", "ratio b/a", "b/(a+eval)", "b/a rounds 2+",
-              "start-up s", "peak RSS MiB", "peak PSS MiB", "plain RSS MiB")
+    header = ("model", "plain s/round", "+eval", "tuned s/round", "flower-dl s/round", "ratio b/a", "b/(a+eval)",
+              "b/a rounds 2+", "b/tuned", "start-up s", "peak RSS MiB", "peak PSS MiB", "plain RSS MiB")
     rows = [
         (r["model"], fmt(r["plain"]["train-s-per-round"]), fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
+         fmt(r["tuned"]["train-s-per-round"]),
          fmt(r["flower-dl"]["s-per-round"]), fmt(r["ratio"]), fmt(r["ratio-vs-plain-with-eval"]), fmt(r["ratio-after-round-1"]),
+         fmt(r["ratio-vs-tuned"]),
          fmt(r["flower-dl"]["startup-s"], ".1f"), fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
          fmt(r["flower-dl"]["peak-pss-mib"], ".0f"), fmt(r["plain"]["peak-rss-mib"], ".0f"))
         for r in results
@@ -326,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
               f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
               f"RSS {p['rss-before-mib']:.0f} MiB before loading its data")
+        print(f"{r['model']}: the same loop with flower-dl's training code, s per round "
+              f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
+              f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})")
         print(f"{r['model']}: superlink start {f['superlink-start-s']:.1f} s, launch->exit {f['launch-to-exit-s']:.1f} s, "
               f"teardown {f['teardown-s']:.1f} s, "
               f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "

@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 from flower_dl import privacy, results
 from flower_dl.config import RunConfig
 from flower_dl.exchange import BROADCAST, concat_parts
+from flower_dl.grid import PromptGrid
 from flower_dl.models import build_model
 from flower_dl.strategies import MetricsRecorder, build_strategy, short_reason
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
@@ -34,7 +35,8 @@ def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
     try:
         cfg = RunConfig.from_run_config(context.run_config)
-        run_experiment(grid, cfg, flower_run_id=context.run_id)
+        # Flower's own send_and_receive polls for replies every 3 s; PromptGrid does not wait
+        run_experiment(PromptGrid(grid), cfg, flower_run_id=context.run_id)
     except Exception as err:
         # Flower reports only an exit code for a failed ServerApp: say what went wrong
         log(ERROR, "flower-dl: the run failed: %s", err)
