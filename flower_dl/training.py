@@ -17,6 +17,44 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class MomentumSGD:
+    """``torch.optim.SGD(params, lr, momentum)``, operation for operation.
+
+    The same update as PyTorch's single-tensor SGD without dampening, Nesterov
+    or weight decay: ``b <- momentum * b + g`` (``b = g`` on the first step),
+    ``w <- w - lr * b``. It exists for start-up time: the first
+    ``torch.optim`` optimizer a process creates imports ``torch._dynamo``
+    (about 1.6 s here), and a SuperNode runs every ``train`` message in a
+    fresh process. ``tests/test_training.py`` checks it gives bit-identical
+    weights to ``torch.optim.SGD``.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr = lr
+        self.momentum = momentum
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            grad = p.grad
+            if self.momentum != 0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = torch.clone(grad).detach()
+                else:
+                    buf.mul_(self.momentum).add_(grad)
+                grad = buf
+            p.add_(grad, alpha=-self.lr)
+
+
 @contextmanager
 def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block, a model with 4-d (convolution) weights is channels-last."""
@@ -54,7 +92,7 @@ def train(
         return float("nan")
     with fast_layout(model):
         device = next(model.parameters()).device
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=momentum)
         anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
         model.train()
         last_loss = float("nan")
@@ -64,7 +102,7 @@ def train(
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 x, y = images[idx], labels[idx]
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss = F.cross_entropy(model(x), y)
                 if anchor is not None:
                     prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))

@@ -88,3 +88,22 @@ def test_no_samples_gives_nan_loss_and_leaves_the_model():
                  epochs=1, lr=0.1, momentum=0.0, batch_size=8)
     assert loss != loss  # NaN
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_momentum_sgd_is_bit_identical_to_torch_optim_sgd(momentum):
+    from flower_dl.training import MomentumSGD
+
+    x, y = _data(128)
+    ours, reference = build_model("cnn", seed=4), build_model("cnn", seed=4)
+    opt_ours = MomentumSGD(ours.parameters(), lr=0.02, momentum=momentum)
+    opt_ref = torch.optim.SGD(reference.parameters(), lr=0.02, momentum=momentum)
+    for step in range(5):
+        batch = slice(step * 16, step * 16 + 16)
+        for model, opt in ((ours, opt_ours), (reference, opt_ref)):
+            torch.manual_seed(step)  # same dropout masks
+            opt.zero_grad()
+            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            opt.step()
+    for a, b in zip(ours.parameters(), reference.parameters()):
+        assert torch.equal(a, b)
