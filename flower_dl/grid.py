@@ -1,10 +1,10 @@
 """A Grid that collects replies as soon as they arrive.
 
-Flower 1.42's ``HttpGrid.send_and_receive`` (the Grid a ServerApp gets under
-``flwr run``, in simulation and in deployment) pushes the messages, then pulls
-the replies every 3 s: every wave of messages (each node discovery, each
-exchange step, each round's training and its evaluation) ends on the next
-multiple of 3 s after its last reply. :class:`PromptGrid` wraps any Grid and
+On a deployment, a ServerApp gets Flower 1.42's ``HttpGrid``, whose
+``send_and_receive`` pushes the messages, then pulls the replies every 3 s:
+every wave of messages (node discovery, each exchange step, each round's
+training and its evaluation) ends on the next multiple of 3 s after its last
+reply. (A simulation's ``InMemoryGrid`` already pulls every 0.1 s.) :class:`PromptGrid` wraps any Grid and
 polls with a short, growing interval instead (``first_interval``, times 1.5
 after every empty pull, capped at ``max_interval``; back to the first interval
 whenever replies arrive). A pull is one local RPC that returns only the

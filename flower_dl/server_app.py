@@ -7,7 +7,9 @@ only summaries (intensity and label distributions) for the leakage hook.
 
 from __future__ import annotations
 
+import importlib
 import platform
+import threading
 import time
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
@@ -23,7 +25,6 @@ from flower_dl import privacy, results
 from flower_dl.config import RunConfig
 from flower_dl.exchange import BROADCAST, concat_parts
 from flower_dl.grid import PromptGrid
-from flower_dl.models import build_model
 from flower_dl.strategies import MetricsRecorder, build_strategy, short_reason
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
 
@@ -33,14 +34,21 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
+    # torch (~2 s to import) is needed only for the initial model, after the exchange
+    # phase: import it meanwhile (also keeps it off `flower-dl run`'s config check)
+    threading.Thread(target=_import_models, name="flower-dl-import-torch", daemon=True).start()
     try:
         cfg = RunConfig.from_run_config(context.run_config)
-        # Flower's own send_and_receive polls for replies every 3 s; PromptGrid does not wait
+        # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
         run_experiment(PromptGrid(grid), cfg, flower_run_id=context.run_id)
     except Exception as err:
         # Flower reports only an exit code for a failed ServerApp: say what went wrong
         log(ERROR, "flower-dl: the run failed: %s", err)
         raise
+
+
+def _import_models() -> None:
+    importlib.import_module("flower_dl.models")
 
 
 # ----------------------------------------------------------------- topology
@@ -242,6 +250,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     for pid, reason in exchanged["failed"].items():
         recorder.on_failure(0, pid, "exchange", reason)
     strategy = build_strategy(cfg, recorder, mixing_matrix=W, node_ids=node_ids)
+    from flower_dl.models import build_model  # imports torch
+
     initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
     strategy.start(
         grid=grid, initial_arrays=initial, num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout
