@@ -14,7 +14,11 @@ The node owns its partition. It answers four kinds of messages:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import sys
+import threading
+import time
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -224,9 +228,25 @@ def _edge_context(context: Context) -> bytes:
     return f"run {context.run_id}".encode()
 
 
+def _warm_up_torch_in_simulation_worker() -> None:
+    """In a simulation worker, start importing torch (~2 s) in the background.
+
+    A simulation runs the ClientApp in long-lived Ray workers: importing torch
+    while the exchange phase runs keeps that import out of round 1. A
+    SuperNode runs each message in a fresh process whose queries need no
+    torch, so nothing is started there.
+    """
+    if "ray" in sys.modules and "torch" not in sys.modules and not _CACHE.get("torch-warm-up"):
+        _CACHE["torch-warm-up"] = True
+        threading.Thread(
+            target=importlib.import_module, args=("flower_dl.training",), name="flower-dl-import-torch", daemon=True
+        ).start()
+
+
 @app.query("identify")
 def identify(msg: Message, context: Context) -> Message:
     """Tell the server this node's ``partition-id``, data size and exchange public key."""
+    _warm_up_torch_in_simulation_worker()
     cfg = run_config_of(context)
     pid = partition_id_of(context, cfg)
     own = _partition(cfg)[pid]
@@ -345,12 +365,14 @@ def train(msg: Message, context: Context) -> Message:
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
     mu = cfg.proximal_mu if cfg.strategy == "fedprox" else 0.0
+    started = time.perf_counter()
     loss = training.train(
         model, train_x, train_y, epochs=cfg.local_epochs, lr=cfg.lr,
         momentum=cfg.momentum, batch_size=cfg.batch_size, generator=generator, proximal_mu=mu,
     )
     metrics = MetricRecord({
         "train-loss": loss,
+        "train-seconds": time.perf_counter() - started,
         "num-examples": int(len(train_y)),
         "partition-id": nd.partition_id,
         "server-round": server_round,

@@ -33,6 +33,7 @@ COLUMNS: tuple[str, ...] = (
     "accuracy",
     "loss",
     "train-loss",
+    "train-seconds",
     "num-train-examples",
     "leakage",
     "consensus-distance",

@@ -277,6 +277,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
                 "accuracy": ev.get("eval-acc"),
                 "loss": ev.get("eval-loss"),
                 "train-loss": tr.get("train-loss"),
+                "train-seconds": tr.get("train-seconds"),
                 "num-train-examples": tr.get("num-examples"),
                 "leakage": exchanged["leakage"][node],
                 "consensus-distance": consensus.get(rnd, 0.0 if cfg.strategy != "decentralized" else None),

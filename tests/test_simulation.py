@@ -24,6 +24,7 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
         assert float(row["leakage"]) > 0
         assert int(row["num-train-examples"]) > 1200  # own 1200 samples + new ones received
         assert float(row["consensus-distance"]) > 0
+        assert 0 < float(row["train-seconds"]) < 60
         assert row["failed"] == "0"
     config = json.loads((folder / "config.json").read_text())
     assert config["run-config"]["num-server-rounds"] == 2
