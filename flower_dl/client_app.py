@@ -228,6 +228,9 @@ def _edge_context(context: Context) -> bytes:
     return f"run {context.run_id}".encode()
 
 
+_TORCH_WARM_UP_STARTED = False
+
+
 def _warm_up_torch_in_simulation_worker() -> None:
     """In a simulation worker, start importing torch (~2 s) in the background.
 
@@ -236,8 +239,9 @@ def _warm_up_torch_in_simulation_worker() -> None:
     SuperNode runs each message in a fresh process whose queries need no
     torch, so nothing is started there.
     """
-    if "ray" in sys.modules and "torch" not in sys.modules and not _CACHE.get("torch-warm-up"):
-        _CACHE["torch-warm-up"] = True
+    global _TORCH_WARM_UP_STARTED
+    if "ray" in sys.modules and "torch" not in sys.modules and not _TORCH_WARM_UP_STARTED:
+        _TORCH_WARM_UP_STARTED = True
         threading.Thread(
             target=importlib.import_module, args=("flower_dl.training",), name="flower-dl-import-torch", daemon=True
         ).start()
