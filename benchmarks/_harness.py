@@ -334,3 +334,18 @@ def machine_info() -> dict[str, Any]:
 
 def fmt(value: float | None, spec: str = ".2f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Right-aligned columns, each as wide as its widest cell."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+def warn_leftovers(label: str, figures: dict[str, Any]) -> None:
+    """Say which processes of a run outlived its teardown (from :func:`wait_for_exit`)."""
+    if figures["processes-left-after-teardown"]:
+        print(f"{label}: WARNING processes of the run still alive {figures['teardown-s']:.0f} s after it: "
+              f"{figures['processes-left-after-teardown']}")

@@ -91,8 +91,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
-    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, own_rss, timed_simulation,
-    wait_for_exit,
+    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, own_rss, print_table, timed_simulation,
+    wait_for_exit, warn_leftovers,
 )
 
 from flower_dl.cli import resolve_config  # noqa: E402
@@ -371,10 +371,7 @@ def main(argv: list[str] | None = None) -> int:
          fmt(r["flower-dl"]["peak-pss-mib"], ".0f"), fmt(r["plain"]["peak-rss-mib"], ".0f"))
         for r in results
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
     for r in results:
         f, p = r["flower-dl"], r["plain"]
         print(f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
@@ -387,9 +384,7 @@ def main(argv: list[str] | None = None) -> int:
               f"teardown {f['teardown-s']:.1f} s, "
               f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
               f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}")
-        if f["processes-left-after-teardown"]:
-            print(f"{r['model']}: WARNING processes of the run still alive {f['teardown-s']:.0f} s after it: "
-                  f"{f['processes-left-after-teardown']}")
+        warn_leftovers(r["model"], f)
 
     if args.json:
         out = {

@@ -53,7 +53,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
-    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, timed_simulation, wait_for_exit,
+    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, print_table, timed_simulation,
+    wait_for_exit, warn_leftovers,
 )
 
 from flower_dl.cli import resolve_config  # noqa: E402
@@ -169,17 +170,12 @@ def main(argv: list[str] | None = None) -> int:
          fmt(r["peak-rss-mib"], ".0f"), fmt(r["peak-pss-mib"], ".0f"), "yes" if r["under-limit"] else "NO")
         for r in results
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    print_table(header, rows)
     for r in results:
         print(f"{r['nodes']} nodes: rounds from log lines {[round(x, 2) for x in r.get('round-s-from-line-arrivals', [])]}, "
               f"teardown {r['teardown-s']:.1f} s, largest processes "
               f"{[(p['name'], p['peak-rss-mib']) for p in r['largest-processes'][:3]]}")
-        if r["processes-left-after-teardown"]:
-            print(f"{r['nodes']} nodes: WARNING processes of the run still alive {r['teardown-s']:.0f} s after it: "
-                  f"{r['processes-left-after-teardown']}")
+        warn_leftovers(f"{r['nodes']} nodes", r)
 
     if args.json:
         out = {
