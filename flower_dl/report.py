@@ -442,19 +442,24 @@ def _line_label(strategy: str, model: str, models: Sequence[str]) -> str:
     return f"{label}, {model}" if len(models) > 1 else label
 
 
+def _accuracy_lines(ax, sub: pd.DataFrame, x: str, strategies, colours, models, styles) -> None:
+    """One line per strategy x model: mean final accuracy against ``x``, min-max bars."""
+    for s in strategies:
+        for m in models:
+            g = sub[(sub["strategy"] == s) & (sub["model"] == m)]
+            if g.empty:
+                continue
+            _errorbar(ax, g[x], g["acc"], g["acc-min"], g["acc-max"],
+                      color=colours[s], linestyle=styles[m], label=_line_label(s, m, models))
+
+
 def _fig_accuracy_vs_share_ratio(df: pd.DataFrame, groups: pd.DataFrame) -> Any:
     strategies, colours, models, styles = _line_styles(df)
     ks = _uniques(groups["digits-per-node"])
     fig, axes = _figure(len(ks), sharey=True)
     for ax, k in zip(axes, ks):
         sub = groups[_match(groups["digits-per-node"], k)]
-        for s in strategies:
-            for m in models:
-                g = sub[(sub["strategy"] == s) & (sub["model"] == m)]
-                if g.empty:
-                    continue
-                _errorbar(ax, g["share-ratio"], g["acc"], g["acc-min"], g["acc-max"],
-                          color=colours[s], linestyle=styles[m], label=_line_label(s, m, models))
+        _accuracy_lines(ax, sub, "share-ratio", strategies, colours, models, styles)
         if not ax.has_data():
             _no_data(ax, "no final accuracy with a share ratio")
         ax.set_title(f"{_fmt_num(k)} digits per node", fontsize=10)
@@ -483,13 +488,7 @@ def _fig_accuracy_vs_digits(df: pd.DataFrame, groups: pd.DataFrame) -> Any:
         sub = groups
         where = "(share ratio not recorded)"
     fig, (ax,) = _figure(1, legend_width=2.4, panel=(5.5, 3.8))
-    for s in strategies:
-        for m in models:
-            g = sub[(sub["strategy"] == s) & (sub["model"] == m)]
-            if g.empty:
-                continue
-            _errorbar(ax, g["digits-per-node"], g["acc"], g["acc-min"], g["acc-max"],
-                      color=colours[s], linestyle=styles[m], label=_line_label(s, m, models))
+    _accuracy_lines(ax, sub, "digits-per-node", strategies, colours, models, styles)
     if not ax.has_data():
         _no_data(ax, "no final accuracy with a digits-per-node")
     ax.set_xlabel("digits per node")
