@@ -14,10 +14,8 @@ The node owns its partition. It answers four kinds of messages:
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -27,7 +25,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flower_dl import crypto, exchange, privacy
+from flower_dl import crypto, exchange, import_in_background, privacy
 from flower_dl.config import RunConfig
 from flower_dl.data import load_dataset, partition_indices
 
@@ -242,9 +240,7 @@ def _warm_up_torch_in_simulation_worker() -> None:
     global _TORCH_WARM_UP_STARTED
     if "ray" in sys.modules and "torch" not in sys.modules and not _TORCH_WARM_UP_STARTED:
         _TORCH_WARM_UP_STARTED = True
-        threading.Thread(
-            target=importlib.import_module, args=("flower_dl.training",), name="flower-dl-import-torch", daemon=True
-        ).start()
+        import_in_background("flower_dl.training")
 
 
 @app.query("identify")

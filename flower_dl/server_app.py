@@ -7,9 +7,7 @@ only summaries (intensity and label distributions) for the leakage hook.
 
 from __future__ import annotations
 
-import importlib
 import platform
-import threading
 import time
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
@@ -21,7 +19,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from flower_dl import privacy, results
+from flower_dl import import_in_background, privacy, results
 from flower_dl.config import RunConfig
 from flower_dl.exchange import BROADCAST, concat_parts
 from flower_dl.grid import PromptGrid
@@ -36,7 +34,7 @@ def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
     # torch (~2 s to import) is needed only for the initial model, after the exchange
     # phase: import it meanwhile (also keeps it off `flower-dl run`'s config check)
-    threading.Thread(target=_import_models, name="flower-dl-import-torch", daemon=True).start()
+    import_in_background("flower_dl.models")
     try:
         cfg = RunConfig.from_run_config(context.run_config)
         # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
@@ -45,10 +43,6 @@ def main(grid: Grid, context: Context) -> None:
         # Flower reports only an exit code for a failed ServerApp: say what went wrong
         log(ERROR, "flower-dl: the run failed: %s", err)
         raise
-
-
-def _import_models() -> None:
-    importlib.import_module("flower_dl.models")
 
 
 # ----------------------------------------------------------------- topology
