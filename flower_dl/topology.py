@@ -1,7 +1,9 @@
 """Communication topologies and gossip mixing matrices for decentralized learning.
 
 This module sits at the bottom of the ``flower_dl`` layering: it imports nothing
-from the rest of the package.  It provides
+from the rest of the package, and networkx only inside the functions that need
+it (every ClientApp process validates its run config against this module's
+names, and networkx would add ~0.1 s to each one's start).  It provides
 
 * graph builders for the supported topologies (:func:`build_graph`), including
   the original study's 5-node tree given as an edge list (:data:`STUDY_EDGES`);
@@ -22,10 +24,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "TOPOLOGIES",
@@ -103,6 +108,7 @@ def _join_and(parts: list[str]) -> str:
 
 def _normalised_graph(num_nodes: int, edges: Iterable[tuple[int, int]]) -> nx.Graph:
     """Return a fresh undirected graph on nodes ``0..num_nodes-1`` with sorted edges."""
+    import networkx as nx
     clean = sorted({(min(int(u), int(v)), max(int(u), int(v))) for u, v in edges if u != v})
     graph = nx.Graph()
     graph.add_nodes_from(range(num_nodes))
@@ -112,6 +118,7 @@ def _normalised_graph(num_nodes: int, edges: Iterable[tuple[int, int]]) -> nx.Gr
 
 def _node_count(graph: nx.Graph) -> int:
     """Check that ``graph`` is undirected, loop-free, on nodes ``0..n-1``; return ``n``."""
+    import networkx as nx
     if not isinstance(graph, nx.Graph):
         raise TopologyError(f"graph: expected a networkx.Graph, got {type(graph).__name__}")
     if graph.is_directed():
@@ -314,6 +321,7 @@ def build_graph(
     TopologyError
         For an unknown ``name`` or invalid parameters.
     """
+    import networkx as nx
     if not isinstance(name, str) or name not in TOPOLOGIES:
         raise TopologyError(
             f"topology: {name!r} is not a known topology; allowed: {', '.join(TOPOLOGIES)}"
@@ -427,6 +435,7 @@ def check_connected(graph: nx.Graph) -> None:
         components, e.g. ``"topology is disconnected: 2 components {0, 1, 2}
         and {3, 4}; decentralized learning needs a connected graph"``.
     """
+    import networkx as nx
     if graph.number_of_nodes() == 0:
         raise TopologyError("topology has no nodes; decentralized learning needs a connected graph")
     components = list(nx.connected_components(graph))
@@ -473,6 +482,7 @@ def mixing_matrix(graph: nx.Graph, kind: str = "metropolis") -> np.ndarray:
         For an unknown ``kind`` (key ``mixing``), a malformed or disconnected
         graph, or if the result fails :func:`validate_mixing_matrix`.
     """
+    import networkx as nx
     if not isinstance(kind, str) or kind not in MIXINGS:
         raise TopologyError(
             f"mixing: {kind!r} is not a known mixing; allowed: {', '.join(MIXINGS)}"
@@ -528,6 +538,7 @@ def validate_mixing_matrix(
     TopologyError
         Naming the failing property and the row/entry concerned.
     """
+    import networkx as nx
     try:
         A = np.asarray(W, dtype=np.float64)
     except (TypeError, ValueError) as exc:
