@@ -4,22 +4,31 @@ Both run on 127.0.0.1 only, on free ports chosen at run time, in their own
 process groups, and are stopped on exit whatever happens (each is a context
 manager). They yield the environment for the ``flwr`` CLI: a private
 ``FLWR_HOME`` whose ``config.toml`` names one connection, :data:`CONNECTION`.
+The simulation SuperLink comes with its own Ray head (:class:`RayHead`),
+started at the same time, which Flower's simulation joins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flower_dl.ray_head import READY
+
 CONNECTION = "flower-dl-local"
+RAY_HEAD_MODULE = "flower_dl.ray_head"
+"""What :class:`RayHead` runs with ``python -m``."""
 
 
 class ProcessError(RuntimeError):
@@ -107,24 +116,125 @@ def _superlink_cmd(workdir: Path, port: int, simulation: bool) -> list[str]:
     return cmd + (["--simulation"] if simulation else [])
 
 
+class RayHead:
+    """A Ray head node on this machine, for the simulations of one SuperLink.
+
+    Flower's simulation process starts Ray itself (``ray.init``) once ``flwr
+    run`` has packaged and submitted the app and the process has imported
+    Flower: on 2 cores, 4-7 s on the way to round 1. Started here, beside the
+    SuperLink (``python -m flower_dl.ray_head``: the cluster ``ray.init``
+    would start, see that module), Ray comes up while the SuperLink starts
+    and ``flwr run`` runs; Flower's ``ray.init`` joins it through
+    ``RAY_ADDRESS`` in a fraction of a second, and every run of a sweep joins
+    the same head.
+
+    Ray pre-starts no idle workers when a run joins
+    (``RAY_prestart_worker_first_driver=0``): Flower gives every run a
+    ``runtime_env`` (its ``PYTHONPATH``), so such workers would never be
+    used, only slow down the ones that are.
+
+    A watchdog thread calls ``on_failure`` (which stops the SuperLink and
+    with it the run, which would otherwise wait for Ray for minutes) if the
+    head exits, or is not up after ``startup_timeout`` seconds; :attr:`error`
+    then says why.
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str], startup_timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log = workdir / "ray.log"
+        self.startup_timeout = startup_timeout
+        self.error: str | None = None
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        # Ray's own temp dir, short: its unix sockets live there (at most 107 bytes a path)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="flower-dl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        cmd = [
+            sys.executable, "-m", RAY_HEAD_MODULE, "--port", str(self.port),
+            "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(self.temp_dir),
+        ]
+        ray_env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+        ray_env["RAY_prestart_worker_first_driver"] = "0"
+        self.proc = _start(cmd, ray_env, self.log)
+
+    def watch(self, on_failure) -> threading.Thread:
+        """Start the watchdog thread (see the class docstring)."""
+        thread = threading.Thread(target=self._watch, args=(on_failure,), name="ray-head-watchdog", daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, on_failure) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._stopping.is_set():
+            code = self.proc.poll()
+            if code is not None:
+                self.error = f"the simulation's Ray head exited with code {code}"
+            elif not self.ready.is_set():
+                if READY in self.log.read_text(errors="replace"):
+                    self.ready.set()
+                elif time.monotonic() > deadline:
+                    self.error = f"the simulation's Ray head did not start within {self.startup_timeout:g} s"
+            if self.error is not None:
+                if not self._stopping.is_set():
+                    on_failure()
+                return
+            self._stopping.wait(0.1)
+
+    def stop_watching(self) -> None:
+        """The run is over: the head's exit is no longer a failure."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop the head and every Ray process (its process group).
+
+        Ray's processes keep nothing a run needs afterwards (results are
+        written by then; Ray's temp dir is removed too) and some take
+        2-3 s to honour SIGTERM: they get half a second before SIGKILL.
+        """
+        self.stop_watching()
+        stop_process_group(self.proc, timeout=0.5)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def failure(self) -> ProcessError | None:
+        """The head's failure, with the end of its output, if it failed."""
+        if self.error is None:
+            return None
+        return _startup_error(ProcessError(self.error), self.log)
+
+
 @contextlib.contextmanager
 def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[dict[str, str]]:
     """A simulation-mode SuperLink on a free loopback port; yields the env for ``flwr``.
 
     It uses the installed environment (``--disable-runtime-dependency-installation``).
+    A :class:`RayHead` is started at the same time and handed to Flower's
+    simulation in ``RAY_ADDRESS``, unless ``RAY_ADDRESS`` is already set (a
+    Ray cluster of the user's own, which Flower then joins as it would).
+    Raises :class:`ProcessError` if either did not start, or if Ray failed
+    during the run (which stops the run).
     """
     port = free_port()
     env = flwr_env(workdir, port)
+    head = None
+    if not env.get("RAY_ADDRESS"):
+        head = RayHead(workdir, env, startup_timeout)
+        env["RAY_ADDRESS"] = head.address
     log = workdir / "superlink.log"
     proc = _start(_superlink_cmd(workdir, port, simulation=True), env, log)
     try:
+        if head is not None:
+            head.watch(on_failure=lambda: stop_process_group(proc, timeout=5))
         try:
             wait_for_port(port, startup_timeout, proc)
         except ProcessError as err:
-            raise _startup_error(err, log) from err
+            raise (head and head.failure()) or _startup_error(err, log) from err
         yield env
     finally:
+        if head is not None:
+            head.stop()
         stop_process_group(proc)
+    if head is not None and (failure := head.failure()) is not None:
+        raise failure
 
 
 @dataclass
