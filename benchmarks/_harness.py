@@ -247,6 +247,11 @@ class SimulationTiming:
     log: list[tuple[float, str]] = field(default_factory=list)
 
     @property
+    def startup_total_s(self) -> float | None:
+        """The start-up a user waits for: the SuperLink's (and Ray head's) start + launch() -> "[ROUND 1/"."""
+        return None if self.startup_s is None else self.superlink_start_s + self.startup_s
+
+    @property
     def ok(self) -> bool:
         return self.rc == 0 and self.status == "finished:completed" and self.strategy_s is not None
 

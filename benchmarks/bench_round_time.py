@@ -18,11 +18,14 @@ For each model (``mlp``, ``cnn``) one run measures, in this order:
     evaluates its model on the whole test set. The per-round times from
     consecutive "[ROUND r/R]" line arrivals are kept in the JSON as a check
     (resolution ~0.5 s: Flower streams logs in batches).
-(c) start-up: from calling ``launch`` to the arrival of the "[ROUND 1/" line:
-    packaging and submitting the app, starting the simulation runtime (Ray),
-    the ServerApp, node discovery, loading and partitioning the data on the
-    nodes, and the exchange phase. The SuperLink's own start (before
-    ``launch``) is reported apart (``superlink-start-s``).
+(c) start-up: what a user waits for after ``flower-dl run`` has checked its
+    config: from starting the private SuperLink (and, beside it, the Ray head
+    the simulation joins) to the arrival of the "[ROUND 1/" line: the
+    SuperLink's start, packaging and submitting the app, the simulation
+    process, joining Ray and starting its workers, the ServerApp, node
+    discovery, loading and partitioning the data on the nodes, and the
+    exchange phase. Its two parts are in the JSON: ``superlink-start-s``
+    (until the SuperLink listens) and ``launch-to-round-1-s``.
 (d) peak memory of the simulation: the summed RSS (and PSS) of every process
     of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
     ClientApp actors), sampled every 0.2 s from /proc (see ``_harness.py``;
@@ -293,7 +296,8 @@ def flower_run(
         "strategy-s": sim.strategy_s,
         "round-s-from-line-arrivals": sim.round_durations(),
         "s-per-round-after-round-1": after_round_1(sim.round_durations()),
-        "startup-s": sim.startup_s,
+        "startup-s": sim.startup_total_s,
+        "launch-to-round-1-s": sim.startup_s,
         "superlink-start-s": sim.superlink_start_s,
         "launch-to-exit-s": sim.total_s,
         **mem.figures(),
@@ -380,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['model']}: the same loop with flower-dl's training code, s per round "
               f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
               f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})")
-        print(f"{r['model']}: superlink start {f['superlink-start-s']:.1f} s, launch->exit {f['launch-to-exit-s']:.1f} s, "
+        print(f"{r['model']}: start-up {f['startup-s']:.1f} s = SuperLink and Ray head start {f['superlink-start-s']:.1f} s "
+              f"+ launch->round 1 {f['launch-to-round-1-s']:.1f} s; launch->exit {f['launch-to-exit-s']:.1f} s, "
               f"teardown {f['teardown-s']:.1f} s, "
               f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
               f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}")
