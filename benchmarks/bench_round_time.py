@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/bench_round_time.py [--model mlp|cnn|both] [--rounds R] [--json OUT.json] [--quick]
+    python benchmarks/bench_round_time.py [--model mlp|cnn|both] [--rounds R] [--startup-runs N]
+                                          [--startup-only] [--json OUT.json] [--quick]
 
 For each model (``mlp``, ``cnn``) one run measures, in this order:
 
@@ -26,6 +27,11 @@ For each model (``mlp``, ``cnn``) one run measures, in this order:
     discovery, loading and partitioning the data on the nodes, and the
     exchange phase. Its two parts are in the JSON: ``superlink-start-s``
     (until the SuperLink listens) and ``launch-to-round-1-s``.
+(c') ``--startup-runs N`` (default 3): after the per-model runs, N more short
+    runs (MLP, 1 round of 1 epoch) with flower-dl's Ray head and N with Ray
+    started by Flower's simulation process (``FLOWER_DL_RAY_HEAD=0``, what a
+    plain ``flwr run`` does), interleaved; the median, min and max start-up
+    of each way (start-up drifts by 20-30% from run to run here).
 (d) peak memory of the simulation: the summed RSS (and PSS) of every process
     of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
     ClientApp actors), sampled every 0.2 s from /proc (see ``_harness.py``;
@@ -101,6 +107,7 @@ from _harness import (  # noqa: E402
 from flower_dl.cli import resolve_config  # noqa: E402
 from flower_dl.data import load_dataset, partition_indices, to_tensor  # noqa: E402
 from flower_dl.models import build_model  # noqa: E402
+from flower_dl.processes import RAY_HEAD_ENV  # noqa: E402
 from flower_dl.topology import STUDY_EDGES  # noqa: E402
 from flower_dl.training import evaluate, train  # noqa: E402
 
@@ -308,6 +315,45 @@ def flower_run(
     return cfg, figures
 
 
+def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Path) -> dict[str, Any]:
+    """(c) again, ``--startup-runs`` times each way, interleaved: with flower-dl's Ray head, and with Ray
+    started by Flower's simulation process (``FLOWER_DL_RAY_HEAD=0``, what plain ``flwr run`` does).
+
+    Start-up on this machine varies by 20-30% from run to run; the median of
+    interleaved runs compares the two ways fairly. MLP, 1 round of 1 epoch
+    (the start-up does not depend on them), the same data as the other runs.
+    """
+    overrides = {
+        **STUDY, "dataset": dataset, "data-dir": data_dir, "model": "mlp", "num-server-rounds": 1,
+        "local-epochs": 1, "results-dir": str(tmp / "results"), "run-name": "bench-startup",
+    }
+    cfg = resolve_config(APP_DIR, overrides)
+    ways = {"ray-head": "1", "ray-started-by-flower": "0"}
+    runs: dict[str, list[float]] = {way: [] for way in ways}
+    before = os.environ.get(RAY_HEAD_ENV)
+    try:
+        for i in range(args.startup_runs):
+            for way, switch in ways.items():
+                os.environ[RAY_HEAD_ENV] = switch
+                workdir = tmp / f"startup-{way}-{i}"
+                workdir.mkdir()
+                sim = timed_simulation(overrides, workdir, num_nodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node)
+                if not sim.ok or sim.startup_total_s is None:
+                    sys.stderr.write(sim.tail())
+                    raise SystemExit(f"start-up run failed (flwr exit code {sim.rc}, status {sim.status})")
+                runs[way].append(sim.startup_total_s)
+                print(f"    start-up, {way}: {sim.startup_total_s:.1f} s", flush=True)
+    finally:
+        if before is None:
+            os.environ.pop(RAY_HEAD_ENV, None)
+        else:
+            os.environ[RAY_HEAD_ENV] = before
+    return {
+        way: {"runs-s": v, "median-s": float(np.median(v)), "min-s": min(v), "max-s": max(v)}
+        for way, v in runs.items()
+    }
+
+
 # --------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -319,12 +365,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synthetic", action="store_true", help="use synthetic Fashion-MNIST-sized data even if the real one is there")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch threads of the plain loop (default: torch's default for one process here)")
+    parser.add_argument("--startup-runs", type=int, default=3,
+                        help="(c) again this many times with and without flower-dl's Ray head, interleaved (default: 3)")
+    parser.add_argument("--startup-only", action="store_true", help="only the --startup-runs comparison")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--verbose", "-v", action="store_true", help="echo the whole simulation output")
     parser.add_argument("--quick", action="store_true", help="mnist-5k, 1 round, 1 local epoch: checks the script works")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.local_epochs = 1, 1
+        args.rounds, args.local_epochs, args.startup_runs = 1, 1, 1
     return args
 
 
@@ -341,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset, data_dir, described = choose_data(args, tmp)
         print(f"data: {described}; {args.rounds} round(s), {args.local_epochs} local epoch(s); "
               f"{machine['cpus']} CPUs, load {machine['loadavg']}, torch threads {machine['torch-threads']}", flush=True)
-        for model in models:
+        for model in [] if args.startup_only else models:
             print(f"[{model}] flower-dl simulation ...", flush=True)
             cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
             print(f"[{model}] plain loop on node sizes {flower['num-train-examples']} ...", flush=True)
@@ -361,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
                     if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"] else None
                 ),
             })
+        startup = None
+        if args.startup_runs > 0:
+            print(f"[start-up] {args.startup_runs} run(s) each with and without flower-dl's Ray head ...", flush=True)
+            startup = startup_runs(args, dataset, data_dir, tmp)
     machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
 
     print()
@@ -375,7 +428,12 @@ def main(argv: list[str] | None = None) -> int:
          fmt(r["flower-dl"]["peak-pss-mib"], ".0f"), fmt(r["plain"]["peak-rss-mib"], ".0f"))
         for r in results
     ]
-    print_table(header, rows)
+    if results:
+        print_table(header, rows)
+    if startup:
+        for way, fig in startup.items():
+            print(f"start-up to round 1, {way}: median {fig['median-s']:.1f} s "
+                  f"(min {fig['min-s']:.1f}, max {fig['max-s']:.1f}, {len(fig['runs-s'])} runs)")
     for r in results:
         f, p = r["flower-dl"], r["plain"]
         print(f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
@@ -398,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cpus-per-node": args.cpus_per_node, "quick": args.quick},
             "machine": machine,
             "results": results,
+            "startup-runs": startup,
         }
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
         print(f"figures written to {args.json}")

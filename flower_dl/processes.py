@@ -29,6 +29,8 @@ from flower_dl.ray_head import READY
 CONNECTION = "flower-dl-local"
 RAY_HEAD_MODULE = "flower_dl.ray_head"
 """What :class:`RayHead` runs with ``python -m``."""
+RAY_HEAD_ENV = "FLOWER_DL_RAY_HEAD"
+"""Set to ``0`` to let Flower's simulation start Ray itself, as plain ``flwr run`` does."""
 
 
 class ProcessError(RuntimeError):
@@ -209,14 +211,15 @@ def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[di
     It uses the installed environment (``--disable-runtime-dependency-installation``).
     A :class:`RayHead` is started at the same time and handed to Flower's
     simulation in ``RAY_ADDRESS``, unless ``RAY_ADDRESS`` is already set (a
-    Ray cluster of the user's own, which Flower then joins as it would).
+    Ray cluster of the user's own, which Flower then joins as it would) or
+    ``FLOWER_DL_RAY_HEAD=0`` (Flower starts Ray itself).
     Raises :class:`ProcessError` if either did not start, or if Ray failed
     during the run (which stops the run).
     """
     port = free_port()
     env = flwr_env(workdir, port)
     head = None
-    if not env.get("RAY_ADDRESS"):
+    if not env.get("RAY_ADDRESS") and env.get(RAY_HEAD_ENV, "1") != "0":
         head = RayHead(workdir, env, startup_timeout)
         env["RAY_ADDRESS"] = head.address
     log = workdir / "superlink.log"

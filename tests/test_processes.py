@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,8 +55,8 @@ def test_a_dead_ray_head_stops_the_superlink_and_says_why(tmp_path, monkeypatch)
     monkeypatch.setattr(processes, "RAY_HEAD_MODULE", "flower_dl.no_such_module")
     with pytest.raises(ProcessError, match=r"Ray head exited with code 1[\s\S]*no_such_module"):
         with local_superlink(tmp_path) as env:
-            port = int(env["FLWR_HOME"] and (tmp_path / "flwr-home" / "config.toml").read_text()
-                       .split("127.0.0.1:")[1].split('"')[0])
+            config = (Path(env["FLWR_HOME"]) / "config.toml").read_text()
+            port = int(config.split('address = "127.0.0.1:')[1].split('"')[0])  # the SuperLink's
             deadline = time.monotonic() + 60
             while _listening(port) and time.monotonic() < deadline:  # the watchdog stops the SuperLink
                 time.sleep(0.2)
@@ -67,3 +68,11 @@ def test_a_users_own_ray_address_is_kept(tmp_path, monkeypatch) -> None:
     with local_superlink(tmp_path) as env:
         assert env["RAY_ADDRESS"] == "127.0.0.1:6379"
     assert not (tmp_path / "ray.log").exists(), "no Ray head of ours when the user names a cluster"
+
+
+def test_no_ray_head_when_switched_off(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv(processes.RAY_HEAD_ENV, "0")
+    with local_superlink(tmp_path) as env:
+        assert "RAY_ADDRESS" not in env  # Flower's simulation starts Ray itself
+    assert not (tmp_path / "ray.log").exists()
