@@ -6,7 +6,8 @@ The node owns its partition. It answers four kinds of messages:
 ``query.share``     the exchange phase: a sample of its original data for its neighbours;
 ``query.receive``   what its neighbours sent; kept in ``context.state``, merged
                     (deduplicated) into its training set; replies with the
-                    summaries of the leakage hook, never raw data;
+                    summaries of the leakage hook, never raw data (and, when
+                    the server asks one node for it, the initial model);
 ``train``           local SGD epochs on own + received data;
 ``evaluate``        accuracy and loss of the model it is sent on the test set.
 """
@@ -32,8 +33,9 @@ from flower_dl.data import load_dataset, partition_indices
 if TYPE_CHECKING:
     import torch
 
-# torch is imported only by the train and evaluate handlers: on a SuperNode each
-# message runs in a fresh process, and the exchange-phase queries need no torch.
+# torch is imported only by the train and evaluate handlers (and by the one
+# query.receive that builds the initial model): on a SuperNode each message runs
+# in a fresh process, and the other exchange-phase queries need no torch.
 
 app = ClientApp()
 
@@ -328,7 +330,18 @@ def receive(msg: Message, context: Context) -> Message:
     merged = exchange.merge(own, _received_arrays(stored)["pairs"])
     for src, count in merged.new_per_source.items():
         metrics[f"new-from:{src}"] = count
-    return Message(RecordDict({"summaries": summaries, "metrics": metrics}), reply_to=msg)
+    reply = RecordDict({"summaries": summaries, "metrics": metrics})
+    if exchange.INITIAL_MODEL_KEY in msg.content.config_records:
+        asked = msg.content[exchange.INITIAL_MODEL_KEY]
+        reply[exchange.INITIAL_MODEL_KEY] = initial_model(str(asked["model"]), int(asked["seed"]))
+    return Message(reply, reply_to=msg)
+
+
+def initial_model(name: str, seed: int) -> ArrayRecord:
+    """``build_model(name, seed=seed)``'s weights, for the server (see ``server_app.initial_model``)."""
+    from flower_dl.models import build_model  # imports torch (in a simulation worker: already under way)
+
+    return ArrayRecord(build_model(name, seed=seed).state_dict())
 
 
 def _open_received(msg: Message, context: Context, pid: int) -> ArrayRecord:

@@ -24,6 +24,10 @@ import numpy as np
 BROADCAST = -1
 """Key of the single sample in the broadcast mode."""
 
+INITIAL_MODEL_KEY = "initial-model"
+"""In one node's ``query.receive``: the ConfigRecord asking it for the initial model
+(``model``, ``seed``); in its reply: the ArrayRecord of that model's weights."""
+
 
 def share_size(num_samples: int, share_ratio: float) -> int:
     """How many samples a node with ``num_samples`` sends: ``floor(share_ratio * n)``.

@@ -19,9 +19,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from flower_dl import import_in_background, privacy, results
+from flower_dl import privacy, results
 from flower_dl.config import RunConfig
-from flower_dl.exchange import BROADCAST, concat_parts
+from flower_dl.exchange import BROADCAST, INITIAL_MODEL_KEY, concat_parts
 from flower_dl.grid import PromptGrid
 from flower_dl.strategies import MetricsRecorder, build_strategy, short_reason
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
@@ -32,9 +32,6 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
-    # torch (~2 s to import) is needed only for the initial model, after the exchange
-    # phase: import it meanwhile (also keeps it off `flower-dl run`'s config check)
-    import_in_background("flower_dl.models")
     try:
         cfg = RunConfig.from_run_config(context.run_config)
         # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
@@ -114,7 +111,9 @@ def run_exchange(
     dict
         ``leakage`` (node -> float), ``edges`` (rows for edges.csv),
         ``maps`` (node -> {"original", "exchanged", "transmitted"} intensity maps),
-        ``failed`` (nodes that did not take part).
+        ``failed`` (nodes that did not take part),
+        ``initial`` (the initial model's ArrayRecord, built by the first node that
+        took part, see :func:`initial_model`; None if that node failed).
     """
     n = cfg.num_nodes
     pid_of = {nid: pid for pid, nid in node_ids.items()}
@@ -145,6 +144,7 @@ def run_exchange(
     # 2. relay to neighbours (ciphertext, or plaintext when encryption is off)
     sends = []
     sizes: dict[tuple[int, int], tuple[int, int]] = {}
+    builder = next((pid for pid in range(n) if pid not in failed), None)  # builds the initial model
     for dst in range(n):
         sources = [src for src in nbrs[dst] if src in shares]
         rec = ArrayRecord()
@@ -167,6 +167,8 @@ def run_exchange(
             "received": rec,
             "sources": ConfigRecord({"src": sources, "public-keys": [public_keys[s] for s in sources]}),
         })
+        if dst == builder:
+            content[INITIAL_MODEL_KEY] = ConfigRecord({"model": cfg.model, "seed": cfg.seed})
         if dst not in failed:
             sends.append(Message(content, dst_node_id=node_ids[dst], message_type="query.receive"))
     summaries: dict[int, RecordDict] = {}
@@ -225,7 +227,27 @@ def run_exchange(
             }
     for i in range(n):
         log(INFO, "leakage of node %d: %.6f", i, leak[i])
-    return {"leakage": leak, "edges": edges, "maps": maps, "failed": failed}
+    initial = None
+    if builder in summaries and INITIAL_MODEL_KEY in summaries[builder].array_records:
+        initial = summaries[builder][INITIAL_MODEL_KEY]
+    return {"leakage": leak, "edges": edges, "maps": maps, "failed": failed, "initial": initial}
+
+
+def initial_model(cfg: RunConfig, from_node: ArrayRecord | None) -> ArrayRecord:
+    """The initial model: ``build_model(cfg.model, seed=cfg.seed)``'s weights.
+
+    A node builds it (the first that took part in the exchange phase, asked
+    in its ``query.receive``; a node imports torch anyway, to train), so
+    that the ServerApp does not import torch at all: ~2 s of CPU, which on a
+    2-core machine competes with the simulation's workers on the way to
+    round 1. Built here only if that node failed (Flower's legacy servers
+    likewise ask a client for the initial parameters).
+    """
+    if from_node is not None:
+        return from_node
+    from flower_dl.models import build_model  # imports torch
+
+    return ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
 
 
 # ---------------------------------------------------------------- experiment
@@ -244,11 +266,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     for pid, reason in exchanged["failed"].items():
         recorder.on_failure(0, pid, "exchange", reason)
     strategy = build_strategy(cfg, recorder, mixing_matrix=W, node_ids=node_ids)
-    from flower_dl.models import build_model  # imports torch
-
-    initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
     strategy.start(
-        grid=grid, initial_arrays=initial, num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout
+        grid=grid, initial_arrays=initial_model(cfg, exchanged["initial"]), num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout
     )
 
     consensus = getattr(strategy, "consensus", {})

@@ -8,15 +8,19 @@ handles. The real-Flower path is covered by the simulation tests.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from flwr.app import Context, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import client_app
 from flower_dl.config import RunConfig
 from flower_dl.crypto import DecryptionError, KeyPair, open_samples
 from flower_dl.data import load_dataset
+from flower_dl.exchange import INITIAL_MODEL_KEY
 from flower_dl.server_app import build_topology, discover_nodes, run_exchange
 
 HANDLERS = {
@@ -48,8 +52,12 @@ class FakeGrid:
             self.seen.append(msg.content)
             node = msg.metadata.dst_node_id
             TaskIdentity.node_id = node
-            reply = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
-            self.seen.append(reply.content)
+            try:
+                reply = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
+            except Exception as err:  # as Flower does: the node's error becomes an error reply
+                reply = Message(Error(code=0, reason=str(err)), reply_to=msg)
+            if not reply.has_error():
+                self.seen.append(reply.content)
             assert reply.metadata.src_node_id == node
             replies.append(reply)
             TaskIdentity.node_id = 1
@@ -167,7 +175,7 @@ def test_leakage_rises_with_share_ratio_and_falls_with_digits_per_node() -> None
 
 def test_training_is_reproducible_given_the_seed() -> None:
     """The same config, seed, node and round give bit-identical models (CPU)."""
-    from flwr.app import ArrayRecord, ConfigRecord, Message
+    from flwr.app import ArrayRecord, ConfigRecord
 
     from flower_dl.models import build_model
 
@@ -189,3 +197,46 @@ def test_training_is_reproducible_given_the_seed() -> None:
     assert loss1 == loss2 and all(np.array_equal(a, b) for a, b in zip(first, again))
     other_round, _ = train_once(2, 2)
     assert not all(np.array_equal(a, b) for a, b in zip(first, other_round))
+
+
+def _state(record) -> dict:
+    return {key: arr.numpy() for key, arr in record.items()}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
+    """The server does not import torch: the first node that took part builds the seeded initial model."""
+    from flower_dl.models import build_model
+    from flower_dl.server_app import initial_model
+
+    cfg, grid, node_ids, _, result = _exchange(model=model, seed=5)
+    asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
+    assert len(asked) == 1 and dict(asked[0][INITIAL_MODEL_KEY]) == {"model": model, "seed": 5}
+    expected = {k: v.numpy() for k, v in build_model(model, seed=5).state_dict().items()}
+    got = _state(initial_model(cfg, result["initial"]))
+    assert list(got) == list(expected)  # the state dict's order
+    assert all(np.array_equal(got[k], expected[k]) and got[k].dtype == expected[k].dtype for k in expected)
+    assert not all(np.array_equal(got[k], v) for k, v in _state(initial_model(cfg.replace(seed=6), None)).items())
+
+
+def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypatch) -> None:
+    monkeypatch.setenv(client_app.FAULTS_ENV, "share:0:0")
+    cfg, grid, node_ids, _, result = _exchange()
+    assert set(result["failed"]) == {0}
+    asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
+    assert len(asked) == 1 and result["initial"] is not None
+    # node 1 (the first that took part) built it; the server's own fallback builds the same model
+    from flower_dl.server_app import initial_model
+
+    local = _state(initial_model(cfg, None))
+    assert all(np.array_equal(v, local[k]) for k, v in _state(result["initial"]).items())
+
+
+def test_the_server_app_does_not_import_torch() -> None:
+    """Importing the ServerApp (and its strategies) leaves torch out: ~2 s of CPU and ~300 MB."""
+    code = (
+        "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
