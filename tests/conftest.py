@@ -20,6 +20,16 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory) -> Path:
+    """flower-dl's cache (decoded datasets) in a temp dir, for this process and the Flower processes it starts."""
+    from flower_dl.data import CACHE_DIR_ENV
+
+    path = tmp_path_factory.mktemp("flower-dl-cache")
+    os.environ[CACHE_DIR_ENV] = str(path)
+    return path
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

