@@ -28,10 +28,14 @@ For each model (``mlp``, ``cnn``) one run measures, in this order:
     exchange phase. Its two parts are in the JSON: ``superlink-start-s``
     (until the SuperLink listens) and ``launch-to-round-1-s``.
 (c') ``--startup-runs N`` (default 3): after the per-model runs, N more short
-    runs (MLP, 1 round of 1 epoch) with flower-dl's Ray head and N with Ray
-    started by Flower's simulation process (``FLOWER_DL_RAY_HEAD=0``, what a
-    plain ``flwr run`` does), interleaved; the median, min and max start-up
-    of each way (start-up drifts by 20-30% from run to run here).
+    runs (MLP, 1 round of 1 epoch) each way, interleaved: flower-dl as a
+    user runs it again (Ray head, decoded data in the cache), the first run
+    after installing (Ray head, empty cache: every worker gunzips the data),
+    and with Ray started by Flower's simulation process
+    (``FLOWER_DL_RAY_HEAD=0``, what a plain ``flwr run`` does); the median,
+    min and max start-up of each way (start-up drifts by 20-30% from run to
+    run here). The benchmark keeps flower-dl's cache in its temp dir,
+    filled once before the runs.
 (d) peak memory of the simulation: the summed RSS (and PSS) of every process
     of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
     ClientApp actors), sampled every 0.2 s from /proc (see ``_harness.py``;
@@ -105,7 +109,7 @@ from _harness import (  # noqa: E402
 )
 
 from flower_dl.cli import resolve_config  # noqa: E402
-from flower_dl.data import load_dataset, partition_indices, to_tensor  # noqa: E402
+from flower_dl.data import CACHE_DIR_ENV, load_dataset, partition_indices, to_tensor  # noqa: E402
 from flower_dl.models import build_model  # noqa: E402
 from flower_dl.processes import RAY_HEAD_ENV  # noqa: E402
 from flower_dl.topology import STUDY_EDGES  # noqa: E402
@@ -316,11 +320,12 @@ def flower_run(
 
 
 def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Path) -> dict[str, Any]:
-    """(c) again, ``--startup-runs`` times each way, interleaved: with flower-dl's Ray head, and with Ray
-    started by Flower's simulation process (``FLOWER_DL_RAY_HEAD=0``, what plain ``flwr run`` does).
+    """(c) again, ``--startup-runs`` times each way, interleaved: with flower-dl's Ray head (and the
+    decoded data in the cache), the same with an empty cache (a user's first run), and with Ray started
+    by Flower's simulation process (``FLOWER_DL_RAY_HEAD=0``, what plain ``flwr run`` does).
 
     Start-up on this machine varies by 20-30% from run to run; the median of
-    interleaved runs compares the two ways fairly. MLP, 1 round of 1 epoch
+    interleaved runs compares the ways fairly. MLP, 1 round of 1 epoch
     (the start-up does not depend on them), the same data as the other runs.
     """
     overrides = {
@@ -328,15 +333,17 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
         "local-epochs": 1, "results-dir": str(tmp / "results"), "run-name": "bench-startup",
     }
     cfg = resolve_config(APP_DIR, overrides)
-    ways = {"ray-head": "1", "ray-started-by-flower": "0"}
+    ways = {"ray-head": ("1", False), "ray-head-empty-cache": ("1", True), "ray-started-by-flower": ("0", False)}
     runs: dict[str, list[float]] = {way: [] for way in ways}
     before = os.environ.get(RAY_HEAD_ENV)
+    cache = os.environ[CACHE_DIR_ENV]
     try:
         for i in range(args.startup_runs):
-            for way, switch in ways.items():
+            for way, (switch, empty_cache) in ways.items():
                 os.environ[RAY_HEAD_ENV] = switch
                 workdir = tmp / f"startup-{way}-{i}"
                 workdir.mkdir()
+                os.environ[CACHE_DIR_ENV] = str(workdir / "empty-cache") if empty_cache else cache
                 sim = timed_simulation(overrides, workdir, num_nodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node)
                 if not sim.ok or sim.startup_total_s is None:
                     sys.stderr.write(sim.tail())
@@ -344,6 +351,7 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
                 runs[way].append(sim.startup_total_s)
                 print(f"    start-up, {way}: {sim.startup_total_s:.1f} s", flush=True)
     finally:
+        os.environ[CACHE_DIR_ENV] = cache
         if before is None:
             os.environ.pop(RAY_HEAD_ENV, None)
         else:
@@ -388,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flower-dl-bench-") as tmp_name:
         tmp = Path(tmp_name)
         dataset, data_dir, described = choose_data(args, tmp)
+        # flower-dl's cache of decoded data (here: private to this run), filled once as a user's first run would
+        os.environ[CACHE_DIR_ENV] = str(tmp / "cache")
+        load_dataset(dataset, data_dir)
         print(f"data: {described}; {args.rounds} round(s), {args.local_epochs} local epoch(s); "
               f"{machine['cpus']} CPUs, load {machine['loadavg']}, torch threads {machine['torch-threads']}", flush=True)
         for model in [] if args.startup_only else models:
@@ -412,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             })
         startup = None
         if args.startup_runs > 0:
-            print(f"[start-up] {args.startup_runs} run(s) each with and without flower-dl's Ray head ...", flush=True)
+            print(f"[start-up] {args.startup_runs} run(s) each way: Ray head, Ray head with an empty cache, "
+                  "Ray started by Flower ...", flush=True)
             startup = startup_runs(args, dataset, data_dir, tmp)
     machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
 
