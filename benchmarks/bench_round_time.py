@@ -34,7 +34,9 @@ For each model (``mlp``, ``cnn``) one run measures, in this order:
     and with Ray started by Flower's simulation process
     (``FLOWER_DL_RAY_HEAD=0``, what a plain ``flwr run`` does); the median,
     min and max start-up of each way (start-up drifts by 20-30% from run to
-    run here). The benchmark keeps flower-dl's cache in its temp dir,
+    run here). The order of the ways rotates from one round of runs to the
+    next (a run that follows another starts while the other's processes
+    still exit). The benchmark keeps flower-dl's cache in its temp dir,
     filled once before the runs.
 (d) peak memory of the simulation: the summed RSS (and PSS) of every process
     of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
@@ -339,7 +341,9 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
     cache = os.environ[CACHE_DIR_ENV]
     try:
         for i in range(args.startup_runs):
-            for way, (switch, empty_cache) in ways.items():
+            # the order rotates: a run that follows another starts while that one's processes still exit
+            order = list(ways.items())
+            for way, (switch, empty_cache) in order[i % len(order):] + order[: i % len(order)]:
                 os.environ[RAY_HEAD_ENV] = switch
                 workdir = tmp / f"startup-{way}-{i}"
                 workdir.mkdir()
