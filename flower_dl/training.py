@@ -101,7 +101,8 @@ def train(
             total, count = 0.0, 0
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
-                x, y = images[idx], labels[idx]
+                # index_select: the same rows as images[idx], without advanced indexing's overhead
+                x, y = images.index_select(0, idx), labels.index_select(0, idx)
                 optimizer.zero_grad()
                 loss = F.cross_entropy(model(x), y)
                 if anchor is not None:
