@@ -333,15 +333,10 @@ def receive(msg: Message, context: Context) -> Message:
     reply = RecordDict({"summaries": summaries, "metrics": metrics})
     if exchange.INITIAL_MODEL_KEY in msg.content.config_records:
         asked = msg.content[exchange.INITIAL_MODEL_KEY]
-        reply[exchange.INITIAL_MODEL_KEY] = initial_model(str(asked["model"]), int(asked["seed"]))
+        from flower_dl.models import initial_arrays  # imports torch (in a simulation worker: already under way)
+
+        reply[exchange.INITIAL_MODEL_KEY] = initial_arrays(str(asked["model"]), int(asked["seed"]))
     return Message(reply, reply_to=msg)
-
-
-def initial_model(name: str, seed: int) -> ArrayRecord:
-    """``build_model(name, seed=seed)``'s weights, for the server (see ``server_app.initial_model``)."""
-    from flower_dl.models import build_model  # imports torch (in a simulation worker: already under way)
-
-    return ArrayRecord(build_model(name, seed=seed).state_dict())
 
 
 def _open_received(msg: Message, context: Context, pid: int) -> ArrayRecord:

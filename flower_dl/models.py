@@ -63,3 +63,14 @@ def build_model(name: str, seed: int | None = None) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS[name]()
+
+
+def initial_arrays(name: str, seed: int):  # -> flwr.app.ArrayRecord
+    """The run's initial model: ``build_model(name, seed=seed)``'s weights as an ArrayRecord.
+
+    The one definition for both places that build it: the node the server asks
+    during the exchange phase, and the server itself if that node failed.
+    """
+    from flwr.app import ArrayRecord
+
+    return ArrayRecord(build_model(name, seed=seed).state_dict())

@@ -245,9 +245,9 @@ def initial_model(cfg: RunConfig, from_node: ArrayRecord | None) -> ArrayRecord:
     """
     if from_node is not None:
         return from_node
-    from flower_dl.models import build_model  # imports torch
+    from flower_dl.models import initial_arrays  # imports torch
 
-    return ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
+    return initial_arrays(cfg.model, cfg.seed)
 
 
 # ---------------------------------------------------------------- experiment
@@ -267,7 +267,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         recorder.on_failure(0, pid, "exchange", reason)
     strategy = build_strategy(cfg, recorder, mixing_matrix=W, node_ids=node_ids)
     strategy.start(
-        grid=grid, initial_arrays=initial_model(cfg, exchanged["initial"]), num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout
+        grid=grid, initial_arrays=initial_model(cfg, exchanged["initial"]),
+        num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout,
     )
 
     consensus = getattr(strategy, "consensus", {})

@@ -183,7 +183,7 @@ def test_a_broken_or_unwritable_cache_is_ignored(tmp_path, monkeypatch) -> None:
 def test_mnist_5k_from_the_cache_equals_the_parse(tmp_path, monkeypatch, mnist5k) -> None:
     monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
     parsed = data_module._load_mnist_5k()
-    monkeypatch.setattr(data_module, "_parse_mnist_5k", lambda: pytest.fail("parsed again although cached"))
+    monkeypatch.setattr(data_module, "_parse_mnist_5k", lambda path: pytest.fail("parsed again although cached"))
     cached = data_module._load_mnist_5k()
     for got in (parsed, cached):
         for name in ("train_images", "train_labels", "test_images", "test_labels"):
