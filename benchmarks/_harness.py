@@ -31,6 +31,7 @@ Memory figures
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -258,7 +259,7 @@ class SimulationTiming:
     def round_durations(self) -> list[float]:
         """Per-round wall times from consecutive line arrivals (resolution ~0.5 s: log streaming)."""
         t = self.round_arrivals_s
-        return [b - a for a, b in zip(t, t[1:])]
+        return [b - a for a, b in itertools.pairwise(t)]
 
     def tail(self, n: int = 40) -> str:
         return "".join(line for _t, line in self.log[-n:])
@@ -314,8 +315,15 @@ def timed_simulation(
         elif (m := RESULTS_RE.search(line)) is not None:
             folder = Path(m.group(1))
     return SimulationTiming(
-        rc=rc, status=status, superlink_start_s=superlink_start, startup_s=startup, strategy_s=strategy,
-        round_arrivals_s=arrivals, total_s=total, results_folder=folder, log=log,
+        rc=rc,
+        status=status,
+        superlink_start_s=superlink_start,
+        startup_s=startup,
+        strategy_s=strategy,
+        round_arrivals_s=arrivals,
+        total_s=total,
+        results_folder=folder,
+        log=log,
     )
 
 
@@ -352,5 +360,7 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 def warn_leftovers(label: str, figures: dict[str, Any]) -> None:
     """Say which processes of a run outlived its teardown (from :func:`wait_for_exit`)."""
     if figures["processes-left-after-teardown"]:
-        print(f"{label}: WARNING processes of the run still alive {figures['teardown-s']:.0f} s after it: "
-              f"{figures['processes-left-after-teardown']}")
+        print(
+            f"{label}: WARNING processes of the run still alive {figures['teardown-s']:.0f} s after it: "
+            f"{figures['processes-left-after-teardown']}"
+        )

@@ -105,17 +105,26 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (  # noqa: E402
-    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, own_rss, print_table, timed_simulation,
-    wait_for_exit, warn_leftovers,
+from _harness import (
+    APP_DIR,
+    FINISHED_RE,
+    MIB,
+    ROUND_RE,
+    TreeMemorySampler,
+    fmt,
+    machine_info,
+    own_rss,
+    print_table,
+    timed_simulation,
+    wait_for_exit,
+    warn_leftovers,
 )
-
-from flower_dl.cli import resolve_config  # noqa: E402
-from flower_dl.data import CACHE_DIR_ENV, load_dataset, partition_indices, to_tensor  # noqa: E402
-from flower_dl.models import build_model  # noqa: E402
-from flower_dl.processes import RAY_HEAD_ENV  # noqa: E402
-from flower_dl.topology import STUDY_EDGES  # noqa: E402
-from flower_dl.training import evaluate, train  # noqa: E402
+from flower_dl.cli import resolve_config
+from flower_dl.data import CACHE_DIR_ENV, load_dataset, partition_indices, to_tensor
+from flower_dl.models import build_model
+from flower_dl.processes import RAY_HEAD_ENV
+from flower_dl.topology import STUDY_EDGES
+from flower_dl.training import evaluate, train
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -180,8 +189,12 @@ def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, tor
     """Each node's own partition filled up to ``sizes[i]`` samples; the test set."""
     data = load_dataset(cfg.dataset, cfg.data_dir)
     parts = partition_indices(
-        data.train_labels, cfg.partitioner, cfg.num_nodes,
-        digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+        data.train_labels,
+        cfg.partitioner,
+        cfg.num_nodes,
+        digits_per_node=cfg.digits_per_node,
+        alpha=cfg.dirichlet_alpha,
+        seed=cfg.seed,
     )
     rng = np.random.default_rng(cfg.seed)
     everything = np.arange(len(data.train_labels))
@@ -253,8 +266,14 @@ def plain_loop(cfg, sizes: list[int], rounds: int, variant: str = "plain") -> di
                 torch.manual_seed(cfg.seed + 1000 * rnd + i)  # dropout masks
                 generator = torch.Generator().manual_seed(cfg.seed + 1000 * rnd + i)
                 train_fn(
-                    models[i], x, y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
-                    batch_size=cfg.batch_size, generator=generator,
+                    models[i],
+                    x,
+                    y,
+                    epochs=cfg.local_epochs,
+                    lr=cfg.lr,
+                    momentum=cfg.momentum,
+                    batch_size=cfg.batch_size,
+                    generator=generator,
                 )
             train_s.append(time.perf_counter() - t)
             t = time.perf_counter()
@@ -331,8 +350,14 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
     (the start-up does not depend on them), the same data as the other runs.
     """
     overrides = {
-        **STUDY, "dataset": dataset, "data-dir": data_dir, "model": "mlp", "num-server-rounds": 1,
-        "local-epochs": 1, "results-dir": str(tmp / "results"), "run-name": "bench-startup",
+        **STUDY,
+        "dataset": dataset,
+        "data-dir": data_dir,
+        "model": "mlp",
+        "num-server-rounds": 1,
+        "local-epochs": 1,
+        "results-dir": str(tmp / "results"),
+        "run-name": "bench-startup",
     }
     cfg = resolve_config(APP_DIR, overrides)
     ways = {"ray-head": ("1", False), "ray-head-empty-cache": ("1", True), "ray-started-by-flower": ("0", False)}
@@ -343,7 +368,7 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
         for i in range(args.startup_runs):
             # the order rotates: a run that follows another starts while that one's processes still exit
             order = list(ways.items())
-            for way, (switch, empty_cache) in order[i % len(order):] + order[: i % len(order)]:
+            for way, (switch, empty_cache) in order[i % len(order) :] + order[: i % len(order)]:
                 os.environ[RAY_HEAD_ENV] = switch
                 workdir = tmp / f"startup-{way}-{i}"
                 workdir.mkdir()
@@ -361,8 +386,7 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
         else:
             os.environ[RAY_HEAD_ENV] = before
     return {
-        way: {"runs-s": v, "median-s": float(np.median(v)), "min-s": min(v), "max-s": max(v)}
-        for way, v in runs.items()
+        way: {"runs-s": v, "median-s": float(np.median(v)), "min-s": min(v), "max-s": max(v)} for way, v in runs.items()
     }
 
 
@@ -372,17 +396,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", choices=("mlp", "cnn", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each run (default: 3)")
     parser.add_argument("--local-epochs", type=int, default=3, help="local epochs per round (default: 3, the study's)")
-    parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1, as flower-dl run)")
-    parser.add_argument("--data-dir", default=DEBIAN_FASHION_MNIST, help=f"Fashion-MNIST IDX folder (default: {DEBIAN_FASHION_MNIST})")
-    parser.add_argument("--synthetic", action="store_true", help="use synthetic Fashion-MNIST-sized data even if the real one is there")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch threads of the plain loop (default: torch's default for one process here)")
-    parser.add_argument("--startup-runs", type=int, default=3,
-                        help="(c) again this many times with and without flower-dl's Ray head, interleaved (default: 3)")
+    parser.add_argument(
+        "--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1, as flower-dl run)"
+    )
+    parser.add_argument(
+        "--data-dir", default=DEBIAN_FASHION_MNIST, help=f"Fashion-MNIST IDX folder (default: {DEBIAN_FASHION_MNIST})"
+    )
+    parser.add_argument(
+        "--synthetic", action="store_true", help="use synthetic Fashion-MNIST-sized data even if the real one is there"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads of the plain loop (default: torch's default for one process here)",
+    )
+    parser.add_argument(
+        "--startup-runs",
+        type=int,
+        default=3,
+        help="(c) again this many times with and without flower-dl's Ray head, interleaved (default: 3)",
+    )
     parser.add_argument("--startup-only", action="store_true", help="only the --startup-runs comparison")
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--verbose", "-v", action="store_true", help="echo the whole simulation output")
-    parser.add_argument("--quick", action="store_true", help="mnist-5k, 1 round, 1 local epoch: checks the script works")
+    parser.add_argument(
+        "--quick", action="store_true", help="mnist-5k, 1 round, 1 local epoch: checks the script works"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.local_epochs, args.startup_runs = 1, 1, 1
@@ -403,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         # flower-dl's cache of decoded data (here: private to this run), filled once as a user's first run would
         os.environ[CACHE_DIR_ENV] = str(tmp / "cache")
         load_dataset(dataset, data_dir)
-        print(f"data: {described}; {args.rounds} round(s), {args.local_epochs} local epoch(s); "
-              f"{machine['cpus']} CPUs, load {machine['loadavg']}, torch threads {machine['torch-threads']}", flush=True)
+        print(
+            f"data: {described}; {args.rounds} round(s), {args.local_epochs} local epoch(s); "
+            f"{machine['cpus']} CPUs, load {machine['loadavg']}, torch threads {machine['torch-threads']}",
+            flush=True,
+        )
         for model in [] if args.startup_only else models:
             print(f"[{model}] flower-dl simulation ...", flush=True)
             cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
@@ -412,64 +455,107 @@ def main(argv: list[str] | None = None) -> int:
             plain = plain_loop(cfg, flower["num-train-examples"], args.rounds, "plain")
             print(f"[{model}] the same loop with flower-dl's training code ...", flush=True)
             tuned = plain_loop(cfg, flower["num-train-examples"], args.rounds, "tuned")
-            results.append({
-                "model": model,
-                "plain": plain,
-                "tuned": tuned,
-                "flower-dl": flower,
-                "ratio-vs-tuned": flower["s-per-round"] / tuned["train-s-per-round"],
-                "ratio": flower["s-per-round"] / plain["train-s-per-round"],
-                "ratio-vs-plain-with-eval": flower["s-per-round"] / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
-                "ratio-after-round-1": (
-                    flower["s-per-round-after-round-1"] / plain["train-s-per-round-after-round-1"]
-                    if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"] else None
-                ),
-            })
+            results.append(
+                {
+                    "model": model,
+                    "plain": plain,
+                    "tuned": tuned,
+                    "flower-dl": flower,
+                    "ratio-vs-tuned": flower["s-per-round"] / tuned["train-s-per-round"],
+                    "ratio": flower["s-per-round"] / plain["train-s-per-round"],
+                    "ratio-vs-plain-with-eval": flower["s-per-round"]
+                    / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
+                    "ratio-after-round-1": (
+                        flower["s-per-round-after-round-1"] / plain["train-s-per-round-after-round-1"]
+                        if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"]
+                        else None
+                    ),
+                }
+            )
         startup = None
         if args.startup_runs > 0:
-            print(f"[start-up] {args.startup_runs} run(s) each way: Ray head, Ray head with an empty cache, "
-                  "Ray started by Flower ...", flush=True)
+            print(
+                f"[start-up] {args.startup_runs} run(s) each way: Ray head, Ray head with an empty cache, "
+                "Ray started by Flower ...",
+                flush=True,
+            )
             startup = startup_runs(args, dataset, data_dir, tmp)
     machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
 
     print()
-    header = ("model", "plain s/round", "+eval", "tuned s/round", "flower-dl s/round", "ratio b/a", "b/(a+eval)",
-              "b/a rounds 2+", "b/tuned", "start-up s", "peak RSS MiB", "peak PSS MiB", "plain RSS MiB")
+    header = (
+        "model",
+        "plain s/round",
+        "+eval",
+        "tuned s/round",
+        "flower-dl s/round",
+        "ratio b/a",
+        "b/(a+eval)",
+        "b/a rounds 2+",
+        "b/tuned",
+        "start-up s",
+        "peak RSS MiB",
+        "peak PSS MiB",
+        "plain RSS MiB",
+    )
     rows = [
-        (r["model"], fmt(r["plain"]["train-s-per-round"]), fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
-         fmt(r["tuned"]["train-s-per-round"]),
-         fmt(r["flower-dl"]["s-per-round"]), fmt(r["ratio"]), fmt(r["ratio-vs-plain-with-eval"]), fmt(r["ratio-after-round-1"]),
-         fmt(r["ratio-vs-tuned"]),
-         fmt(r["flower-dl"]["startup-s"], ".1f"), fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
-         fmt(r["flower-dl"]["peak-pss-mib"], ".0f"), fmt(r["plain"]["peak-rss-mib"], ".0f"))
+        (
+            r["model"],
+            fmt(r["plain"]["train-s-per-round"]),
+            fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
+            fmt(r["tuned"]["train-s-per-round"]),
+            fmt(r["flower-dl"]["s-per-round"]),
+            fmt(r["ratio"]),
+            fmt(r["ratio-vs-plain-with-eval"]),
+            fmt(r["ratio-after-round-1"]),
+            fmt(r["ratio-vs-tuned"]),
+            fmt(r["flower-dl"]["startup-s"], ".1f"),
+            fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
+            fmt(r["flower-dl"]["peak-pss-mib"], ".0f"),
+            fmt(r["plain"]["peak-rss-mib"], ".0f"),
+        )
         for r in results
     ]
     if results:
         print_table(header, rows)
     if startup:
         for way, fig in startup.items():
-            print(f"start-up to round 1, {way}: median {fig['median-s']:.1f} s "
-                  f"(min {fig['min-s']:.1f}, max {fig['max-s']:.1f}, {len(fig['runs-s'])} runs)")
+            print(
+                f"start-up to round 1, {way}: median {fig['median-s']:.1f} s "
+                f"(min {fig['min-s']:.1f}, max {fig['max-s']:.1f}, {len(fig['runs-s'])} runs)"
+            )
     for r in results:
         f, p = r["flower-dl"], r["plain"]
-        print(f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
-              f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
-              f"RSS {p['rss-before-mib']:.0f} MiB before loading its data")
-        print(f"{r['model']}: the same loop with flower-dl's training code, s per round "
-              f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
-              f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})")
-        print(f"{r['model']}: start-up {f['startup-s']:.1f} s = SuperLink and Ray head start {f['superlink-start-s']:.1f} s "
-              f"+ launch->round 1 {f['launch-to-round-1-s']:.1f} s; launch->exit {f['launch-to-exit-s']:.1f} s, "
-              f"teardown {f['teardown-s']:.1f} s, "
-              f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
-              f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}")
+        print(
+            f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
+            f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
+            f"RSS {p['rss-before-mib']:.0f} MiB before loading its data"
+        )
+        print(
+            f"{r['model']}: the same loop with flower-dl's training code, s per round "
+            f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
+            f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})"
+        )
+        print(
+            f"{r['model']}: start-up {f['startup-s']:.1f} s = SuperLink and Ray head start {f['superlink-start-s']:.1f} s "
+            f"+ launch->round 1 {f['launch-to-round-1-s']:.1f} s; launch->exit {f['launch-to-exit-s']:.1f} s, "
+            f"teardown {f['teardown-s']:.1f} s, "
+            f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
+            f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}"
+        )
         warn_leftovers(r["model"], f)
 
     if args.json:
         out = {
             "benchmark": "round-time",
-            "setting": {**STUDY, "data": described, "rounds": args.rounds, "local-epochs": args.local_epochs,
-                        "cpus-per-node": args.cpus_per_node, "quick": args.quick},
+            "setting": {
+                **STUDY,
+                "data": described,
+                "rounds": args.rounds,
+                "local-epochs": args.local_epochs,
+                "cpus-per-node": args.cpus_per_node,
+                "quick": args.quick,
+            },
             "machine": machine,
             "results": results,
             "startup-runs": startup,

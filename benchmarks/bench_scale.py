@@ -54,12 +54,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import (  # noqa: E402
-    APP_DIR, FINISHED_RE, MIB, ROUND_RE, TreeMemorySampler, fmt, machine_info, print_table, timed_simulation,
-    wait_for_exit, warn_leftovers,
+from _harness import (
+    APP_DIR,
+    FINISHED_RE,
+    MIB,
+    ROUND_RE,
+    TreeMemorySampler,
+    fmt,
+    machine_info,
+    print_table,
+    timed_simulation,
+    wait_for_exit,
+    warn_leftovers,
 )
-
-from flower_dl.cli import resolve_config  # noqa: E402
+from flower_dl.cli import resolve_config
 
 GIB = 1024 * MIB
 
@@ -102,29 +110,41 @@ def run_one(num_nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
     sim = None
     with TreeMemorySampler(on_sample=guard) as mem:
         try:
-            sim = timed_simulation(overrides, workdir, num_nodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node, echo=echo)
+            sim = timed_simulation(
+                overrides, workdir, num_nodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node, echo=echo
+            )
         except KeyboardInterrupt:
             if not killed:
                 raise
     teardown_s, leftovers = wait_for_exit(mem)
-    out: dict[str, Any] = {"nodes": num_nodes, "rounds": args.rounds, **mem.figures(),
-                           "teardown-s": teardown_s, "processes-left-after-teardown": leftovers}
+    out: dict[str, Any] = {
+        "nodes": num_nodes,
+        "rounds": args.rounds,
+        **mem.figures(),
+        "teardown-s": teardown_s,
+        "processes-left-after-teardown": leftovers,
+    }
     if killed:
-        out.update(ok=False, error=f"stopped: process tree RSS {killed[0] / GIB:.2f} GiB > --kill-above-gib {args.kill_above_gib}")
+        out.update(
+            ok=False,
+            error=f"stopped: process tree RSS {killed[0] / GIB:.2f} GiB > --kill-above-gib {args.kill_above_gib}",
+        )
         return out
     assert sim is not None
-    out.update({
-        "ok": sim.ok,
-        "flwr-exit-code": sim.rc,
-        "status": sim.status,
-        "s-per-round": sim.strategy_s / args.rounds if sim.strategy_s is not None else None,
-        "strategy-s": sim.strategy_s,
-        "round-s-from-line-arrivals": sim.round_durations(),
-        "startup-s": sim.startup_total_s,
-        "launch-to-round-1-s": sim.startup_s,
-        "superlink-start-s": sim.superlink_start_s,
-        "launch-to-exit-s": sim.total_s,
-    })
+    out.update(
+        {
+            "ok": sim.ok,
+            "flwr-exit-code": sim.rc,
+            "status": sim.status,
+            "s-per-round": sim.strategy_s / args.rounds if sim.strategy_s is not None else None,
+            "strategy-s": sim.strategy_s,
+            "round-s-from-line-arrivals": sim.round_durations(),
+            "startup-s": sim.startup_total_s,
+            "launch-to-round-1-s": sim.startup_s,
+            "superlink-start-s": sim.superlink_start_s,
+            "launch-to-exit-s": sim.total_s,
+        }
+    )
     if not sim.ok:
         out["error"] = f"run failed (flwr exit code {sim.rc}, status {sim.status})"
         out["log-tail"] = sim.tail()
@@ -135,9 +155,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[100, 1000], help="node counts (default: 100 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each run (default: 3)")
-    parser.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1, as flower-dl run)")
-    parser.add_argument("--mem-limit-gib", type=float, default=8.0, help="peak RSS of the tree must stay below (default: 8)")
-    parser.add_argument("--kill-above-gib", type=float, default=12.0, help="stop a run whose tree passes this; 0: never (default: 12)")
+    parser.add_argument(
+        "--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1, as flower-dl run)"
+    )
+    parser.add_argument(
+        "--mem-limit-gib", type=float, default=8.0, help="peak RSS of the tree must stay below (default: 8)"
+    )
+    parser.add_argument(
+        "--kill-above-gib", type=float, default=12.0, help="stop a run whose tree passes this; 0: never (default: 12)"
+    )
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--verbose", "-v", action="store_true", help="echo the whole simulation output")
     parser.add_argument("--quick", action="store_true", help="20 nodes, 1 round: checks the script works")
@@ -150,8 +176,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     machine = machine_info()
-    print(f"ring of N nodes, mnist-5k iid, mlp, {args.rounds} round(s), 1 local epoch; "
-          f"{machine['cpus']} CPUs, load {machine['loadavg']}", flush=True)
+    print(
+        f"ring of N nodes, mnist-5k iid, mlp, {args.rounds} round(s), 1 local epoch; "
+        f"{machine['cpus']} CPUs, load {machine['loadavg']}",
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="flower-dl-bench-scale-") as tmp_name:
         for n in args.nodes:
@@ -166,25 +195,46 @@ def main(argv: list[str] | None = None) -> int:
     machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
 
     print()
-    header = ("nodes", "s/round", "start-up s", "launch->exit s", "peak RSS MiB", "peak PSS MiB",
-              f"< {args.mem_limit_gib:g} GiB")
+    header = (
+        "nodes",
+        "s/round",
+        "start-up s",
+        "launch->exit s",
+        "peak RSS MiB",
+        "peak PSS MiB",
+        f"< {args.mem_limit_gib:g} GiB",
+    )
     rows = [
-        (str(r["nodes"]), fmt(r.get("s-per-round")), fmt(r.get("startup-s"), ".1f"), fmt(r.get("launch-to-exit-s"), ".1f"),
-         fmt(r["peak-rss-mib"], ".0f"), fmt(r["peak-pss-mib"], ".0f"), "yes" if r["under-limit"] else "NO")
+        (
+            str(r["nodes"]),
+            fmt(r.get("s-per-round")),
+            fmt(r.get("startup-s"), ".1f"),
+            fmt(r.get("launch-to-exit-s"), ".1f"),
+            fmt(r["peak-rss-mib"], ".0f"),
+            fmt(r["peak-pss-mib"], ".0f"),
+            "yes" if r["under-limit"] else "NO",
+        )
         for r in results
     ]
     print_table(header, rows)
     for r in results:
-        print(f"{r['nodes']} nodes: rounds from log lines {[round(x, 2) for x in r.get('round-s-from-line-arrivals', [])]}, "
-              f"teardown {r['teardown-s']:.1f} s, largest processes "
-              f"{[(p['name'], p['peak-rss-mib']) for p in r['largest-processes'][:3]]}")
+        print(
+            f"{r['nodes']} nodes: rounds from log lines {[round(x, 2) for x in r.get('round-s-from-line-arrivals', [])]}, "
+            f"teardown {r['teardown-s']:.1f} s, largest processes "
+            f"{[(p['name'], p['peak-rss-mib']) for p in r['largest-processes'][:3]]}"
+        )
         warn_leftovers(f"{r['nodes']} nodes", r)
 
     if args.json:
         out = {
             "benchmark": "scale",
-            "setting": {**scale_overrides(0, args.rounds, Path("-")), "num-nodes": args.nodes,
-                        "cpus-per-node": args.cpus_per_node, "mem-limit-gib": args.mem_limit_gib, "quick": args.quick},
+            "setting": {
+                **scale_overrides(0, args.rounds, Path("-")),
+                "num-nodes": args.nodes,
+                "cpus-per-node": args.cpus_per_node,
+                "mem-limit-gib": args.mem_limit_gib,
+                "quick": args.quick,
+            },
             "machine": machine,
             "results": results,
         }

@@ -23,12 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PROG = "flower-dl"
-
-
 from flower_dl.processes import (
-    CONNECTION, ProcessError, bin_path, local_deployment, local_superlink, stop_process_group,
+    CONNECTION,
+    ProcessError,
+    bin_path,
+    local_deployment,
+    local_superlink,
+    stop_process_group,
 )
+
+PROG = "flower-dl"
 
 
 class CliError(Exception):
@@ -99,7 +103,10 @@ def run_status(run_id: str, env: dict[str, str]) -> str:
     """The run's status as ``flwr ls`` reports it (e.g. ``finished:completed``), with its details if any."""
     out = subprocess.run(
         [bin_path("flwr"), "ls", "--run-id", run_id, "--format", "json"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     try:
         runs = json.loads(out.stdout).get("runs", [])
@@ -138,7 +145,12 @@ def launch(
     if on_line is not None:
         on_line(f"{PROG}: {shlex.join(cmd)}\n")
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
         start_new_session=True,
     )
     run_id = None
@@ -172,8 +184,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     num_supernodes = _check_supernodes(args.num_supernodes, cfg.num_nodes)
     with tempfile.TemporaryDirectory(prefix="flower-dl-") as tmp, local_superlink(Path(tmp)) as env:
         rc, status = launch(
-            app_dir, overrides, env, num_supernodes=num_supernodes, cpus_per_node=args.cpus_per_node,
-            gpus_per_node=args.gpus_per_node, on_line=_echo,
+            app_dir,
+            overrides,
+            env,
+            num_supernodes=num_supernodes,
+            cpus_per_node=args.cpus_per_node,
+            gpus_per_node=args.gpus_per_node,
+            on_line=_echo,
         )
     if rc != 0 or status != "finished:completed":
         print(f"{PROG}: error: the run did not complete (flwr exit code {rc}, status {status})", file=sys.stderr)
@@ -305,7 +322,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp, local_superlink(Path(tmp)) as env:
             for cid, overrides, full, cfg in todo:
                 out_dir = runs_dir or Path(tmp) / "runs"
-                label = " ".join(f"{k}={v}" for k, v in {**{k: overrides[k] for k in grid}, "seed": full["seed"]}.items())
+                label = " ".join(
+                    f"{k}={v}" for k, v in {**{k: overrides[k] for k in grid}, "seed": full["seed"]}.items()
+                )
                 progress.start_cell(label)
 
                 def on_line(line: str) -> None:
@@ -313,21 +332,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     progress.line(line)
 
                 rc, status = launch(
-                    app_dir, {**overrides, "seed": full["seed"], "results-dir": str(out_dir), "run-name": cid},
-                    env, num_supernodes=cfg.num_nodes, cpus_per_node=args.cpus_per_node,
-                    gpus_per_node=args.gpus_per_node, on_line=on_line,
+                    app_dir,
+                    {**overrides, "seed": full["seed"], "results-dir": str(out_dir), "run-name": cid},
+                    env,
+                    num_supernodes=cfg.num_nodes,
+                    cpus_per_node=args.cpus_per_node,
+                    gpus_per_node=args.gpus_per_node,
+                    on_line=on_line,
                 )
                 log_file.flush()
                 metrics = out_dir / cid / "metrics.csv"
                 if rc != 0 or status != "finished:completed" or not metrics.exists():
                     failed += 1
-                    progress.stream.write(f"\n{PROG}: cell {cid} ({label}) failed: status {status}; see {log_file.name}\n")
+                    progress.stream.write(
+                        f"\n{PROG}: cell {cid} ({label}) failed: status {status}; see {log_file.name}\n"
+                    )
                 else:
                     sweep.append_cell(table, full, cid, metrics)
                 progress.finish_cell()
     except KeyboardInterrupt:
         progress.close()
-        print(f"{PROG}: interrupted; {progress.done} cells finished and kept in {table}; re-run to resume", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted; {progress.done} cells finished and kept in {table}; re-run to resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         log_file.close()
@@ -379,22 +407,30 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one simulation (flwr run on a private local SuperLink)")
     run.add_argument("app", nargs="?", default=".", help="the flower-dl app folder (default: .)")
     run.add_argument(
-        "--run-config", "-c", action="append",
+        "--run-config",
+        "-c",
+        action="append",
         help="override run-config values: 'k1=v1 k2=\"s\"' (TOML values) or a .toml file; repeatable",
     )
     run.add_argument("--num-supernodes", type=int, default=None, help="simulated nodes (default: num-nodes)")
     run.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
-    run.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node, e.g. 0.2 (default: 0)")
+    run.add_argument(
+        "--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node, e.g. 0.2 (default: 0)"
+    )
     run.set_defaults(func=cmd_run)
 
     sw = sub.add_parser("sweep", help="run a grid of configs x seeds; append rows to one results table")
     sw.add_argument("app", nargs="?", default=".", help="the flower-dl app folder (default: .)")
-    sw.add_argument("--grid", "-g", action="append", help="axes as TOML arrays: \"share-ratio=[0, 0.1] digits-per-node=[2, 4]\"")
+    sw.add_argument(
+        "--grid", "-g", action="append", help='axes as TOML arrays: "share-ratio=[0, 0.1] digits-per-node=[2, 4]"'
+    )
     sw.add_argument("--file", "-f", help="sweep TOML file with [grid], [run-config] and seeds = [...]")
     sw.add_argument("--run-config", "-c", action="append", help="fixed run-config values for every cell (as for run)")
     sw.add_argument("--seeds", type=int, nargs="+", help="explicit seeds (repetitions)")
     sw.add_argument("--repetitions", "-r", type=int, default=1, help="seeds seed, seed+1, ... (default: 1)")
-    sw.add_argument("--table", "-t", default="results/sweep.csv", help="results table, .csv or .xlsx (default: results/sweep.csv)")
+    sw.add_argument(
+        "--table", "-t", default="results/sweep.csv", help="results table, .csv or .xlsx (default: results/sweep.csv)"
+    )
     sw.add_argument("--runs-dir", help="keep each cell's run folder here (default: discarded)")
     sw.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
     sw.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node (default: 0)")

@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -119,7 +118,7 @@ def partition_id_of(context: Context, cfg: RunConfig) -> int:
     if "partition-id" not in node_config:
         raise ValueError(
             "node config: 'partition-id' is missing; start the SuperNode with "
-            "--node-config \"partition-id=<0..num-nodes-1> num-partitions=<num-nodes>\""
+            '--node-config "partition-id=<0..num-nodes-1> num-partitions=<num-nodes>"'
         )
     pid = node_config["partition-id"]
     if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < cfg.num_nodes:
@@ -139,11 +138,23 @@ def partition_id_of(context: Context, cfg: RunConfig) -> int:
 def _partition(cfg: RunConfig) -> list[np.ndarray]:
     data = load_dataset(cfg.dataset, cfg.data_dir)
     return _cached(
-        ("partition", cfg.dataset, cfg.data_dir, cfg.partitioner, cfg.num_nodes,
-         cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed),
+        (
+            "partition",
+            cfg.dataset,
+            cfg.data_dir,
+            cfg.partitioner,
+            cfg.num_nodes,
+            cfg.digits_per_node,
+            cfg.dirichlet_alpha,
+            cfg.seed,
+        ),
         lambda: partition_indices(
-            data.train_labels, cfg.partitioner, cfg.num_nodes,
-            digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+            data.train_labels,
+            cfg.partitioner,
+            cfg.num_nodes,
+            digits_per_node=cfg.digits_per_node,
+            alpha=cfg.dirichlet_alpha,
+            seed=cfg.seed,
         ),
     )
 
@@ -170,7 +181,12 @@ def node_data(context: Context) -> NodeData:
             y = np.concatenate([y, got["labels"][keep]])
             ids = merged.ids
         return NodeData(
-            partition_id=pid, own_ids=own, train_ids=ids, train_images=x, train_labels=y, cfg=cfg,
+            partition_id=pid,
+            own_ids=own,
+            train_ids=ids,
+            train_images=x,
+            train_labels=y,
+            cfg=cfg,
             received_version=version,
         )
 
@@ -252,11 +268,13 @@ def identify(msg: Message, context: Context) -> Message:
     cfg = run_config_of(context)
     pid = partition_id_of(context, cfg)
     own = _partition(cfg)[pid]
-    info = ConfigRecord({
-        "partition-id": pid,
-        "num-train-examples": int(len(own)),
-        "public-key": key_pair(context).public_bytes,
-    })
+    info = ConfigRecord(
+        {
+            "partition-id": pid,
+            "num-train-examples": len(own),
+            "public-key": key_pair(context).public_bytes,
+        }
+    )
     return Message(RecordDict({"info": info}), reply_to=msg)
 
 
@@ -283,11 +301,19 @@ def share(msg: Message, context: Context) -> Message:
         public = dict(zip(neighbours, msg.content["exchange"]["public-keys"]))
         for j in neighbours:
             ids = own[exchange.payload_for(shares, j)]
-            record[f"sealed:{j}"] = Array(crypto.seal_samples(
-                keys, public[j], pid, j, ids, data.train_images[ids], data.train_labels[ids],
-                context=_edge_context(context),
-            ))
-            counts[f"count:{j}"] = int(len(ids))
+            record[f"sealed:{j}"] = Array(
+                crypto.seal_samples(
+                    keys,
+                    public[j],
+                    pid,
+                    j,
+                    ids,
+                    data.train_images[ids],
+                    data.train_labels[ids],
+                    context=_edge_context(context),
+                )
+            )
+            counts[f"count:{j}"] = len(ids)
     else:
         for key, positions in shares.items():
             ids = own[positions]
@@ -305,8 +331,10 @@ def receive(msg: Message, context: Context) -> Message:
     incoming = msg.content["received"]
     previous = context.state.get(RECEIVED_KEY)
     version = (int(previous["version"].numpy()[0]) if previous is not None else 0) + 1
-    stored = _open_received(msg, context, pid) if cfg.exchange_encryption else ArrayRecord(
-        {key: incoming[key] for key in ("ids", "src", "images", "labels")}
+    stored = (
+        _open_received(msg, context, pid)
+        if cfg.exchange_encryption
+        else ArrayRecord({key: incoming[key] for key in ("ids", "src", "images", "labels")})
     )
     stored["version"] = Array(np.array([version], dtype=np.int64))
     context.state[RECEIVED_KEY] = stored
@@ -314,7 +342,7 @@ def receive(msg: Message, context: Context) -> Message:
 
     data = load_dataset(cfg.dataset, cfg.data_dir)
     summaries = ArrayRecord()
-    metrics = MetricRecord({"partition-id": pid, "num-train-examples": int(len(nd.train_ids))})
+    metrics = MetricRecord({"partition-id": pid, "num-train-examples": len(nd.train_ids)})
     own = nd.own_ids
     summaries["original-intensity"] = Array(privacy.intensity_distribution(data.train_images[own]))
     summaries["original-labels"] = Array(privacy.label_distribution(data.train_labels[own]))
@@ -322,7 +350,7 @@ def receive(msg: Message, context: Context) -> Message:
     summaries["exchanged-labels"] = Array(privacy.label_distribution(data.train_labels[nd.train_ids]))
     sent = context.state.get(SENT_KEY)
     if sent is not None:
-        for key in sent.keys():
+        for key in sent:
             target = key.split(":", 1)[1]
             ids = sent[key].numpy()
             summaries[f"sent-intensity:{target}"] = Array(privacy.intensity_distribution(data.train_images[ids]))
@@ -375,16 +403,25 @@ def train(msg: Message, context: Context) -> Message:
     mu = cfg.proximal_mu if cfg.strategy == "fedprox" else 0.0
     started = time.perf_counter()
     loss = training.train(
-        model, train_x, train_y, epochs=cfg.local_epochs, lr=cfg.lr,
-        momentum=cfg.momentum, batch_size=cfg.batch_size, generator=generator, proximal_mu=mu,
+        model,
+        train_x,
+        train_y,
+        epochs=cfg.local_epochs,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        batch_size=cfg.batch_size,
+        generator=generator,
+        proximal_mu=mu,
     )
-    metrics = MetricRecord({
-        "train-loss": loss,
-        "train-seconds": time.perf_counter() - started,
-        "num-examples": int(len(train_y)),
-        "partition-id": nd.partition_id,
-        "server-round": server_round,
-    })
+    metrics = MetricRecord(
+        {
+            "train-loss": loss,
+            "train-seconds": time.perf_counter() - started,
+            "num-examples": len(train_y),
+            "partition-id": nd.partition_id,
+            "server-round": server_round,
+        }
+    )
     content = RecordDict({"arrays": ArrayRecord(model.cpu().state_dict()), "metrics": metrics})
     return Message(content, reply_to=msg)
 
@@ -403,11 +440,13 @@ def evaluate(msg: Message, context: Context) -> Message:
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     model.to(test_x.device)
     loss, acc = training.evaluate(model, test_x, test_y)
-    metrics = MetricRecord({
-        "eval-loss": loss,
-        "eval-acc": acc,
-        "num-examples": int(len(test_y)),
-        "partition-id": nd.partition_id,
-        "server-round": int(msg.content["config"].get("server-round", 0)),
-    })
+    metrics = MetricRecord(
+        {
+            "eval-loss": loss,
+            "eval-acc": acc,
+            "num-examples": len(test_y),
+            "partition-id": nd.partition_id,
+            "server-round": int(msg.content["config"].get("server-round", 0)),
+        }
+    )
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)

@@ -119,9 +119,7 @@ class RunConfig:
         known = {f.name.replace("_", "-"): f.name for f in fields(cls)}
         unknown = sorted(set(run_config) - set(known))
         if unknown:
-            raise ConfigError(
-                f"{unknown[0]}: unknown run-config key; allowed keys: {', '.join(sorted(known))}"
-            )
+            raise ConfigError(f"{unknown[0]}: unknown run-config key; allowed keys: {', '.join(sorted(known))}")
         return cls(**{known[k]: v for k, v in run_config.items()})
 
     def to_run_config(self) -> dict[str, Any]:
@@ -157,9 +155,8 @@ def _check_type(name: str, value: Any, type_name: Any) -> None:
     elif type_name == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: {value!r} is not a boolean; allowed: true or false")
-    elif type_name == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: {value!r} is not a string; allowed: a string")
+    elif type_name == "str" and not isinstance(value, str):
+        raise ConfigError(f"{key}: {value!r} is not a string; allowed: a string")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -177,9 +174,8 @@ def _range(
     strict_low: bool = False,
     strict_high: bool = False,
 ) -> None:
-    bad = (
-        (low is not None and (value < low or (strict_low and value == low)))
-        or (high is not None and (value > high or (strict_high and value == high)))
+    bad = (low is not None and (value < low or (strict_low and value == low))) or (
+        high is not None and (value > high or (strict_high and value == high))
     )
     if bad:
         raise ConfigError(f"{key}: {value!r} is out of range; allowed: {allowed}")

@@ -35,19 +35,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
-    "DecryptionError",
-    "KeyPair",
-    "edge_key",
-    "pack_samples",
-    "unpack_samples",
-    "encrypt",
-    "decrypt",
-    "seal_samples",
-    "open_samples",
     "KEY_SIZE",
     "NONCE_SIZE",
-    "TAG_SIZE",
     "OVERHEAD",
+    "TAG_SIZE",
+    "DecryptionError",
+    "KeyPair",
+    "decrypt",
+    "edge_key",
+    "encrypt",
+    "open_samples",
+    "pack_samples",
+    "seal_samples",
+    "unpack_samples",
 ]
 
 KEY_SIZE: int = 32
@@ -175,9 +175,13 @@ def _as_bytes(value: object, name: str) -> bytes:
 
 def _public_from_private(raw: bytes) -> bytes:
     """Compute the raw public key matching a raw private key."""
-    return X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes(
-        encoding=serialization.Encoding.Raw,
-        format=serialization.PublicFormat.Raw,
+    return (
+        X25519PrivateKey.from_private_bytes(raw)
+        .public_key()
+        .public_bytes(
+            encoding=serialization.Encoding.Raw,
+            format=serialization.PublicFormat.Raw,
+        )
     )
 
 
@@ -246,9 +250,8 @@ def _check_int_array(arr: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
-    if arr.size and arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
-        if int(arr.max()) > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} has values that do not fit in int64")
+    if arr.size and arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} has values that do not fit in int64")
     return np.ascontiguousarray(arr, dtype="<i8")
 
 
@@ -290,9 +293,7 @@ def pack_samples(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> byt
     images_a = np.ascontiguousarray(images_a)
     n = images_a.shape[0]
     if ids_a.shape[0] != n or labels_a.shape[0] != n:
-        raise ValueError(
-            f"length mismatch: {ids_a.shape[0]} ids, {n} images, {labels_a.shape[0]} labels"
-        )
+        raise ValueError(f"length mismatch: {ids_a.shape[0]} ids, {n} images, {labels_a.shape[0]} labels")
     header = _PREFIX.pack(_MAGIC, _VERSION, images_a.ndim, n)
     header += struct.pack(f"<{images_a.ndim - 1}Q", *images_a.shape[1:])
     return b"".join((header, ids_a.tobytes(), images_a.tobytes(), labels_a.tobytes()))
@@ -349,11 +350,7 @@ def unpack_samples(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError(f"sample data {kind}: {len(data)} bytes, header implies {expected}")
     ids = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
     offset += 8 * n
-    images = (
-        np.frombuffer(data, dtype=np.uint8, count=n * per_image, offset=offset)
-        .reshape((n, *dims))
-        .copy()
-    )
+    images = np.frombuffer(data, dtype=np.uint8, count=n * per_image, offset=offset).reshape((n, *dims)).copy()
     offset += n * per_image
     labels = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
     return ids, images, labels
@@ -426,9 +423,7 @@ def decrypt(key: bytes, blob: bytes, aad: bytes = b"") -> bytes:
     try:
         return AESGCM(key).decrypt(blob[:NONCE_SIZE], blob[NONCE_SIZE:], _as_bytes(aad, "aad"))
     except InvalidTag:
-        raise DecryptionError(
-            "authentication failed: wrong key, wrong edge/context, or tampered data"
-        ) from None
+        raise DecryptionError("authentication failed: wrong key, wrong edge/context, or tampered data") from None
 
 
 def _samples_aad(src: int, dst: int, context: bytes) -> bytes:

@@ -174,9 +174,7 @@ def _decode_idx(data_dir: str | os.PathLike[str], found: dict[str, Path]) -> Ima
         test_images=arrays["test_images"],
         test_labels=arrays["test_labels"].astype(np.int64),
     )
-    if len(data.train_images) != len(data.train_labels) or len(data.test_images) != len(
-        data.test_labels
-    ):
+    if len(data.train_images) != len(data.train_labels) or len(data.test_images) != len(data.test_labels):
         raise DataError(f"data-dir: {str(data_dir)!r} has image and label files of different lengths")
     return data
 
@@ -221,10 +219,7 @@ def _parse_mnist_5k(path: Path) -> ImageData:
     labels = table[:, -1].astype(np.int64)
     rng = np.random.default_rng(_SPLIT_SEED)
     test_idx = np.concatenate(
-        [
-            rng.permutation(np.flatnonzero(labels == c))[:MNIST_5K_TEST_PER_CLASS]
-            for c in range(NUM_CLASSES)
-        ]
+        [rng.permutation(np.flatnonzero(labels == c))[:MNIST_5K_TEST_PER_CLASS] for c in range(NUM_CLASSES)]
     )
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test_idx] = True
@@ -245,8 +240,10 @@ def _download_torchvision(name: str) -> ImageData:
             f"download failed ({err}); set data-dir to a folder holding the IDX files"
         ) from err
     return ImageData(
-        train.data.numpy(), train.targets.numpy().astype(np.int64),
-        test.data.numpy(), test.targets.numpy().astype(np.int64),
+        train.data.numpy(),
+        train.targets.numpy().astype(np.int64),
+        test.data.numpy(),
+        test.targets.numpy().astype(np.int64),
     )
 
 
@@ -300,8 +297,11 @@ def _study_pathological_partitioner(num_nodes: int, k: int, seed: int):
                 self._partition_id_to_unique_labels[pid] = study_classes(pid, num_nodes, k)
 
     return StudyPathologicalPartitioner(
-        num_partitions=num_nodes, partition_by="label", num_classes_per_partition=k,
-        shuffle=True, seed=seed,
+        num_partitions=num_nodes,
+        partition_by="label",
+        num_classes_per_partition=k,
+        shuffle=True,
+        seed=seed,
     )
 
 
@@ -338,9 +338,7 @@ def partition_indices(
     """
     labels = np.asarray(labels)
     if partitioner not in PARTITIONERS:
-        raise DataError(
-            f"partitioner: {partitioner!r} is not a known partitioner; allowed: {', '.join(PARTITIONERS)}"
-        )
+        raise DataError(f"partitioner: {partitioner!r} is not a known partitioner; allowed: {', '.join(PARTITIONERS)}")
     if partitioner == "digits-per-node":
         out = []
         for node in range(num_nodes):
@@ -359,13 +357,18 @@ def partition_indices(
         from flwr_datasets.partitioner import DirichletPartitioner
 
         part = DirichletPartitioner(
-            num_partitions=num_nodes, partition_by="label", alpha=alpha,
-            min_partition_size=min(10, len(labels) // (2 * num_nodes)), seed=seed,
+            num_partitions=num_nodes,
+            partition_by="label",
+            alpha=alpha,
+            min_partition_size=min(10, len(labels) // (2 * num_nodes)),
+            seed=seed,
         )
     if not part.is_dataset_assigned():
         part.dataset = _labels_dataset(labels)
     try:
         parts = [part.load_partition(i)["idx"] for i in range(num_nodes)]
     except ValueError as err:
-        raise DataError(f"partitioner: {partitioner!r} cannot split {len(labels)} samples among {num_nodes} nodes: {err}") from err
+        raise DataError(
+            f"partitioner: {partitioner!r} cannot split {len(labels)} samples among {num_nodes} nodes: {err}"
+        ) from err
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]

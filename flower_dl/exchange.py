@@ -81,9 +81,7 @@ class Merged:
     """Source node -> how many of its samples were new to this node."""
 
 
-def merge(
-    own_ids: np.ndarray, received: Iterable[tuple[int, np.ndarray]]
-) -> Merged:
+def merge(own_ids: np.ndarray, received: Iterable[tuple[int, np.ndarray]]) -> Merged:
     """Dedupe received samples against own data and each other.
 
     Parameters
@@ -122,8 +120,10 @@ def concat_parts(
     """
     if not parts:
         return {
-            "ids": np.zeros(0, np.int64), "src": np.zeros(0, np.int64),
-            "images": np.zeros((0, *image_shape), np.uint8), "labels": np.zeros(0, np.int64),
+            "ids": np.zeros(0, np.int64),
+            "src": np.zeros(0, np.int64),
+            "images": np.zeros((0, *image_shape), np.uint8),
+            "labels": np.zeros(0, np.int64),
         }
     return {
         "ids": np.concatenate([p[1] for p in parts]).astype(np.int64),

@@ -86,14 +86,16 @@ def flwr_env(workdir: Path, port: int) -> dict[str, str]:
         f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
     )
     env = os.environ.copy()
-    env.update({
-        "FLWR_HOME": str(flwr_home),
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "PYTHONUNBUFFERED": "1",
-        # the SuperLink and SuperNodes start flower-superexec, flwr-serverapp, ... by name
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    })
+    env.update(
+        {
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            "PYTHONUNBUFFERED": "1",
+            # the SuperLink and SuperNodes start flower-superexec, flwr-serverapp, ... by name
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        }
+    )
     return env
 
 
@@ -109,11 +111,19 @@ def _startup_error(err: Exception, log: Path) -> ProcessError:
 
 def _superlink_cmd(workdir: Path, port: int, simulation: bool) -> list[str]:
     cmd = [
-        bin_path("flower-superlink"), "--insecure", "--isolation", "subprocess",
+        bin_path("flower-superlink"),
+        "--insecure",
+        "--isolation",
+        "subprocess",
         "--disable-runtime-dependency-installation",
-        "--host", "127.0.0.1", "--port", str(port),  # Flower 1.42: one HTTP port for all APIs
-        "--health-server-address", f"127.0.0.1:{free_port()}",
-        "--database", str(workdir / "state.db"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),  # Flower 1.42: one HTTP port for all APIs
+        "--health-server-address",
+        f"127.0.0.1:{free_port()}",
+        "--database",
+        str(workdir / "state.db"),
     ]
     return cmd + (["--simulation"] if simulation else [])
 
@@ -152,8 +162,15 @@ class RayHead:
         # Ray's own temp dir, short: its unix sockets live there (at most 107 bytes a path)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="flower-dl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
         cmd = [
-            sys.executable, "-m", RAY_HEAD_MODULE, "--port", str(self.port),
-            "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(self.temp_dir),
+            sys.executable,
+            "-m",
+            RAY_HEAD_MODULE,
+            "--port",
+            str(self.port),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--temp-dir",
+            str(self.temp_dir),
         ]
         ray_env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
         ray_env["RAY_prestart_worker_first_driver"] = "0"
@@ -291,10 +308,20 @@ def local_deployment(
                 node_config += f' data-dir="{data_dir}"'
             node_port = free_port()
             cmd = [
-                bin_path("flower-supernode"), "--insecure", "--superlink", dep.superlink_address,
-                "--node-config", node_config, "--isolation", "subprocess",
-                "--host", "127.0.0.1", "--port", str(node_port),
-                "--health-server-address", f"127.0.0.1:{free_port()}",
+                bin_path("flower-supernode"),
+                "--insecure",
+                "--superlink",
+                dep.superlink_address,
+                "--node-config",
+                node_config,
+                "--isolation",
+                "subprocess",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(node_port),
+                "--health-server-address",
+                f"127.0.0.1:{free_port()}",
             ]
             node_log = workdir / f"supernode-{index}.log"
             dep.supernodes[index] = _start(cmd, env, node_log)

@@ -137,10 +137,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     df = df.rename(columns=lambda c: str(c).strip())
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{where}: missing columns {', '.join(missing)} "
-            f"(required: {', '.join(REQUIRED_COLUMNS)})"
-        )
+        raise ValueError(f"{where}: missing columns {', '.join(missing)} (required: {', '.join(REQUIRED_COLUMNS)})")
     if df.empty:
         raise ValueError(f"{where}: no rows")
     for col in TABLE_COLUMNS:
@@ -261,14 +258,14 @@ def _node_leakage(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, node): the node's leakage and its run's labels."""
     keys = ["cell", "node"]
     leak = df.groupby(keys, sort=False, dropna=False)["leakage"].mean().rename("leakage")
-    labels = df.groupby("cell", sort=False)[list(GROUP_COLUMNS) + ["seed"]].first()
+    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
     return leak.reset_index().join(labels, on="cell")
 
 
 def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage."""
     fin = final_rows(df)
-    labels = df.groupby("cell", sort=False)[list(GROUP_COLUMNS) + ["seed"]].first()
+    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
     acc = fin.groupby("cell", sort=False)["accuracy"].agg(["mean", "min", "max"])
     acc.columns = ["acc", "acc-min", "acc-max"]
     node_leak = _node_leakage(df).groupby("cell", sort=False)["leakage"]
@@ -282,16 +279,18 @@ def _group_stats(df: pd.DataFrame) -> pd.DataFrame:
     cells = _cell_stats(df)
     keys = list(GROUP_COLUMNS)
     g = cells.groupby(keys, dropna=False, sort=False)
-    out = pd.DataFrame({
-        "runs": g["cell"].nunique(),
-        "seeds": g["seed"].nunique(),
-        "acc": g["acc"].mean(),
-        "acc-std": g["acc"].std(ddof=1),
-        "acc-min": g["acc-min"].min(),
-        "acc-max": g["acc-max"].max(),
-        "leakage": g["leakage"].mean(),
-        "leakage-total": g["leakage-total"].mean(),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "runs": g["cell"].nunique(),
+            "seeds": g["seed"].nunique(),
+            "acc": g["acc"].mean(),
+            "acc-std": g["acc"].std(ddof=1),
+            "acc-min": g["acc-min"].min(),
+            "acc-max": g["acc-max"].max(),
+            "leakage": g["leakage"].mean(),
+            "leakage-total": g["leakage-total"].mean(),
+        }
+    ).reset_index()
     return _sort(out, keys)
 
 
@@ -352,8 +351,14 @@ def _strategy_label(name: str) -> str:
 
 
 # ------------------------------------------------------------------- drawing
-def _figure(n_panels: int, *, max_cols: int = 4, panel: tuple[float, float] = (4.2, 3.2),
-            legend_width: float = 2.2, sharey: bool = False) -> tuple[Any, list[Any]]:
+def _figure(
+    n_panels: int,
+    *,
+    max_cols: int = 4,
+    panel: tuple[float, float] = (4.2, 3.2),
+    legend_width: float = 2.2,
+    sharey: bool = False,
+) -> tuple[Any, list[Any]]:
     """An Agg figure with ``n_panels`` axes on a wrapped grid (spare axes hidden)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -371,8 +376,7 @@ def _figure(n_panels: int, *, max_cols: int = 4, panel: tuple[float, float] = (4
 
 
 def _no_data(ax: Any, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes,
-            color="0.4", fontsize=9, wrap=True)
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4", fontsize=9, wrap=True)
 
 
 def _percent_axis(ax: Any, axis: str = "y") -> None:
@@ -396,8 +400,7 @@ def _legend(fig: Any, axes: Sequence[Any], title: str | None = None) -> None:
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize="small", title=title,
-                   title_fontsize="small")
+        fig.legend(handles, labels, loc="outside right center", fontsize="small", title=title, title_fontsize="small")
 
 
 def _errorbar(ax: Any, x: Any, y: Any, lo: Any, hi: Any, **kw: Any) -> None:
@@ -449,8 +452,16 @@ def _accuracy_lines(ax, sub: pd.DataFrame, x: str, strategies, colours, models, 
             g = sub[(sub["strategy"] == s) & (sub["model"] == m)]
             if g.empty:
                 continue
-            _errorbar(ax, g[x], g["acc"], g["acc-min"], g["acc-max"],
-                      color=colours[s], linestyle=styles[m], label=_line_label(s, m, models))
+            _errorbar(
+                ax,
+                g[x],
+                g["acc"],
+                g["acc-min"],
+                g["acc-max"],
+                color=colours[s],
+                linestyle=styles[m],
+                label=_line_label(s, m, models),
+            )
 
 
 def _fig_accuracy_vs_share_ratio(df: pd.DataFrame, groups: pd.DataFrame) -> Any:
@@ -467,8 +478,9 @@ def _fig_accuracy_vs_share_ratio(df: pd.DataFrame, groups: pd.DataFrame) -> Any:
         ax.set_ylabel("final accuracy")
         _percent_axis(ax)
         ax.grid(alpha=0.3)
-    fig.suptitle("Final-round accuracy vs share ratio\n"
-                 "(mean over nodes and seeds; bars: min-max node accuracy)", fontsize=11)
+    fig.suptitle(
+        "Final-round accuracy vs share ratio\n(mean over nodes and seeds; bars: min-max node accuracy)", fontsize=11
+    )
     _legend(fig, axes, "strategy")
     return fig
 
@@ -496,8 +508,10 @@ def _fig_accuracy_vs_digits(df: pd.DataFrame, groups: pd.DataFrame) -> Any:
     _percent_axis(ax)
     _integer_axis(ax)
     ax.grid(alpha=0.3)
-    ax.set_title(f"Final-round accuracy vs digits per node\n{where}\n"
-                 "(mean over nodes and seeds; bars: min-max node accuracy)", fontsize=10)
+    ax.set_title(
+        f"Final-round accuracy vs digits per node\n{where}\n(mean over nodes and seeds; bars: min-max node accuracy)",
+        fontsize=10,
+    )
     _legend(fig, [ax], "strategy")
     return fig
 
@@ -509,8 +523,7 @@ def _fig_leakage_vs(leak: pd.DataFrame, x: str, line: str) -> Any:
     fig, (ax,) = _figure(1, legend_width=2.0, panel=(5.5, 3.8))
     for colour, v in zip(_series_colours(len(values)), values):
         g = leak[_match(leak[line], v)]
-        _errorbar(ax, g[x], g["mean"], g["min"], g["max"], color=colour,
-                  label=_fmt_num(v))
+        _errorbar(ax, g[x], g["mean"], g["min"], g["max"], color=colour, label=_fmt_num(v))
     if not ax.has_data():
         _no_data(ax, "no leakage recorded")
     ax.set_xlabel(names[x])
@@ -518,8 +531,7 @@ def _fig_leakage_vs(leak: pd.DataFrame, x: str, line: str) -> Any:
     if x == "digits-per-node":
         _integer_axis(ax)
     ax.grid(alpha=0.3)
-    ax.set_title(f"Node leakage vs {names[x]}\n(mean over nodes and seeds; bars: min-max node)",
-                 fontsize=10)
+    ax.set_title(f"Node leakage vs {names[x]}\n(mean over nodes and seeds; bars: min-max node)", fontsize=10)
     _legend(fig, [ax], names[line])
     return fig
 
@@ -536,23 +548,32 @@ def _fig_accuracy_vs_leakage(df: pd.DataFrame) -> Any:
             g = nodes[(nodes["strategy"] == s) & (nodes["model"] == m)]
             if g.empty:
                 continue
-            ax.scatter(g["leakage"], g["accuracy"], s=18, alpha=0.6, color=colours[s],
-                       marker=markers[m], label=_line_label(s, m, models), edgecolors="none")
+            ax.scatter(
+                g["leakage"],
+                g["accuracy"],
+                s=18,
+                alpha=0.6,
+                color=colours[s],
+                marker=markers[m],
+                label=_line_label(s, m, models),
+                edgecolors="none",
+            )
     if nodes.empty:
         _no_data(ax, "no node with both a final accuracy and a leakage")
     else:
         pts = nodes[["leakage", "accuracy"]].to_numpy(dtype=float)
         front = pts[pareto_front(pts)]
-        ax.step(front[:, 0], front[:, 1], where="post", color="black", linewidth=1.2,
-                label="Pareto front")
+        ax.step(front[:, 0], front[:, 1], where="post", color="black", linewidth=1.2, label="Pareto front")
         ax.scatter(front[:, 0], front[:, 1], s=36, facecolors="none", edgecolors="black", linewidths=1)
     ax.set_xlabel("node leakage")
     ax.set_ylabel("node final accuracy")
     _percent_axis(ax)
     ax.grid(alpha=0.3)
-    ax.set_title(f"Per-node final accuracy vs leakage ({len(nodes)} nodes, "
-                 f"{nodes['cell'].nunique()} runs)\nPareto front: lower leakage, higher accuracy",
-                 fontsize=10)
+    ax.set_title(
+        f"Per-node final accuracy vs leakage ({len(nodes)} nodes, "
+        f"{nodes['cell'].nunique()} runs)\nPareto front: lower leakage, higher accuracy",
+        fontsize=10,
+    )
     _legend(fig, [ax], "strategy")
     return fig
 
@@ -574,8 +595,13 @@ def _curve_groups(df: pd.DataFrame) -> tuple[list[tuple[str, pd.Series]], str]:
         lines = [(f"share {_fmt_inf(b)} (all k)", share == b) for b in shares]
     else:
         pick = np.unique(np.linspace(0, len(combos) - 1, MAX_LINES).round().astype(int))
-        lines = [(f"k={_fmt_inf(combos[i][0])}, share {_fmt_inf(combos[i][1])}",
-                  (k == combos[i][0]) & (share == combos[i][1])) for i in pick]
+        lines = [
+            (
+                f"k={_fmt_inf(combos[i][0])}, share {_fmt_inf(combos[i][1])}",
+                (k == combos[i][0]) & (share == combos[i][1]),
+            )
+            for i in pick
+        ]
         note = f" ({len(lines)} of {len(combos)} digits/share groups shown)"
     return lines, note
 
@@ -587,8 +613,7 @@ def _fmt_inf(v: Any) -> str:
 def _fig_learning_curves(df: pd.DataFrame) -> Any:
     strategies = _uniques(df["strategy"])
     models = _uniques(df["model"])
-    panels = [(s, m) for s in strategies for m in models
-              if ((df["strategy"] == s) & (df["model"] == m)).any()]
+    panels = [(s, m) for s in strategies for m in models if ((df["strategy"] == s) & (df["model"] == m)).any()]
     lines, note = _curve_groups(df)
     colours = _series_colours(len(lines))
     has_round = df["round"].notna()
@@ -616,8 +641,7 @@ def _fig_learning_curves(df: pd.DataFrame) -> Any:
         _percent_axis(ax)
         _integer_axis(ax)
         ax.grid(alpha=0.3)
-    fig.suptitle("Accuracy per round (mean over nodes and seeds; band: min-max node)" + note,
-                 fontsize=11)
+    fig.suptitle("Accuracy per round (mean over nodes and seeds; band: min-max node)" + note, fontsize=11)
     _legend(fig, axes, "digits / share ratio")
     return fig
 
@@ -643,8 +667,7 @@ def _check_formats(formats: str | Sequence[str]) -> list[str]:
     supported = FigureCanvasAgg(Figure()).get_supported_filetypes()
     bad = [f for f in out if f not in supported]
     if bad:
-        raise ValueError(f"unsupported figure format(s) {', '.join(bad)} "
-                         f"(supported: {', '.join(sorted(supported))})")
+        raise ValueError(f"unsupported figure format(s) {', '.join(bad)} (supported: {', '.join(sorted(supported))})")
     return list(dict.fromkeys(out))
 
 
@@ -663,12 +686,16 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
     n_cells = data["cell"].nunique()
     rounds = data["round"].max()
     src = f"`{source}`: " if source else ""
-    lines.append(f"{src}{n_cells} run(s), {len(data)} rows, up to {_fmt_num(rounds)} round(s). "
-                 "Final accuracy is taken at each run's last round; a run's accuracy is the mean "
-                 "over its nodes.")
+    lines.append(
+        f"{src}{n_cells} run(s), {len(data)} rows, up to {_fmt_num(rounds)} round(s). "
+        "Final accuracy is taken at each run's last round; a run's accuracy is the mean "
+        "over its nodes."
+    )
     lines.append("")
-    lines.append("| strategy | model | digits-per-node | share-ratio | runs | seeds "
-                 "| final accuracy (mean ± std) | min node accuracy | mean leakage | total leakage |")
+    lines.append(
+        "| strategy | model | digits-per-node | share-ratio | runs | seeds "
+        "| final accuracy (mean ± std) | min node accuracy | mean leakage | total leakage |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for _, r in groups.iterrows():
         acc = _fmt_pct(r["acc"])
@@ -684,8 +711,10 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
     by_group = data.groupby(list(GROUP_COLUMNS), dropna=False)
     for col in CONFIG_COLUMNS:
         if data[col].notna().any() and by_group[col].nunique().max() > 1:
-            vals = [_fmt_num(v) if isinstance(v, (int, float, np.floating)) else str(v)
-                    for v in _uniques(data[col].dropna())]
+            vals = [
+                _fmt_num(v) if isinstance(v, (int, float, np.floating)) else str(v)
+                for v in _uniques(data[col].dropna())
+            ]
             varying.append(f"{col} ({', '.join(vals)})")
     if varying:
         lines.append("Groups average over differing " + "; ".join(varying) + ".")

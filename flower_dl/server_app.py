@@ -70,9 +70,7 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> tuple[dict[int, int], dict[int
             f"only {len(node_ids)} of num-nodes = {cfg.num_nodes} nodes connected within "
             f"node-wait-timeout = {cfg.node_wait_timeout:g} s"
         )
-    messages = [
-        Message(RecordDict(), dst_node_id=nid, message_type="query.identify") for nid in node_ids
-    ]
+    messages = [Message(RecordDict(), dst_node_id=nid, message_type="query.identify") for nid in node_ids]
     replies = list(grid.send_and_receive(messages, timeout=cfg.node_wait_timeout))
     by_pid: dict[int, list[int]] = {}
     public_keys: dict[int, bytes] = {}
@@ -122,10 +120,11 @@ def run_exchange(
     # 1. every node draws its share(s)
     asks = [
         Message(
-            RecordDict({"exchange": ConfigRecord(
-                {"neighbours": nbrs[i], "public-keys": [public_keys[j] for j in nbrs[i]]}
-            )}),
-            dst_node_id=node_ids[i], message_type="query.share",
+            RecordDict(
+                {"exchange": ConfigRecord({"neighbours": nbrs[i], "public-keys": [public_keys[j] for j in nbrs[i]]})}
+            ),
+            dst_node_id=node_ids[i],
+            message_type="query.share",
         )
         for i in range(n)
     ]
@@ -163,10 +162,12 @@ def run_exchange(
                 parts.append((src, ids, images, labels))
             for key, value in concat_parts(parts).items():
                 rec[key] = Array(value)
-        content = RecordDict({
-            "received": rec,
-            "sources": ConfigRecord({"src": sources, "public-keys": [public_keys[s] for s in sources]}),
-        })
+        content = RecordDict(
+            {
+                "received": rec,
+                "sources": ConfigRecord({"src": sources, "public-keys": [public_keys[s] for s in sources]}),
+            }
+        )
         if dst == builder:
             content[INITIAL_MODEL_KEY] = ConfigRecord({"model": cfg.model, "seed": cfg.seed})
         if dst not in failed:
@@ -267,8 +268,10 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         recorder.on_failure(0, pid, "exchange", reason)
     strategy = build_strategy(cfg, recorder, mixing_matrix=W, node_ids=node_ids)
     strategy.start(
-        grid=grid, initial_arrays=initial_model(cfg, exchanged["initial"]),
-        num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout,
+        grid=grid,
+        initial_arrays=initial_model(cfg, exchanged["initial"]),
+        num_rounds=cfg.num_server_rounds,
+        timeout=cfg.round_timeout,
     )
 
     consensus = getattr(strategy, "consensus", {})
@@ -285,18 +288,20 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         for node in range(cfg.num_nodes):
             ev = recorder.evaluate.get((rnd, node), {})
             tr = recorder.train.get((rnd, node), {})
-            rows.append({
-                "round": rnd,
-                "node": node,
-                "accuracy": ev.get("eval-acc"),
-                "loss": ev.get("eval-loss"),
-                "train-loss": tr.get("train-loss"),
-                "train-seconds": tr.get("train-seconds"),
-                "num-train-examples": tr.get("num-examples"),
-                "leakage": exchanged["leakage"][node],
-                "consensus-distance": consensus.get(rnd, 0.0 if cfg.strategy != "decentralized" else None),
-                "failed": int((rnd, node) in failed_at),
-            })
+            rows.append(
+                {
+                    "round": rnd,
+                    "node": node,
+                    "accuracy": ev.get("eval-acc"),
+                    "loss": ev.get("eval-loss"),
+                    "train-loss": tr.get("train-loss"),
+                    "train-seconds": tr.get("train-seconds"),
+                    "num-train-examples": tr.get("num-examples"),
+                    "leakage": exchanged["leakage"][node],
+                    "consensus-distance": consensus.get(rnd, 0.0 if cfg.strategy != "decentralized" else None),
+                    "failed": int((rnd, node) in failed_at),
+                }
+            )
     last = [r["accuracy"] for r in rows if r["round"] == cfg.num_server_rounds and r["accuracy"] is not None]
     summary = {
         "rounds": cfg.num_server_rounds,
@@ -324,17 +329,31 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     folder = results.write_run_folder(
         Path(cfg.results_dir).expanduser(),
         results.run_folder_name(cfg.to_run_config(), started),
-        config=config, rows=rows, edges=exchanged["edges"], summary=summary, figures=figures,
+        config=config,
+        rows=rows,
+        edges=exchanged["edges"],
+        summary=summary,
+        figures=figures,
     )
     log(INFO, "")
     log(INFO, "flower-dl summary (%s, %s, %d rounds):", cfg.strategy, cfg.model, cfg.num_server_rounds)
     for node in range(cfg.num_nodes):
         acc = summary["accuracy"].get(node)
-        log(INFO, "  node %d: accuracy %s, leakage %.6f", node,
-            "n/a" if acc is None else f"{acc:.4f}", exchanged["leakage"][node])
+        log(
+            INFO,
+            "  node %d: accuracy %s, leakage %.6f",
+            node,
+            "n/a" if acc is None else f"{acc:.4f}",
+            exchanged["leakage"][node],
+        )
     if last:
-        log(INFO, "  mean accuracy %.4f (min %.4f, max %.4f)",
-            summary["accuracy-mean"], summary["accuracy-min"], summary["accuracy-max"])
+        log(
+            INFO,
+            "  mean accuracy %.4f (min %.4f, max %.4f)",
+            summary["accuracy-mean"],
+            summary["accuracy-min"],
+            summary["accuracy-max"],
+        )
     log(INFO, "results written to %s", folder.resolve())
     return folder
 

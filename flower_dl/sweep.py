@@ -60,7 +60,7 @@ def parse_grid(text: str) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     rest = _PAIR.sub("", text).strip()
     if rest:
-        raise SweepError(f"--grid: cannot parse {rest!r}; expected key=[v1, v2] pairs, e.g. \"share-ratio=[0, 0.1]\"")
+        raise SweepError(f'--grid: cannot parse {rest!r}; expected key=[v1, v2] pairs, e.g. "share-ratio=[0, 0.1]"')
     for key, raw in _PAIR.findall(text):
         try:
             value = tomllib.loads(f"v = {raw}")["v"]

@@ -33,18 +33,18 @@ if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = [
-    "TOPOLOGIES",
     "MIXINGS",
     "STUDY_EDGES",
+    "TOPOLOGIES",
     "TopologyError",
-    "parse_edges",
     "build_graph",
     "check_connected",
-    "mixing_matrix",
-    "validate_mixing_matrix",
-    "spectral_gap",
-    "neighbours",
     "describe",
+    "mixing_matrix",
+    "neighbours",
+    "parse_edges",
+    "spectral_gap",
+    "validate_mixing_matrix",
 ]
 
 TOPOLOGIES: tuple[str, ...] = (
@@ -87,9 +87,7 @@ def _is_int(value: object) -> bool:
 
 def _check_num_nodes(num_nodes: object, minimum: int = 2) -> int:
     if not _is_int(num_nodes):
-        raise TopologyError(
-            f"num-nodes: {num_nodes!r} is not an integer; allowed: an integer >= {minimum}"
-        )
+        raise TopologyError(f"num-nodes: {num_nodes!r} is not an integer; allowed: an integer >= {minimum}")
     n = int(num_nodes)  # type: ignore[arg-type]
     if n < minimum:
         raise TopologyError(f"num-nodes: {n} is too small; allowed: an integer >= {minimum}")
@@ -109,6 +107,7 @@ def _join_and(parts: list[str]) -> str:
 def _normalised_graph(num_nodes: int, edges: Iterable[tuple[int, int]]) -> nx.Graph:
     """Return a fresh undirected graph on nodes ``0..num_nodes-1`` with sorted edges."""
     import networkx as nx
+
     clean = sorted({(min(int(u), int(v)), max(int(u), int(v))) for u, v in edges if u != v})
     graph = nx.Graph()
     graph.add_nodes_from(range(num_nodes))
@@ -119,6 +118,7 @@ def _normalised_graph(num_nodes: int, edges: Iterable[tuple[int, int]]) -> nx.Gr
 def _node_count(graph: nx.Graph) -> int:
     """Check that ``graph`` is undirected, loop-free, on nodes ``0..n-1``; return ``n``."""
     import networkx as nx
+
     if not isinstance(graph, nx.Graph):
         raise TopologyError(f"graph: expected a networkx.Graph, got {type(graph).__name__}")
     if graph.is_directed():
@@ -134,9 +134,7 @@ def _node_count(graph: nx.Graph) -> int:
         )
     loops = sorted(v for v, _ in nx.selfloop_edges(graph))
     if loops:
-        raise TopologyError(
-            f"graph: node {loops[0]} has a self-loop; an edge must join two different nodes"
-        )
+        raise TopologyError(f"graph: node {loops[0]} has a self-loop; an edge must join two different nodes")
     return n
 
 
@@ -176,13 +174,10 @@ def parse_edges(spec: str, num_nodes: int) -> list[tuple[int, int]]:
     n = _check_num_nodes(num_nodes)
     if not isinstance(spec, str):
         raise TopologyError(
-            f"edges: {spec!r} is not a string; expected comma-separated 'i-j' pairs "
-            f"(example: {_EDGE_EXAMPLE})"
+            f"edges: {spec!r} is not a string; expected comma-separated 'i-j' pairs (example: {_EDGE_EXAMPLE})"
         )
     if not spec.strip():
-        raise TopologyError(
-            f"edges: {spec!r} is empty; give at least one 'i-j' pair (example: {_EDGE_EXAMPLE})"
-        )
+        raise TopologyError(f"edges: {spec!r} is empty; give at least one 'i-j' pair (example: {_EDGE_EXAMPLE})")
     result: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
     for raw in spec.split(","):
@@ -190,20 +185,16 @@ def parse_edges(spec: str, num_nodes: int) -> list[tuple[int, int]]:
         match = _EDGE_RE.match(item)
         if match is None:
             raise TopologyError(
-                f"edges: {item!r} is not of the form 'i-j' with integer node ids "
-                f"(example: {_EDGE_EXAMPLE})"
+                f"edges: {item!r} is not of the form 'i-j' with integer node ids (example: {_EDGE_EXAMPLE})"
             )
         i, j = int(match.group(1)), int(match.group(2))
         for node in (i, j):
             if node >= n:
                 raise TopologyError(
-                    f"edges: {item!r} names node {node}, but num-nodes is {n} "
-                    f"(allowed node ids: 0..{n - 1})"
+                    f"edges: {item!r} names node {node}, but num-nodes is {n} (allowed node ids: 0..{n - 1})"
                 )
         if i == j:
-            raise TopologyError(
-                f"edges: {item!r} is a self-loop; an edge must join two different nodes"
-            )
+            raise TopologyError(f"edges: {item!r} is a self-loop; an edge must join two different nodes")
         edge = (min(i, j), max(i, j))
         if edge not in seen:
             seen.add(edge)
@@ -322,10 +313,9 @@ def build_graph(
         For an unknown ``name`` or invalid parameters.
     """
     import networkx as nx
+
     if not isinstance(name, str) or name not in TOPOLOGIES:
-        raise TopologyError(
-            f"topology: {name!r} is not a known topology; allowed: {', '.join(TOPOLOGIES)}"
-        )
+        raise TopologyError(f"topology: {name!r} is not a known topology; allowed: {', '.join(TOPOLOGIES)}")
     n = _check_num_nodes(num_nodes)
 
     if name == "edges":
@@ -368,18 +358,15 @@ def build_graph(
         d = _check_degree(degree)
         if not (1 <= d < n):
             raise TopologyError(
-                f"degree: {d} is invalid for a k-regular graph on {n} nodes; "
-                f"allowed: 1 <= degree < num-nodes ({n})"
+                f"degree: {d} is invalid for a k-regular graph on {n} nodes; allowed: 1 <= degree < num-nodes ({n})"
             )
         if (n * d) % 2:
             raise TopologyError(
-                f"degree: {d} is invalid for a k-regular graph on {n} nodes; "
-                f"num-nodes x degree must be even"
+                f"degree: {d} is invalid for a k-regular graph on {n} nodes; num-nodes x degree must be even"
             )
         if d == 1 and n > 2:
             raise TopologyError(
-                f"degree: 1 can never give a connected k-regular graph on {n} nodes; "
-                f"allowed: 2 <= degree < num-nodes"
+                f"degree: 1 can never give a connected k-regular graph on {n} nodes; allowed: 2 <= degree < num-nodes"
             )
         s = _check_seed(seed)
         for attempt in range(_MAX_TRIES):
@@ -402,8 +389,7 @@ def build_graph(
             g = nx.connected_watts_strogatz_graph(n, d, p, tries=_MAX_TRIES, seed=s)
         except nx.NetworkXError as exc:  # pragma: no cover - practically unreachable
             raise TopologyError(
-                f"edge-prob: {prob!r} gave no connected small-world graph in {_MAX_TRIES} "
-                f"tries ({exc})"
+                f"edge-prob: {prob!r} gave no connected small-world graph in {_MAX_TRIES} tries ({exc})"
             ) from exc
         return _normalised_graph(n, g.edges)
     # exponential
@@ -436,6 +422,7 @@ def check_connected(graph: nx.Graph) -> None:
         and {3, 4}; decentralized learning needs a connected graph"``.
     """
     import networkx as nx
+
     if graph.number_of_nodes() == 0:
         raise TopologyError("topology has no nodes; decentralized learning needs a connected graph")
     components = list(nx.connected_components(graph))
@@ -483,10 +470,9 @@ def mixing_matrix(graph: nx.Graph, kind: str = "metropolis") -> np.ndarray:
         graph, or if the result fails :func:`validate_mixing_matrix`.
     """
     import networkx as nx
+
     if not isinstance(kind, str) or kind not in MIXINGS:
-        raise TopologyError(
-            f"mixing: {kind!r} is not a known mixing; allowed: {', '.join(MIXINGS)}"
-        )
+        raise TopologyError(f"mixing: {kind!r} is not a known mixing; allowed: {', '.join(MIXINGS)}")
     n = _node_count(graph)
     check_connected(graph)
     deg = np.array([graph.degree(i) for i in range(n)], dtype=np.float64)
@@ -539,33 +525,28 @@ def validate_mixing_matrix(
         Naming the failing property and the row/entry concerned.
     """
     import networkx as nx
+
     try:
         A = np.asarray(W, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TopologyError(f"mixing matrix: cannot be read as a float array ({exc})") from exc
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
-        raise TopologyError(
-            f"mixing matrix must be square and non-empty (n x n); got shape {A.shape}"
-        )
+        raise TopologyError(f"mixing matrix must be square and non-empty (n x n); got shape {A.shape}")
     n = A.shape[0]
     bad = np.argwhere(~np.isfinite(A))
     if bad.size:
         i, j = (int(x) for x in bad[0])
         raise TopologyError(f"mixing matrix has a non-finite entry W[{i}, {j}] = {A[i, j]}")
-    bad = np.argwhere(A < -atol)
+    bad = np.argwhere(-atol > A)
     if bad.size:
         i, j = (int(x) for x in bad[0])
-        raise TopologyError(
-            f"mixing matrix has a negative entry W[{i}, {j}] = {A[i, j]:.6g}; "
-            f"all weights must be >= 0"
-        )
+        raise TopologyError(f"mixing matrix has a negative entry W[{i}, {j}] = {A[i, j]:.6g}; all weights must be >= 0")
     rows = A.sum(axis=1)
     bad_rows = np.flatnonzero(np.abs(rows - 1.0) > atol)
     if bad_rows.size:
         i = int(bad_rows[0])
         raise TopologyError(
-            f"row {i} of the mixing matrix sums to {rows[i]:.12g}; every row must sum to 1 "
-            f"(atol={atol:g})"
+            f"row {i} of the mixing matrix sums to {rows[i]:.12g}; every row must sum to 1 (atol={atol:g})"
         )
     if symmetric:
         diff = np.abs(A - A.T)
@@ -580,18 +561,15 @@ def validate_mixing_matrix(
         if bad_cols.size:  # pragma: no cover - implied by symmetric rows
             j = int(bad_cols[0])
             raise TopologyError(
-                f"column {j} of the mixing matrix sums to {cols[j]:.12g}; every column must "
-                f"sum to 1 (atol={atol:g})"
+                f"column {j} of the mixing matrix sums to {cols[j]:.12g}; every column must sum to 1 (atol={atol:g})"
             )
     if graph is not None:
         m = _node_count(graph)
         if m != n:
-            raise TopologyError(
-                f"mixing matrix has shape {A.shape} but the graph has {m} nodes"
-            )
+            raise TopologyError(f"mixing matrix has shape {A.shape} but the graph has {m} nodes")
         allowed = nx.to_numpy_array(graph, nodelist=range(n), weight=None) > 0
         np.fill_diagonal(allowed, True)
-        bad = np.argwhere((A > atol) & ~allowed)
+        bad = np.argwhere((atol < A) & ~allowed)
         if bad.size:
             i, j = (int(x) for x in bad[0])
             raise TopologyError(
@@ -624,9 +602,7 @@ def spectral_gap(W: ArrayLike) -> float:
     """
     A = np.asarray(W, dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1] or A.shape[0] == 0:
-        raise TopologyError(
-            f"mixing matrix must be square and non-empty (n x n); got shape {A.shape}"
-        )
+        raise TopologyError(f"mixing matrix must be square and non-empty (n x n); got shape {A.shape}")
     if A.shape[0] == 1:
         return 1.0
     if np.allclose(A, A.T, rtol=0.0, atol=1e-12):
@@ -659,9 +635,7 @@ def neighbours(graph: nx.Graph, node: int) -> list[int]:
     """
     if node not in graph:
         n = graph.number_of_nodes()
-        raise TopologyError(
-            f"node: {node!r} is not in the graph (allowed node ids: 0..{n - 1})"
-        )
+        raise TopologyError(f"node: {node!r} is not in the graph (allowed node ids: 0..{n - 1})")
     return sorted(int(v) for v in graph.neighbors(node) if v != node)
 
 

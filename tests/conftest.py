@@ -16,7 +16,11 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     """Run ``flower-dl`` (this environment's) from the repository root (``env``: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "flower_dl.cli", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -11,7 +11,12 @@ import pytest
 
 import flower_dl.data as data_module
 from flower_dl.data import (
-    DataError, load_dataset, load_idx_dir, partition_indices, study_classes, to_tensor,
+    DataError,
+    load_dataset,
+    load_idx_dir,
+    partition_indices,
+    study_classes,
+    to_tensor,
 )
 
 

@@ -14,8 +14,13 @@ def test_one_step_equals_W_times_X() -> None:
     W = mixing_matrix(build_graph("edges", 5), "metropolis")
     X = np.arange(15, dtype=np.float32).reshape(5, 3)
     expected = np.array(
-        [[1 / 4, 1 / 4, 1 / 4, 1 / 4, 0], [1 / 4, 3 / 4, 0, 0, 0], [1 / 4, 0, 5 / 12, 0, 1 / 3],
-         [1 / 4, 0, 0, 3 / 4, 0], [0, 0, 1 / 3, 0, 2 / 3]]
+        [
+            [1 / 4, 1 / 4, 1 / 4, 1 / 4, 0],
+            [1 / 4, 3 / 4, 0, 0, 0],
+            [1 / 4, 0, 5 / 12, 0, 1 / 3],
+            [1 / 4, 0, 0, 3 / 4, 0],
+            [0, 0, 1 / 3, 0, 2 / 3],
+        ]
     ) @ X.astype(np.float64)
     assert np.allclose(mix(W, X), expected, atol=1e-5)
     # averaging preserves the mean (doubly stochastic W)

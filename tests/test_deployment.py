@@ -32,9 +32,15 @@ def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path
 
         rc, status = launch(
             ROOT,
-            {**overrides, "results-dir": str(out), "run-name": "deployed", "node-wait-timeout": 60.0,
-             "round-timeout": 45.0},
-            dep.env, on_line=on_line,
+            {
+                **overrides,
+                "results-dir": str(out),
+                "run-name": "deployed",
+                "node-wait-timeout": 60.0,
+                "round-timeout": 45.0,
+            },
+            dep.env,
+            on_line=on_line,
         )
     log = "".join(lines)
     assert rc == 0 and status == "finished:completed", log[-4000:]
@@ -63,10 +69,17 @@ def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path
 def test_missing_and_duplicated_partition_ids_fail_clearly(tmp_path) -> None:
     lines: list[str] = []
     with local_deployment(tmp_path / "deploy", 3, partition_ids=[0, 0, 2]) as dep:
-        rc, status = launch(
-            ROOT, {"num-nodes": 3, "topology": "line", "num-server-rounds": 1, "results-dir": str(tmp_path),
-                   "node-wait-timeout": 30.0},
-            dep.env, on_line=lines.append,
+        _rc, status = launch(
+            ROOT,
+            {
+                "num-nodes": 3,
+                "topology": "line",
+                "num-server-rounds": 1,
+                "results-dir": str(tmp_path),
+                "node-wait-timeout": 30.0,
+            },
+            dep.env,
+            on_line=lines.append,
         )
     log = "".join(lines)
     assert status.startswith("finished:failed"), log[-3000:]

@@ -36,8 +36,11 @@ class FakeGrid:
     def __init__(self, cfg: RunConfig) -> None:
         self.contexts = {
             1000 + pid: Context(
-                run_id=7, node_id=1000 + pid, node_config={"partition-id": pid, "num-partitions": cfg.num_nodes},
-                state=RecordDict(), run_config=cfg.to_run_config(),
+                run_id=7,
+                node_id=1000 + pid,
+                node_config={"partition-id": pid, "num-partitions": cfg.num_nodes},
+                state=RecordDict(),
+                run_config=cfg.to_run_config(),
             )
             for pid in range(cfg.num_nodes)
         }
@@ -95,7 +98,7 @@ def _all_bytes(records: list[RecordDict]) -> bytes:
 
 
 def test_the_server_never_handles_a_sent_image(tmp_path) -> None:
-    cfg, grid, node_ids, keys, result = _exchange(share_ratio=0.5, digits_per_node=2)
+    cfg, grid, node_ids, _keys, result = _exchange(share_ratio=0.5, digits_per_node=2)
     data = load_dataset(cfg.dataset)
     seen = _all_bytes(grid.seen)
     sent_ids = {}
@@ -125,7 +128,7 @@ def test_without_encryption_the_server_sees_images() -> None:
 
 
 def test_a_node_cannot_open_what_was_sealed_for_another() -> None:
-    cfg, grid, node_ids, keys, _ = _exchange(share_ratio=0.3, digits_per_node=2)
+    _cfg, grid, node_ids, keys, _ = _exchange(share_ratio=0.3, digits_per_node=2)
     # node 0 sealed a sample for node 1; node 2 (not its addressee) tries with everything public
     share_reply = next(rec for rec in grid.seen if "share" in rec and "sealed:1" in rec["share"])
     blob = share_reply["share"]["sealed:1"].numpy()
@@ -153,16 +156,17 @@ def test_share_ratio_one_broadcast_gives_every_neighbour_everything(mode) -> Non
 
 
 def test_share_ratio_zero_sends_nothing_and_changes_nothing() -> None:
-    cfg, grid, node_ids, _, result = _exchange(share_ratio=0.0)
+    _cfg, grid, node_ids, _, result = _exchange(share_ratio=0.0)
     assert all(e["samples-sent"] == 0 for e in result["edges"])
     assert set(result["leakage"].values()) == {0.0}
-    for pid, nid in node_ids.items():
+    for _pid, nid in node_ids.items():
         nd = client_app.node_data(grid.contexts[nid])
         assert np.array_equal(nd.train_ids, nd.own_ids)
 
 
 def test_leakage_rises_with_share_ratio_and_falls_with_digits_per_node() -> None:
     """The original study's two findings, on the embedded data and the study's tree."""
+
     def total(share: float, k: int) -> float:
         *_, result = _exchange(share_ratio=share, digits_per_node=k)
         return sum(result["leakage"].values())
@@ -185,7 +189,8 @@ def test_training_is_reproducible_given_the_seed() -> None:
     def train_once(pid: int, server_round: int) -> list:
         msg = Message(
             RecordDict({"arrays": initial, "config": ConfigRecord({"server-round": server_round})}),
-            dst_node_id=node_ids[pid], message_type="train",
+            dst_node_id=node_ids[pid],
+            message_type="train",
         )
         TaskIdentity.node_id = node_ids[pid]
         reply = client_app.train(msg, grid.contexts[node_ids[pid]])
@@ -209,7 +214,7 @@ def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
     from flower_dl.models import build_model
     from flower_dl.server_app import initial_model
 
-    cfg, grid, node_ids, _, result = _exchange(model=model, seed=5)
+    cfg, grid, _node_ids, _, result = _exchange(model=model, seed=5)
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
     assert len(asked) == 1 and dict(asked[0][INITIAL_MODEL_KEY]) == {"model": model, "seed": 5}
     expected = {k: v.numpy() for k, v in build_model(model, seed=5).state_dict().items()}
@@ -221,7 +226,7 @@ def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
 
 def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypatch) -> None:
     monkeypatch.setenv(client_app.FAULTS_ENV, "share:0:0")
-    cfg, grid, node_ids, _, result = _exchange()
+    cfg, grid, _node_ids, _, result = _exchange()
     assert set(result["failed"]) == {0}
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
     assert len(asked) == 1 and result["initial"] is not None
@@ -234,9 +239,6 @@ def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypa
 
 def test_the_server_app_does_not_import_torch() -> None:
     """Importing the ServerApp (and its strategies) leaves torch out: ~2 s of CPU and ~300 MB."""
-    code = (
-        "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; "
-        "print('torch' in sys.modules)"
-    )
+    code = "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,7 +10,9 @@ from .conftest import TWO_ROUNDS, run_cli
 
 def test_failing_nodes_are_recorded_and_the_run_completes(tmp_path) -> None:
     proc = run_cli(
-        "run", "-c", f"{TWO_ROUNDS} run-name='faulty' results-dir='{tmp_path}'",
+        "run",
+        "-c",
+        f"{TWO_ROUNDS} run-name='faulty' results-dir='{tmp_path}'",
         env={"FLOWER_DL_FAULTS": "train:2:1,share:4:0"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from flower_dl.privacy import (
-    SMOOTHING, intensity_distribution, js_divergence, kl_divergence, label_distribution, leakage,
+    SMOOTHING,
+    intensity_distribution,
+    js_divergence,
+    kl_divergence,
+    label_distribution,
+    leakage,
 )
 
 

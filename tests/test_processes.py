@@ -53,14 +53,16 @@ def test_ray_head_starts_in_its_own_temp_dir_and_stops_with_every_process(tmp_pa
 def test_a_dead_ray_head_stops_the_superlink_and_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(processes, "RAY_HEAD_MODULE", "flower_dl.no_such_module")
-    with pytest.raises(ProcessError, match=r"Ray head exited with code 1[\s\S]*no_such_module"):
-        with local_superlink(tmp_path) as env:
-            config = (Path(env["FLWR_HOME"]) / "config.toml").read_text()
-            port = int(config.split('address = "127.0.0.1:')[1].split('"')[0])  # the SuperLink's
-            deadline = time.monotonic() + 60
-            while _listening(port) and time.monotonic() < deadline:  # the watchdog stops the SuperLink
-                time.sleep(0.2)
-            assert not _listening(port)
+    with (
+        pytest.raises(ProcessError, match=r"Ray head exited with code 1[\s\S]*no_such_module"),
+        local_superlink(tmp_path) as env,
+    ):
+        config = (Path(env["FLWR_HOME"]) / "config.toml").read_text()
+        port = int(config.split('address = "127.0.0.1:')[1].split('"')[0])  # the SuperLink's
+        deadline = time.monotonic() + 60
+        while _listening(port) and time.monotonic() < deadline:  # the watchdog stops the SuperLink
+            time.sleep(0.2)
+        assert not _listening(port)
 
 
 def test_a_users_own_ray_address_is_kept(tmp_path, monkeypatch) -> None:

@@ -37,15 +37,32 @@ def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SE
         for share, k, seed in itertools.product(shares, digits, seeds):
             cell = f"{s}-mlp-k{k}-share{share}-seed{seed}"
             for rnd, node in itertools.product(ROUNDS, NODES):
-                rows.append({
-                    "cell": cell, "seed": seed, "strategy": s, "model": "mlp", "dataset": "mnist-5k",
-                    "partitioner": "digits-per-node", "digits-per-node": k, "share-ratio": share,
-                    "exchange-mode": "broadcast", "topology": "edges", "num-nodes": len(NODES),
-                    "local-epochs": 1, "num-server-rounds": len(ROUNDS), "round": rnd, "node": node,
-                    "accuracy": accuracy(si, share, k, seed, rnd, node), "loss": 1.0 / rnd,
-                    "train-loss": 1.1 / rnd, "num-train-examples": 100,
-                    "leakage": leakage(share, k, node), "consensus-distance": "", "failed": 0,
-                })
+                rows.append(
+                    {
+                        "cell": cell,
+                        "seed": seed,
+                        "strategy": s,
+                        "model": "mlp",
+                        "dataset": "mnist-5k",
+                        "partitioner": "digits-per-node",
+                        "digits-per-node": k,
+                        "share-ratio": share,
+                        "exchange-mode": "broadcast",
+                        "topology": "edges",
+                        "num-nodes": len(NODES),
+                        "local-epochs": 1,
+                        "num-server-rounds": len(ROUNDS),
+                        "round": rnd,
+                        "node": node,
+                        "accuracy": accuracy(si, share, k, seed, rnd, node),
+                        "loss": 1.0 / rnd,
+                        "train-loss": 1.1 / rnd,
+                        "num-train-examples": 100,
+                        "leakage": leakage(share, k, node),
+                        "consensus-distance": "",
+                        "failed": 0,
+                    }
+                )
     return rows
 
 
@@ -121,17 +138,19 @@ def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
 
 
 def test_pareto_front_hand_made() -> None:
-    pts = np.array([
-        [0.0, 0.50],   # 0 front: lowest leakage
-        [0.0, 0.40],   # 1 dominated by 0 (same leakage, lower accuracy)
-        [0.1, 0.50],   # 2 dominated by 0 (same accuracy, more leakage)
-        [0.2, 0.70],   # 3 front
-        [0.2, 0.70],   # 4 front: exact duplicate of 3
-        [0.3, 0.65],   # 5 dominated by 3
-        [0.5, 0.90],   # 6 front
-        [0.4, np.nan],  # 7 NaN: never on the front
-        [0.6, 0.90],   # 8 dominated by 6
-    ])
+    pts = np.array(
+        [
+            [0.0, 0.50],  # 0 front: lowest leakage
+            [0.0, 0.40],  # 1 dominated by 0 (same leakage, lower accuracy)
+            [0.1, 0.50],  # 2 dominated by 0 (same accuracy, more leakage)
+            [0.2, 0.70],  # 3 front
+            [0.2, 0.70],  # 4 front: exact duplicate of 3
+            [0.3, 0.65],  # 5 dominated by 3
+            [0.5, 0.90],  # 6 front
+            [0.4, np.nan],  # 7 NaN: never on the front
+            [0.6, 0.90],  # 8 dominated by 6
+        ]
+    )
     front = pareto_front(pts)
     assert front.tolist() == [0, 3, 4, 6]
     rev = pareto_front(pts[::-1])  # same points, reversed order: indices map back

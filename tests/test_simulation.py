@@ -14,7 +14,11 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
     proc, folder = sim_two_rounds
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "edges.csv", "intensity.png", "metrics.csv", "summary.json",
+        "config.json",
+        "edges.csv",
+        "intensity.png",
+        "metrics.csv",
+        "summary.json",
     ]
     with open(folder / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))

@@ -80,9 +80,7 @@ BUILDERS = [
 
 
 @pytest.mark.parametrize(("name", "n", "kwargs", "degrees"), BUILDERS)
-def test_builder_nodes_connected_degrees(
-    name: str, n: int, kwargs: dict, degrees: list[int] | None
-) -> None:
+def test_builder_nodes_connected_degrees(name: str, n: int, kwargs: dict, degrees: list[int] | None) -> None:
     g = build_graph(name, n, **kwargs)
     assert isinstance(g, nx.Graph) and not g.is_directed()
     assert list(g.nodes) == list(range(n))
@@ -280,8 +278,7 @@ def test_uniform_star_row_stochastic_not_symmetric() -> None:
 @pytest.mark.parametrize(("name", "n"), [("ring", 7), ("torus", 9), ("full", 5)])
 def test_uniform_equals_metropolis_on_regular(name: str, n: int) -> None:
     g = build_graph(name, n)
-    np.testing.assert_allclose(mixing_matrix(g, "uniform"), mixing_matrix(g, "metropolis"),
-                               atol=1e-15)
+    np.testing.assert_allclose(mixing_matrix(g, "uniform"), mixing_matrix(g, "metropolis"), atol=1e-15)
 
 
 def test_unknown_mixing() -> None:
@@ -358,7 +355,7 @@ def test_validate_accepts_and_shape_mismatch() -> None:
     # asymmetric but row-stochastic is fine unless symmetry is requested
     validate_mixing_matrix(_asymmetric())
     W4 = np.full((4, 4), 0.25)
-    with pytest.raises(TopologyError, match="4, 4.*5 nodes"):
+    with pytest.raises(TopologyError, match=r"4, 4.*5 nodes"):
         validate_mixing_matrix(W4, _study_graph())
 
 
@@ -397,6 +394,4 @@ def test_describe() -> None:
     assert (s["num-nodes"], s["num-edges"], s["min-degree"], s["max-degree"]) == (5, 4, 1, 3)
     assert s["regular"] is False
     assert 0 < s["spectral-gap"] < 1
-    assert s["spectral-gap"] == pytest.approx(
-        1 - sorted(np.abs(np.linalg.eigvalsh(STUDY_W)))[-2], abs=1e-12
-    )
+    assert s["spectral-gap"] == pytest.approx(1 - sorted(np.abs(np.linalg.eigvalsh(STUDY_W)))[-2], abs=1e-12)

@@ -75,8 +75,17 @@ def test_proximal_term_keeps_the_model_closer_to_where_it_started():
     for mu in (0.0, 10.0):
         model = build_model("mlp", seed=2)
         torch.manual_seed(0)
-        train(model, x, y, epochs=2, lr=0.05, momentum=0.5, batch_size=32,
-              generator=torch.Generator().manual_seed(0), proximal_mu=mu)
+        train(
+            model,
+            x,
+            y,
+            epochs=2,
+            lr=0.05,
+            momentum=0.5,
+            batch_size=32,
+            generator=torch.Generator().manual_seed(0),
+            proximal_mu=mu,
+        )
         drift[mu] = (torch.cat([p.detach().flatten() for p in model.parameters()]) - initial).norm().item()
     assert drift[10.0] < drift[0.0]
 
@@ -84,8 +93,9 @@ def test_proximal_term_keeps_the_model_closer_to_where_it_started():
 def test_no_samples_gives_nan_loss_and_leaves_the_model():
     model = build_model("mlp", seed=0)
     before = [p.clone() for p in model.parameters()]
-    loss = train(model, torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long),
-                 epochs=1, lr=0.1, momentum=0.0, batch_size=8)
+    loss = train(
+        model, torch.zeros(0, 1, 28, 28), torch.zeros(0, dtype=torch.long), epochs=1, lr=0.1, momentum=0.0, batch_size=8
+    )
     assert loss != loss  # NaN
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 

@@ -69,8 +69,11 @@ def _flower(cls: type, **extra: Any) -> Callable[..., fl.Strategy]:
         n = cfg.num_nodes
         kwargs = {k: (v(cfg) if callable(v) else v) for k, v in extra.items()}
         return cls(
-            fraction_train=1.0, fraction_evaluate=1.0,
-            min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n,
+            fraction_train=1.0,
+            fraction_evaluate=1.0,
+            min_train_nodes=n,
+            min_evaluate_nodes=n,
+            min_available_nodes=n,
             train_metrics_aggr_fn=recorder.train_aggr,
             evaluate_metrics_aggr_fn=recorder.evaluate_aggr,
             **kwargs,
@@ -83,7 +86,8 @@ def _decentralized(
     cfg: RunConfig, recorder: MetricsRecorder, *, mixing_matrix: np.ndarray, node_ids: Mapping[int, int]
 ) -> fl.Strategy:
     return Decentralized(
-        mixing_matrix, node_ids,
+        mixing_matrix,
+        node_ids,
         train_metrics_aggr_fn=recorder.train_aggr,
         evaluate_metrics_aggr_fn=recorder.evaluate_aggr,
         on_failure=recorder.on_failure,

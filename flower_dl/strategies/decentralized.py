@@ -126,7 +126,9 @@ class Decentralized(FedAvg):
     ) -> None:
         n = mixing_matrix.shape[0]
         super().__init__(
-            min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n,
+            min_train_nodes=n,
+            min_evaluate_nodes=n,
+            min_available_nodes=n,
             train_metrics_aggr_fn=train_metrics_aggr_fn,
             evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
         )
