@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flower_dl.results import atomic_write_bytes, atomic_write_text
+from flower_dl.files import atomic_write_bytes, atomic_write_text
 from flower_dl.sweep import TABLE_COLUMNS, TEXT_COLUMNS  # the table sweeps write
 
 REQUIRED_COLUMNS: tuple[str, ...] = (

@@ -15,17 +15,17 @@ place and then renamed, so a crash never leaves a half-written run folder.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from flower_dl.files import csv_text, default_mode
 
 COLUMNS: tuple[str, ...] = (
     "round",
@@ -52,57 +52,6 @@ EDGE_COLUMNS: tuple[str, ...] = (
     "label-kl",
     "failed",
 )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def default_mode(directory: bool = False) -> int:
-    """Permissions a plain ``open``/``mkdir`` would give (tempfile's are private: 0600/0700)."""
-    return (0o777 if directory else 0o666) & ~_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and an atomic rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows -> CSV text with a header; missing keys and ``None``/NaN become empty cells."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _cell(row.get(c)) for c in columns})
-    return buf.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return value
 
 
 def run_folder_name(run_config: Mapping[str, Any], now: float | None = None) -> str:
@@ -154,12 +103,6 @@ def write_run_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a ``metrics.csv`` (or any CSV) into a list of dicts."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def intensity_figure(maps: Mapping[int, Mapping[str, Any]], cfg: Any | None = None) -> bytes:

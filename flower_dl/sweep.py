@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flower_dl.files import atomic_write_text, csv_text, default_mode, read_metrics
 from flower_dl.results import COLUMNS as METRIC_COLUMNS
-from flower_dl.results import atomic_write_text, csv_text, default_mode, read_metrics
 
 CONFIG_COLUMNS: tuple[str, ...] = (
     "cell",
