@@ -5,8 +5,9 @@
   (no psutil needed), and keeps the peak.
 * :func:`timed_simulation`: one flower-dl simulation launched through the
   package's own path (``flower_dl.processes.local_superlink`` +
-  ``flower_dl.cli.launch``), every output line time-stamped on arrival, and the
-  figures derived from those lines (start-up, per-round time).
+  ``flower_dl.processes.launch``), every output line time-stamped on arrival, and the
+  figures derived from those lines (start-up, per-round time), read with
+  :mod:`flower_dl.flwr_output` as the command line reads them.
 
 Which processes count as "the tree"
     Every descendant of this process (by parent pid), plus every process in a
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -41,14 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flower_dl import flwr_output
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 APP_DIR = Path(__file__).resolve().parents[1]
 """The flower-dl app folder (the repository root, which holds pyproject.toml)."""
-
-ROUND_RE = re.compile(r"\[ROUND (\d+)/(\d+)\]")
-FINISHED_RE = re.compile(r"Strategy execution finished in ([0-9.]+)\s*s")
-RESULTS_RE = re.compile(r"results written to (\S+)")
 
 
 # ------------------------------------------------------------------- memory
@@ -282,8 +280,7 @@ def timed_simulation(
     so line-arrival times carry up to ~0.7 s of latency; the strategy time is
     taken from Flower's own in-process figure instead.
     """
-    from flower_dl.cli import launch
-    from flower_dl.processes import local_superlink
+    from flower_dl.processes import launch, local_superlink
 
     t_link = time.monotonic()
     log: list[tuple[float, str]] = []
@@ -305,15 +302,15 @@ def timed_simulation(
     arrivals: list[float] = []
     folder = None
     for t, line in log:
-        if ROUND_RE.search(line):
+        if flwr_output.round_of(line) is not None:
             if startup is None:
                 startup = t
             arrivals.append(t)
-        elif (m := FINISHED_RE.search(line)) is not None:
-            strategy = float(m.group(1))
+        elif (seconds := flwr_output.strategy_seconds(line)) is not None:
+            strategy = seconds
             arrivals.append(t)
-        elif (m := RESULTS_RE.search(line)) is not None:
-            folder = Path(m.group(1))
+        elif (path := flwr_output.results_folder(line)) is not None:
+            folder = path
     return SimulationTiming(
         rc=rc,
         status=status,
@@ -343,6 +340,11 @@ def machine_info() -> dict[str, Any]:
         except PackageNotFoundError:
             info[pkg] = "not installed"
     return info
+
+
+def progress_line(line: str) -> bool:
+    """Whether a simulation's output line is one a benchmark echoes when not verbose (round starts, the end)."""
+    return flwr_output.round_of(line) is not None or flwr_output.strategy_seconds(line) is not None
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:

@@ -8,7 +8,7 @@ Usage::
 For each model (``mlp``, ``cnn``) one run measures, in this order:
 
 (b) flower-dl, per round. One simulation launched through the package's own
-    path (``flower_dl.processes.local_superlink`` + ``flower_dl.cli.launch``,
+    path (``flower_dl.processes.local_superlink`` + ``flower_dl.processes.launch``,
     i.e. what ``flower-dl run`` does: ``flwr run --stream`` on a private
     simulation SuperLink, one simulated SuperNode per node, 1 CPU each). The
     figure is Flower's own "Strategy execution finished in X s" (timed inside
@@ -107,14 +107,13 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
     APP_DIR,
-    FINISHED_RE,
     MIB,
-    ROUND_RE,
     TreeMemorySampler,
     fmt,
     machine_info,
     own_rss,
     print_table,
+    progress_line,
     timed_simulation,
     wait_for_exit,
     warn_leftovers,
@@ -310,7 +309,7 @@ def flower_run(
     cfg = resolve_config(APP_DIR, overrides)  # validates before anything starts
 
     def echo(line: str) -> None:
-        if args.verbose or ROUND_RE.search(line) or FINISHED_RE.search(line):
+        if args.verbose or progress_line(line):
             sys.stdout.write("    | " + line)
             sys.stdout.flush()
 

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_scale.py [--nodes 100 1000] [--rounds 3] [--json OUT.json] [--quick]
 
 For each N, one simulation launched through the package's own path
-(``flower_dl.processes.local_superlink`` + ``flower_dl.cli.launch``, as
+(``flower_dl.processes.local_superlink`` + ``flower_dl.processes.launch``, as
 ``flower-dl run`` does: N simulated SuperNodes, 1 CPU each) with the run config
 
     num-nodes=N topology='ring' dataset='mnist-5k' partitioner='iid' model='mlp'
@@ -56,13 +56,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (
     APP_DIR,
-    FINISHED_RE,
     MIB,
-    ROUND_RE,
     TreeMemorySampler,
     fmt,
     machine_info,
     print_table,
+    progress_line,
     timed_simulation,
     wait_for_exit,
     warn_leftovers,
@@ -101,7 +100,7 @@ def run_one(num_nodes: int, args: argparse.Namespace, tmp: Path) -> dict[str, An
             os.kill(os.getpid(), signal.SIGINT)  # launch() and local_superlink stop their processes
 
     def echo(line: str) -> None:
-        if args.verbose or ROUND_RE.search(line) or FINISHED_RE.search(line):
+        if args.verbose or progress_line(line):
             sys.stdout.write("    | " + line)
             sys.stdout.flush()
 

@@ -1,4 +1,4 @@
-"""The ``flower-dl`` command.
+"""The ``flower-dl`` command: it parses arguments, validates them and prints; nothing else.
 
 ``flower-dl run``     one simulation through ``flwr run`` (the same code path), against
                       the installed environment, on a private SuperLink that it starts
@@ -7,30 +7,32 @@
 ``flower-dl sweep``   a grid of run configs x seeds, each cell such a simulation, rows
                       appended to one results table; resumes, survives Ctrl-C.
 ``flower-dl report``  the study's figures and a summary from a results table.
+
+Every config is resolved and validated (:func:`resolve_config`) and every
+output folder checked writable before anything starts, so a mistake costs
+seconds, not a finished run. The work is done elsewhere: starting and
+stopping Flower's processes and ``flwr run`` in :mod:`flower_dl.processes`
+(:func:`~flower_dl.processes.launch`), running a sweep's cells in
+:func:`flower_dl.sweep.run_sweep` (this module shows its progress), and
+reading Flower's output in :mod:`flower_dl.flwr_output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flower_dl.processes import (
-    CONNECTION,
-    ProcessError,
-    bin_path,
-    local_deployment,
-    local_superlink,
-    stop_process_group,
-)
+from flower_dl import flwr_output
+from flower_dl.files import check_writable_dir
+from flower_dl.processes import CONNECTION, ProcessError, launch, local_deployment, local_superlink
+
+if TYPE_CHECKING:
+    from flower_dl.sweep import Cell, CellResult, SweepOutcome
 
 PROG = "flower-dl"
 
@@ -80,99 +82,22 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     return cfg
 
 
-def toml_value(value: Any) -> str:
-    """A Python scalar as a TOML literal (for ``--run-config``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))
-
-
-def overrides_arg(overrides: dict[str, Any]) -> str:
-    """dict -> the ``--run-config`` string ``k=v k2="s"``."""
-    return " ".join(f"{k}={toml_value(v)}" for k, v in overrides.items())
-
-
 # --------------------------------------------------------------------- run
-RUN_ID = re.compile(r"Successfully started run (\d+)")
-ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
-
-
-def run_status(run_id: str, env: dict[str, str]) -> str:
-    """The run's status as ``flwr ls`` reports it (e.g. ``finished:completed``), with its details if any."""
-    out = subprocess.run(
-        [bin_path("flwr"), "ls", "--run-id", run_id, "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    try:
-        runs = json.loads(out.stdout).get("runs", [])
-    except (json.JSONDecodeError, AttributeError):
-        return "unknown"
-    if not runs:
-        return "unknown"
-    status = str(runs[0].get("status", "unknown"))
-    details = runs[0].get("status-details")
-    return f"{status} ({details})" if details and status != "finished:completed" else status
-
-
-def launch(
-    app_dir: Path,
-    overrides: dict[str, Any],
-    env: dict[str, str],
-    *,
-    num_supernodes: int | None = None,
-    cpus_per_node: int = 1,
-    gpus_per_node: float = 0.0,
-    on_line=None,
-) -> tuple[int, str]:
-    """``flwr run --stream`` one run on the private SuperLink; return ``(exit code, status)``.
-
-    ``num_supernodes`` set: a simulation of that many nodes, ``cpus_per_node``
-    CPUs each; ``None``: a deployment (the nodes are SuperNodes). ``on_line(line)``
-    sees every output line. The ``flwr`` child runs in its own process group and
-    is stopped if this is interrupted.
-    """
-    cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", overrides_arg(overrides)]
-    if num_supernodes is not None:
-        fed = f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"
-        if gpus_per_node:
-            fed += f" client-resources-num-gpus={gpus_per_node}"
-        cmd += ["--federation-config", fed]
-    if on_line is not None:
-        on_line(f"{PROG}: {shlex.join(cmd)}\n")
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        start_new_session=True,
-    )
-    run_id = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if on_line is not None:
-                on_line(line)
-            match = RUN_ID.search(line)
-            if match:
-                run_id = match.group(1)
-        rc = proc.wait()
-    except BaseException:
-        stop_process_group(proc, timeout=5)
-        raise
-    status = run_status(run_id, env) if run_id else "not started"
-    return rc, status
-
-
 def _echo(line: str) -> None:
     sys.stdout.write(line)
     sys.stdout.flush()
+
+
+def checked_dir(path: str | Path, key: str) -> Path:
+    """``path`` resolved, once it is known to be a folder that can be written; else :class:`CliError`.
+
+    Checked before anything starts, so that no run computes results it then
+    cannot write. ``key`` (the run-config key or option) is named in the error.
+    """
+    try:
+        return check_writable_dir(path, key)
+    except ValueError as err:
+        raise CliError(str(err)) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     app_dir = Path(args.app).resolve()
     overrides = parse_overrides(args.run_config)
     cfg = resolve_config(app_dir, overrides)
-    overrides["results-dir"] = str(Path(cfg.results_dir).expanduser().resolve())
+    overrides["results-dir"] = str(checked_dir(cfg.results_dir, "results-dir"))
     num_supernodes = _check_supernodes(args.num_supernodes, cfg.num_nodes)
     with tempfile.TemporaryDirectory(prefix="flower-dl-") as tmp, local_superlink(Path(tmp)) as env:
         rc, status = launch(
@@ -206,7 +131,12 @@ def _check_supernodes(requested: int | None, num_nodes: int) -> int:
 
 # ------------------------------------------------------------------- sweep
 class Progress:
-    """One status line: cells done, current round, elapsed time and ETA."""
+    """One status line: cells done, current round, elapsed time and ETA.
+
+    Driven by :func:`flower_dl.sweep.run_sweep`'s callbacks; on a terminal the
+    line is redrawn in place, elsewhere (a log file) printed only when it changes
+    much (a cell starts or ends, a round starts), so logs stay short.
+    """
 
     def __init__(self, total: int, stream=None) -> None:
         self.total = total
@@ -220,29 +150,34 @@ class Progress:
         self.durations: list[float] = []
 
     def start_cell(self, label: str) -> None:
+        """A cell starts: show its label, no round yet."""
         self.label = label
         self.round = (0, 0)
         self.cell_started = time.monotonic()
         self.show(force=True)
 
     def line(self, text: str) -> None:
-        match = ROUND.search(text)
-        if match:
-            self.round = (int(match.group(1)), int(match.group(2)))
+        """An output line of the cell's run: a ``[ROUND r/R]`` line moves the round on."""
+        rnd = flwr_output.round_of(text)
+        if rnd is not None:
+            self.round = rnd
             self.show(force=not self.tty)
 
     def finish_cell(self) -> None:
+        """A cell ended (completed or failed): it counts towards the ETA."""
         self.durations.append(time.monotonic() - self.cell_started)
         self.done += 1
         self.show(force=True)
 
     def eta(self) -> float | None:
+        """Seconds left, from the mean time of the cells done; ``None`` before the first."""
         if not self.durations:
             return None
         remaining = self.total - self.done
         return remaining * (sum(self.durations) / len(self.durations))
 
     def show(self, force: bool = False) -> None:
+        """Draw the line (``force``: also when the stream is not a terminal)."""
         width = 20
         filled = int(width * self.done / max(self.total, 1))
         bar = "#" * filled + "-" * (width - filled)
@@ -259,6 +194,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        """End the line on a terminal, so what is printed next starts on its own."""
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
@@ -269,11 +205,10 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    """``flower-dl sweep``: every grid cell x seed as a Flower simulation, rows appended to one table."""
+def _sweep_grid(args: argparse.Namespace, app_dir: Path) -> tuple[dict[str, list[Any]], dict[str, Any], list[int]]:
+    """The grid, the fixed values and the seeds from ``--file``, ``--grid``, ``--run-config`` and the seed options."""
     from flower_dl import sweep
 
-    app_dir = Path(args.app).resolve()
     grid: dict[str, list[Any]] = {}
     base: dict[str, Any] = {}
     seeds: list[int] = []
@@ -292,75 +227,90 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not seeds:
         first = resolve_config(app_dir, base).seed
         seeds = [first + i for i in range(args.repetitions)]
-    table = Path(args.table).expanduser().resolve()
-    if table.suffix not in (".csv", ".xlsx"):
-        raise CliError(f"--table: {str(table)!r} must end in .csv or .xlsx")
+    return grid, base, seeds
 
-    # resolve and validate every cell before anything runs
+
+def sweep_cells(app_dir: Path, grid: dict[str, list[Any]], base: dict[str, Any], seeds: list[int]) -> list[Cell]:
+    """Every cell of the sweep, each config resolved and validated before anything runs.
+
+    A bad value in the last cell fails here, not after hours of the others.
+    """
+    from flower_dl import sweep
+
     cells = []
     for values in sweep.expand(grid, seeds):
         overrides = {**base, **values}
-        cfg = resolve_config(app_dir, overrides)
-        full = cfg.to_run_config()
-        cells.append((sweep.cell_id(full), overrides, full, cfg))
+        cells.append(sweep.Cell.from_config(overrides, resolve_config(app_dir, overrides).to_run_config(), grid))
+    return cells
+
+
+def _table_arg(text: str) -> Path:
+    table = Path(text).expanduser().resolve()
+    if table.suffix not in (".csv", ".xlsx"):
+        raise CliError(f"--table: {str(table)!r} must end in .csv or .xlsx")
+    return table
+
+
+def _pending(cells: list[Cell], table: Path) -> list[Cell]:
+    from flower_dl import sweep
+
     try:
-        done = sweep.done_cells(sweep.read_table(table))
+        return sweep.pending_cells(cells, table)
     except Exception as err:  # unreadable table: refuse rather than overwrite it
         raise CliError(f"--table: cannot read {str(table)!r}: {err}") from err
-    todo = [c for c in cells if c[0] not in done]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``flower-dl sweep``: every grid cell x seed as a Flower simulation, rows appended to one table."""
+    from flower_dl import sweep
+
+    app_dir = Path(args.app).resolve()
+    grid, base, seeds = _sweep_grid(args, app_dir)
+    table = _table_arg(args.table)
+    cells = sweep_cells(app_dir, grid, base, seeds)
+    todo = _pending(cells, table)
+    runs_dir = None
+    if todo:  # the outputs must be writable before the first cell, not after it
+        checked_dir(table.parent, "--table")
+        runs_dir = checked_dir(args.runs_dir, "--runs-dir") if args.runs_dir else None
     print(
         f"{PROG}: sweep of {len(cells)} cells ({len(cells) - len(todo)} already in {table}); running {len(todo)}",
         flush=True,
     )
     if not todo:
         return 0
-    runs_dir = Path(args.runs_dir).expanduser().resolve() if args.runs_dir else None
     progress = Progress(len(todo))
-    failed = 0
-    log_file = open(table.with_name(table.stem + ".log"), "a", encoding="utf-8")  # noqa: SIM115
-    try:
-        with tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp, local_superlink(Path(tmp)) as env:
-            for cid, overrides, full, cfg in todo:
-                out_dir = runs_dir or Path(tmp) / "runs"
-                label = " ".join(
-                    f"{k}={v}" for k, v in {**{k: overrides[k] for k in grid}, "seed": full["seed"]}.items()
-                )
-                progress.start_cell(label)
+    outcome = sweep.run_sweep(
+        todo,
+        table,
+        app_dir=app_dir,
+        runs_dir=runs_dir,
+        cpus_per_node=args.cpus_per_node,
+        gpus_per_node=args.gpus_per_node,
+        on_cell_start=lambda cell: progress.start_cell(cell.label),
+        on_line=progress.line,
+        on_cell_end=lambda cell, result: _cell_ended(progress, cell, result, sweep.log_path(table)),
+    )
+    progress.close()
+    return _sweep_summary(outcome, table)
 
-                def on_line(line: str) -> None:
-                    log_file.write(line)
-                    progress.line(line)
 
-                rc, status = launch(
-                    app_dir,
-                    {**overrides, "seed": full["seed"], "results-dir": str(out_dir), "run-name": cid},
-                    env,
-                    num_supernodes=cfg.num_nodes,
-                    cpus_per_node=args.cpus_per_node,
-                    gpus_per_node=args.gpus_per_node,
-                    on_line=on_line,
-                )
-                log_file.flush()
-                metrics = out_dir / cid / "metrics.csv"
-                if rc != 0 or status != "finished:completed" or not metrics.exists():
-                    failed += 1
-                    progress.stream.write(
-                        f"\n{PROG}: cell {cid} ({label}) failed: status {status}; see {log_file.name}\n"
-                    )
-                else:
-                    sweep.append_cell(table, full, cid, metrics)
-                progress.finish_cell()
-    except KeyboardInterrupt:
-        progress.close()
+def _cell_ended(progress: Progress, cell: Cell, result: CellResult, log: Path) -> None:
+    if not result.ok:
+        progress.stream.write(f"\n{PROG}: cell {cell.id} ({cell.label}) failed: status {result.status}; see {log}\n")
+    progress.finish_cell()
+
+
+def _sweep_summary(outcome: SweepOutcome, table: Path) -> int:
+    """Say how the sweep ended; its exit code (130 interrupted, 1 a cell failed)."""
+    if outcome.interrupted:
         print(
-            f"{PROG}: interrupted; {progress.done} cells finished and kept in {table}; re-run to resume",
+            f"{PROG}: interrupted; {outcome.finished} cells finished and kept in {table}; re-run to resume",
             file=sys.stderr,
         )
         return 130
-    finally:
-        log_file.close()
-    progress.close()
-    print(f"{PROG}: {progress.done - failed} cells written to {table}" + (f"; {failed} failed" if failed else ""))
+    failed = len(outcome.failed)
+    print(f"{PROG}: {outcome.written} cells written to {table}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
 
 

@@ -1,4 +1,4 @@
-"""Flower processes on this machine: a private simulation SuperLink, or a local deployment.
+"""Flower processes on this machine: a private simulation SuperLink, a local deployment, and runs on them.
 
 Both run on 127.0.0.1 only, on free ports chosen at run time, in their own
 process groups, and are stopped on exit whatever happens (each is a context
@@ -6,12 +6,20 @@ manager). They yield the environment for the ``flwr`` CLI: a private
 ``FLWR_HOME`` whose ``config.toml`` names one connection, :data:`CONNECTION`.
 The simulation SuperLink comes with its own Ray head (:class:`RayHead`),
 started at the same time, which Flower's simulation joins.
+
+:func:`launch` runs one app on such a SuperLink (``flwr run --stream``, its
+own process group, stopped if interrupted) and :func:`run_status` asks
+``flwr ls`` how the run ended. Everything that starts or stops a process
+lives here; the command line (:mod:`flower_dl.cli`) only parses and prints,
+and a sweep (:mod:`flower_dl.sweep`) calls :func:`launch` once a cell.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,13 +28,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from flower_dl import flwr_output
 from flower_dl.ray_head import READY
 
 CONNECTION = "flower-dl-local"
+PROG = "flower-dl"
+"""How :func:`launch` prefixes the command line it shows."""
 RAY_HEAD_MODULE = "flower_dl.ray_head"
 """What :class:`RayHead` runs with ``python -m``."""
 RAY_HEAD_ENV = "FLOWER_DL_RAY_HEAD"
@@ -334,3 +346,128 @@ def local_deployment(
         for proc in dep.supernodes.values():
             stop_process_group(proc)
         stop_process_group(superlink)
+
+
+# -------------------------------------------------------------------- runs
+def toml_value(value: Any) -> str:
+    """A Python scalar as a TOML literal, as ``flwr run --run-config`` parses it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def overrides_arg(overrides: Mapping[str, Any]) -> str:
+    """dict -> the ``--run-config`` string ``k=v k2="s"``."""
+    return " ".join(f"{k}={toml_value(v)}" for k, v in overrides.items())
+
+
+def run_status(run_id: str, env: dict[str, str]) -> str:
+    """How a run ended, as ``flwr ls`` reports it (e.g. ``finished:completed``).
+
+    ``flwr run``'s exit code does not say whether the ServerApp failed, so a
+    run counts as done only on this status.
+
+    Parameters
+    ----------
+    run_id : str
+        The id ``flwr run`` printed.
+    env : dict of str to str
+        The environment naming the SuperLink (from :func:`local_superlink`).
+
+    Returns
+    -------
+    str
+        The status, followed by its details in parentheses when it is not
+        ``finished:completed``; ``"unknown"`` if ``flwr ls`` did not answer.
+    """
+    out = subprocess.run(
+        [bin_path("flwr"), "ls", "--run-id", run_id, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        runs = json.loads(out.stdout).get("runs", [])
+    except (json.JSONDecodeError, AttributeError):
+        return "unknown"
+    if not runs:
+        return "unknown"
+    status = str(runs[0].get("status", "unknown"))
+    details = runs[0].get("status-details")
+    return f"{status} ({details})" if details and status != "finished:completed" else status
+
+
+def _run_cmd(
+    app_dir: Path, overrides: Mapping[str, Any], num_supernodes: int | None, cpus_per_node: int, gpus_per_node: float
+) -> list[str]:
+    cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", overrides_arg(overrides)]
+    if num_supernodes is not None:
+        fed = f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"
+        if gpus_per_node:
+            fed += f" client-resources-num-gpus={gpus_per_node}"
+        cmd += ["--federation-config", fed]
+    return cmd
+
+
+def launch(
+    app_dir: Path,
+    overrides: Mapping[str, Any],
+    env: dict[str, str],
+    *,
+    num_supernodes: int | None = None,
+    cpus_per_node: int = 1,
+    gpus_per_node: float = 0.0,
+    on_line: Callable[[str], None] | None = None,
+) -> tuple[int, str]:
+    """``flwr run --stream`` one run on the private SuperLink and wait for it to end.
+
+    The ``flwr`` child runs in its own process group and is stopped if this
+    is interrupted (Ctrl-C, an exception in ``on_line``), so no run outlives
+    its caller.
+
+    Parameters
+    ----------
+    app_dir : pathlib.Path
+        The app folder (holds ``pyproject.toml``).
+    overrides : mapping of str to Any
+        Run-config values passed as ``--run-config``.
+    env : dict of str to str
+        The environment naming the SuperLink (:func:`local_superlink` or
+        :func:`local_deployment`).
+    num_supernodes : int, optional
+        Set: a simulation of that many nodes, ``cpus_per_node`` CPUs and
+        ``gpus_per_node`` GPUs each. ``None``: a deployment (the nodes are
+        SuperNodes).
+    cpus_per_node, gpus_per_node
+        Resources of each simulated node.
+    on_line : callable, optional
+        Sees the command line (prefixed ``flower-dl: ``) and then every output line.
+
+    Returns
+    -------
+    tuple of (int, str)
+        ``flwr``'s exit code and the run's :func:`run_status`
+        (``"not started"`` when ``flwr`` printed no run id).
+    """
+    cmd = _run_cmd(app_dir, overrides, num_supernodes, cpus_per_node, gpus_per_node)
+    if on_line is not None:
+        on_line(f"{PROG}: {shlex.join(cmd)}\n")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True
+    )
+    run_id = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if on_line is not None:
+                on_line(line)
+            run_id = flwr_output.run_id(line) or run_id
+        rc = proc.wait()
+    except BaseException:
+        stop_process_group(proc, timeout=5)
+        raise
+    status = run_status(run_id, env) if run_id else "not started"
+    return rc, status

@@ -7,24 +7,35 @@ config keys that define it (:data:`CONFIG_COLUMNS`), then the run's
 whatever order the grid was written in.
 
 The table is rewritten through a temporary file and an atomic rename after
-each finished cell: a crash or Ctrl-C loses at most the cell in progress and
-never leaves a half-written table.
+each finished cell (:func:`flower_dl.files.atomic_write_bytes`): a crash or
+Ctrl-C loses at most the cell in progress and never leaves a half-written table.
+
+The split with the command line: :mod:`flower_dl.cli` parses the grid,
+resolves and validates every cell's config (:class:`Cell`) and checks the
+output folders before anything runs, and prints the progress it is told of;
+:func:`run_sweep` runs the cells (one private SuperLink for all of them,
+each cell launched by :func:`_launch_cell` through
+:func:`flower_dl.processes.launch`), appends their rows and reports each
+cell and each output line through callbacks.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import itertools
-import json
 import os
 import re
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_dl.files import atomic_write_text, csv_text, default_mode, read_metrics
+from flower_dl.config import config_id
+from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
+from flower_dl.processes import launch, local_superlink
 from flower_dl.results import COLUMNS as METRIC_COLUMNS
 
 CONFIG_COLUMNS: tuple[str, ...] = (
@@ -97,10 +108,8 @@ def expand(grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> list[dict
 
 
 def cell_id(run_config: Mapping[str, Any]) -> str:
-    """Stable id of a resolved run config (output locations ignored)."""
-    ignored = {"results-dir", "run-name"}
-    canonical = json.dumps({k: v for k, v in sorted(run_config.items()) if k not in ignored}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    """Stable id of a resolved run config (output locations ignored): :func:`flower_dl.config.config_id`."""
+    return config_id(run_config)
 
 
 # ------------------------------------------------------------------- table
@@ -135,7 +144,11 @@ def append_cell(
 
 
 def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write the whole table atomically (CSV, or .xlsx by extension)."""
+    """Write the whole table atomically (CSV, or .xlsx by extension).
+
+    The workbook is rendered in memory and written by the one atomic writer,
+    so an .xlsx table is as safe from a crash as a CSV one.
+    """
     if path.suffix == ".xlsx":
         import pandas as pd
 
@@ -143,15 +156,206 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         for col in TABLE_COLUMNS:
             if col not in TEXT_COLUMNS:
                 df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xlsx")
-        os.close(fd)
-        try:
-            df.to_excel(tmp, index=False)
-            os.chmod(tmp, default_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        df.to_excel(buf, index=False)  # a buffer has no extension: pandas writes xlsx
+        atomic_write_bytes(path, buf.getvalue())
     else:
         atomic_write_text(path, csv_text(rows, TABLE_COLUMNS))
+
+
+def log_path(table: Path) -> Path:
+    """Where a sweep keeps every cell's Flower output: beside the table, ``<stem>.log``."""
+    return table.with_name(table.stem + ".log")
+
+
+# --------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell x seed, its config resolved and validated (by the caller) before anything runs.
+
+    Attributes
+    ----------
+    id : str
+        :func:`cell_id` of ``run_config``: the cell's key in the table.
+    label : str
+        The grid values and seed (``share-ratio=0.1 seed=1``), for people.
+    overrides : mapping of str to Any
+        The run-config values to launch it with (fixed values, the cell's
+        grid values and its seed); output locations are added at launch.
+    run_config : mapping of str to Any
+        The full resolved run config: the identity columns of its rows.
+    """
+
+    id: str
+    label: str
+    overrides: Mapping[str, Any]
+    run_config: Mapping[str, Any]
+
+    @classmethod
+    def from_config(cls, overrides: Mapping[str, Any], run_config: Mapping[str, Any], axes: Iterable[str]) -> Cell:
+        """The cell launched with ``overrides`` whose resolved config is ``run_config``.
+
+        Parameters
+        ----------
+        overrides : mapping of str to Any
+            What the user gave for this cell (seed included).
+        run_config : mapping of str to Any
+            ``RunConfig.to_run_config()`` of the validated config.
+        axes : iterable of str
+            The grid's keys, named in the label.
+        """
+        shown = {**{k: overrides[k] for k in axes}, "seed": run_config["seed"]}
+        label = " ".join(f"{k}={v}" for k, v in shown.items())
+        launched = {**overrides, "seed": run_config["seed"]}
+        return cls(id=cell_id(run_config), label=label, overrides=launched, run_config=dict(run_config))
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """How one cell's run ended: ``flwr``'s exit code, the run's status, its ``metrics.csv`` if written."""
+
+    rc: int
+    status: str
+    metrics: Path | None
+
+    @property
+    def ok(self) -> bool:
+        """Completed and left its metrics: only then are its rows added."""
+        return self.rc == 0 and self.status == "finished:completed" and self.metrics is not None
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What :func:`run_sweep` did: cells finished (rows written or failed), the failed ones, whether Ctrl-C stopped it."""
+
+    finished: int
+    failed: tuple[str, ...]
+    interrupted: bool
+    log: Path
+
+    @property
+    def written(self) -> int:
+        """Cells whose rows are in the table now."""
+        return self.finished - len(self.failed)
+
+
+def pending_cells(cells: Sequence[Cell], table: Path) -> list[Cell]:
+    """The cells not in ``table`` yet, in order (a resumed sweep runs only these).
+
+    Raises whatever reading the table raises: an unreadable table must stop
+    the sweep rather than be overwritten by one that has lost its rows.
+    """
+    done = done_cells(read_table(table))
+    return [c for c in cells if c.id not in done]
+
+
+def _launch_cell(
+    cell: Cell,
+    env: dict[str, str],
+    out_dir: Path,
+    *,
+    app_dir: Path,
+    cpus_per_node: int,
+    gpus_per_node: float,
+    on_line: Callable[[str], None],
+) -> CellResult:
+    """Run one cell as its own Flower simulation; its run folder is ``out_dir/<cell id>``.
+
+    The only place that maps cells to Flower runs: running several cells in
+    one run would replace this function, not :func:`run_sweep`.
+    """
+    rc, status = launch(
+        app_dir,
+        {**cell.overrides, "results-dir": str(out_dir), "run-name": cell.id},
+        env,
+        num_supernodes=int(cell.run_config["num-nodes"]),
+        cpus_per_node=cpus_per_node,
+        gpus_per_node=gpus_per_node,
+        on_line=on_line,
+    )
+    metrics = out_dir / cell.id / "metrics.csv"
+    return CellResult(rc=rc, status=status, metrics=metrics if metrics.exists() else None)
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    table: Path,
+    *,
+    app_dir: Path,
+    runs_dir: Path | None = None,
+    cpus_per_node: int = 1,
+    gpus_per_node: float = 0.0,
+    on_cell_start: Callable[[Cell], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    on_cell_end: Callable[[Cell, CellResult], None] | None = None,
+) -> SweepOutcome:
+    """Run ``cells`` on one private SuperLink, appending each completed cell's rows to ``table`` at once.
+
+    A failed cell is skipped (a re-run retries it). Ctrl-C ends the sweep with
+    every finished cell kept, and is returned, not raised: it is the user's
+    way to stop, not an error. Every output line also goes to :func:`log_path`.
+
+    Parameters
+    ----------
+    cells : sequence of Cell
+        Resolved and validated, typically :func:`pending_cells`.
+    table : pathlib.Path
+        The results table (``.csv`` or ``.xlsx``) in a folder checked writable.
+    app_dir : pathlib.Path
+        The app folder.
+    runs_dir : pathlib.Path, optional
+        Keep each cell's run folder here; ``None``: a temporary folder, discarded.
+    cpus_per_node, gpus_per_node
+        Resources of each simulated node.
+    on_cell_start, on_line, on_cell_end : callable, optional
+        Told of each cell before it runs, of each output line, and of how it ended.
+
+    Returns
+    -------
+    SweepOutcome
+        The cells that ended (written or failed) and whether Ctrl-C stopped the sweep.
+    """
+    log = log_path(table)
+    ended: list[tuple[Cell, CellResult]] = []
+    interrupted = False
+    try:
+        with (
+            _tee(log, on_line) as line,
+            tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp,
+            local_superlink(Path(tmp)) as env,
+        ):
+            for cell in cells:
+                if on_cell_start is not None:
+                    on_cell_start(cell)
+                result = _launch_cell(
+                    cell,
+                    env,
+                    runs_dir or Path(tmp) / "runs",
+                    app_dir=app_dir,
+                    cpus_per_node=cpus_per_node,
+                    gpus_per_node=gpus_per_node,
+                    on_line=line,
+                )
+                if result.ok:
+                    append_cell(table, cell.run_config, cell.id, result.metrics)
+                ended.append((cell, result))
+                if on_cell_end is not None:
+                    on_cell_end(cell, result)
+    except KeyboardInterrupt:
+        interrupted = True
+    failed = tuple(cell.id for cell, result in ended if not result.ok)
+    return SweepOutcome(finished=len(ended), failed=failed, interrupted=interrupted, log=log)
+
+
+@contextlib.contextmanager
+def _tee(log: Path, on_line: Callable[[str], None] | None) -> Iterator[Callable[[str], None]]:
+    """A line sink writing to ``log`` (appended, flushed per line: it is read when a cell fails) and to ``on_line``."""
+    with open(log, "a", encoding="utf-8") as log_file:
+
+        def line(text: str) -> None:
+            log_file.write(text)
+            log_file.flush()
+            if on_line is not None:
+                on_line(text)
+
+        yield line

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from flower_dl.cli import launch
-from flower_dl.processes import local_deployment
+from flower_dl.processes import launch, local_deployment
 
 from .conftest import ROOT, TWO_ROUNDS
 

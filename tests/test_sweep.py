@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from flower_dl.sweep import cell_id, expand, parse_grid
+from flower_dl import sweep
+from flower_dl.sweep import Cell, cell_id, expand, parse_grid
 
 from .conftest import ROOT, run_cli
 
@@ -28,6 +31,66 @@ def test_parse_and_expand_grid() -> None:
     assert cell_id({"a": 1}) != cell_id({"a": 2})
     with pytest.raises(ValueError, match="--grid: cannot parse"):
         parse_grid("share-ratio 0.1")
+
+
+def _cell(seed: int, strategy: str = "fedavg") -> Cell:
+    config = {"seed": seed, "strategy": strategy, "num-nodes": 2, "share-ratio": 0.0}
+    return Cell.from_config({"strategy": strategy, "seed": seed}, config, ["strategy"])
+
+
+def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]:
+    """``launch`` and the SuperLink replaced: a cell "runs" by writing a 2-row metrics.csv, or fails, or is Ctrl-C'd."""
+    launched: list[dict] = []
+
+    def launch(app_dir, overrides, env, *, num_supernodes, cpus_per_node, gpus_per_node, on_line):
+        launched.append(dict(overrides))
+        if overrides["seed"] in interrupt:
+            raise KeyboardInterrupt
+        on_line(f"\x1b[92mINFO \x1b[0m:      [ROUND 1/1] seed {overrides['seed']}\n")
+        if overrides["seed"] in fail:
+            return 1, "finished:failed"
+        folder = Path(overrides["results-dir"]) / overrides["run-name"]
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text("round,node,accuracy\n1,0,0.5\n1,1,0.75\n")
+        return 0, "finished:completed"
+
+    monkeypatch.setattr(sweep, "launch", launch)
+    monkeypatch.setattr(sweep, "local_superlink", lambda workdir: contextlib.nullcontext({"FLWR_HOME": str(workdir)}))
+    return launched
+
+
+def test_run_sweep_appends_completed_cells_reports_failures_and_logs(tmp_path, monkeypatch) -> None:
+    launched = _fake_flower(monkeypatch, fail={2}, interrupt=set())
+    table, cells = tmp_path / "t.csv", [_cell(1), _cell(2), _cell(3)]
+    events: list[tuple[str, str]] = []
+    outcome = sweep.run_sweep(
+        cells,
+        table,
+        app_dir=tmp_path,
+        runs_dir=tmp_path / "runs",
+        on_cell_start=lambda cell: events.append(("start", cell.label)),
+        on_line=lambda line: events.append(("line", line.split("]")[-1].strip())),
+        on_cell_end=lambda cell, result: events.append(("end", str(result.ok))),
+    )
+    assert (outcome.finished, outcome.written, outcome.failed, outcome.interrupted) == (3, 2, (cells[1].id,), False)
+    assert events[:3] == [("start", "strategy=fedavg seed=1"), ("line", "seed 1"), ("end", "True")]
+    assert [e for e in events if e[0] == "end"] == [("end", "True"), ("end", "False"), ("end", "True")]
+    rows = _rows(table)
+    assert [(r["cell"], r["seed"], r["node"]) for r in rows] == [
+        (c.id, str(c.run_config["seed"]), n) for c in (cells[0], cells[2]) for n in ("0", "1")
+    ]
+    assert launched[0]["run-name"] == cells[0].id and launched[0]["results-dir"] == str(tmp_path / "runs")
+    assert "seed 2" in outcome.log.read_text() and outcome.log == tmp_path / "t.log"
+    assert sweep.pending_cells(cells, table) == [cells[1]]  # a re-run retries only the failed cell
+
+
+def test_run_sweep_stopped_by_ctrl_c_keeps_the_finished_cells(tmp_path, monkeypatch) -> None:
+    _fake_flower(monkeypatch, fail=set(), interrupt={2})
+    table, cells = tmp_path / "t.xlsx", [_cell(1), _cell(2), _cell(3)]
+    outcome = sweep.run_sweep(cells, table, app_dir=tmp_path)
+    assert (outcome.finished, outcome.written, outcome.interrupted) == (1, 1, True)
+    assert sweep.done_cells(sweep.read_table(table)) == {cells[0].id}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t.xlsx")] == []  # no temporary file left
 
 
 def _rows(path):

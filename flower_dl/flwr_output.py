@@ -1,0 +1,115 @@
+"""What flower-dl reads from Flower's output: the one place that knows its wording.
+
+``flwr run --stream`` prints ``flwr``'s own messages (``Successfully started
+run 123``) and the ServerApp's log lines as Flower's console handler formats
+them, the level name wrapped in ANSI colour codes::
+
+    \\x1b[92mINFO \\x1b[0m:      [ROUND 2/10]
+    \\x1b[92mINFO \\x1b[0m:      Strategy execution finished in 12.34s
+    \\x1b[92mINFO \\x1b[0m:      results written to /home/me/results/run
+
+The command line (run id, progress line), the sweep and the benchmarks all
+parse these lines here, so a change in Flower's wording is fixed once. Each
+function takes one line as printed (colour codes, trailing newline and all)
+and returns ``None`` for any other line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_RUN_ID = re.compile(r"Successfully started run (\d+)")
+_ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
+_STRATEGY = re.compile(r"Strategy execution finished in ([0-9]+(?:\.[0-9]*)?)\s*s\b")
+_RESULTS = re.compile(r"results written to (\S.*?)\s*$")
+
+
+def plain(line: str) -> str:
+    """``line`` without ANSI escape sequences (Flower colours the level name; ``flwr`` colours its messages).
+
+    Parameters
+    ----------
+    line : str
+        One line as Flower printed it.
+
+    Returns
+    -------
+    str
+        The same text with every ``ESC [ ... letter`` sequence removed, so a
+        pattern never has to allow for colour codes in the middle.
+    """
+    return _ANSI.sub("", line)
+
+
+def run_id(line: str) -> str | None:
+    """The run id of ``flwr run``'s ``Successfully started run N`` line.
+
+    Parameters
+    ----------
+    line : str
+        One output line.
+
+    Returns
+    -------
+    str or None
+        The id as text (what ``flwr ls --run-id`` takes); ``None`` on any other line.
+    """
+    match = _RUN_ID.search(plain(line))
+    return match.group(1) if match else None
+
+
+def round_of(line: str) -> tuple[int, int] | None:
+    """The round a strategy's ``[ROUND r/R]`` line starts.
+
+    Parameters
+    ----------
+    line : str
+        One output line.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        ``(r, R)``: this round and the number of rounds; ``None`` on any other line.
+    """
+    match = _ROUND.search(plain(line))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def strategy_seconds(line: str) -> float | None:
+    """Flower's own ``Strategy execution finished in X s``.
+
+    The strategy times itself inside the ServerApp, from just before round 1
+    to the end of the last round: unlike the arrival time of a streamed line,
+    this figure carries no log-streaming latency.
+
+    Parameters
+    ----------
+    line : str
+        One output line.
+
+    Returns
+    -------
+    float or None
+        The seconds; ``None`` on any other line.
+    """
+    match = _STRATEGY.search(plain(line))
+    return float(match.group(1)) if match else None
+
+
+def results_folder(line: str) -> Path | None:
+    """The folder of the ServerApp's ``results written to PATH`` line.
+
+    Parameters
+    ----------
+    line : str
+        One output line.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The folder as logged (absolute, spaces kept); ``None`` on any other line.
+    """
+    match = _RESULTS.search(plain(line))
+    return Path(match.group(1)) if match else None
