@@ -13,13 +13,16 @@ and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from flower_dl.data import DATASETS, PARTITIONERS
-from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES
+from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "decentralized",
@@ -111,6 +114,7 @@ class RunConfig:
             raise ConfigError("results-dir: '' is empty; allowed: a folder path")
         if "/" in self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run-name: {self.run_name!r} is not a plain folder name (no '/')")
+        check_topology(self.topology, self.num_nodes, edges=self.edges, degree=self.degree, prob=self.edge_prob)
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -126,9 +130,26 @@ class RunConfig:
         """The kebab-case dict form (what is stored beside the results)."""
         return {k.replace("_", "-"): v for k, v in dataclasses.asdict(self).items()}
 
+    @functools.cached_property
+    def cell_id(self) -> str:
+        """Stable id of this config, output locations (``results-dir``, ``run-name``) ignored.
+
+        A sweep's table names its cells by it (re-running skips the cells it
+        holds), and a node keys its stored state by it, so that runs of two
+        configs never share state.
+        """
+        return config_id(self.to_run_config())
+
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some attributes changed (and validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def config_id(run_config: Mapping[str, Any]) -> str:
+    """Stable id of a run config: a hash of its keys and values, ``results-dir`` and ``run-name`` left out."""
+    ignored = {"results-dir", "run-name"}
+    canonical = {k: v for k, v in sorted(run_config.items()) if k not in ignored}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def defaults() -> dict[str, Any]:

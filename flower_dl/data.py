@@ -31,7 +31,6 @@ Partitioners
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import os
@@ -247,9 +246,8 @@ def _download_torchvision(name: str) -> ImageData:
     )
 
 
-@functools.lru_cache(maxsize=4)
 def load_dataset(name: str, data_dir: str = "") -> ImageData:
-    """Load a dataset by run-config name (cached per process).
+    """Load a dataset by run-config name (a node keeps it in :data:`flower_dl.node_state.CACHE`).
 
     Raises
     ------

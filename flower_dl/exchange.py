@@ -1,4 +1,4 @@
-"""The exchange protocol: who sends what to whom, and how a node merges it.
+"""The exchange: who sends what to whom, and how a node merges what it received.
 
 Before training, each node draws ``share-ratio`` of its *original* samples
 and sends them to its topology neighbours:
@@ -10,23 +10,22 @@ Every sample carries its stable id (its index in the training set). A node
 merges what it received with its own data, keeping each id once: a sample it
 already holds, or one received from two neighbours, counts once.
 
-Everything here is pure (numpy in, numpy out) so the protocol is tested
-without Flower; the apps move the arrays in Flower messages.
+Everything here is pure (numpy in, numpy out) so the exchange is tested
+without Flower; :mod:`flower_dl.protocol` puts the arrays in Flower messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
+
 BROADCAST = -1
 """Key of the single sample in the broadcast mode."""
-
-INITIAL_MODEL_KEY = "initial-model"
-"""In one node's ``query.receive``: the ConfigRecord asking it for the initial model
-(``model``, ``seed``); in its reply: the ArrayRecord of that model's weights."""
 
 
 def share_size(num_samples: int, share_ratio: float) -> int:
@@ -64,8 +63,14 @@ def draw_shares(
     raise ValueError(f"exchange-mode: {mode!r} is not known; allowed: broadcast, per-neighbour")
 
 
-def payload_for(shares: Mapping[int, np.ndarray], neighbour: int) -> np.ndarray:
-    """Which of a node's drawn shares goes to ``neighbour``."""
+def payload_for(shares: Mapping[int, T], neighbour: int) -> T:
+    """Which of a node's shares goes to ``neighbour``: the one broadcast share, or its own.
+
+    The one place that decides it, for whatever is kept per share (positions,
+    ciphertexts, intensity maps): the node when it seals, the server when it
+    relays samples in clear, the leakage hook when it pairs a sent map with
+    its receiver.
+    """
     return shares[BROADCAST] if BROADCAST in shares else shares[neighbour]
 
 
@@ -109,25 +114,3 @@ def merge(own_ids: np.ndarray, received: Iterable[tuple[int, np.ndarray]]) -> Me
         offset += len(ids)
     all_ids = np.concatenate([np.asarray(own_ids, dtype=np.int64), np.asarray(kept_ids, dtype=np.int64)])
     return Merged(all_ids, np.asarray(keep, dtype=np.int64), new_per_source)
-
-
-def concat_parts(
-    parts: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]], image_shape: tuple[int, ...] = (28, 28)
-) -> dict[str, np.ndarray]:
-    """``[(src, ids, images, labels), ...]`` -> one set of arrays with a ``src`` column.
-
-    The form in which a node receives (and keeps) what its neighbours sent.
-    """
-    if not parts:
-        return {
-            "ids": np.zeros(0, np.int64),
-            "src": np.zeros(0, np.int64),
-            "images": np.zeros((0, *image_shape), np.uint8),
-            "labels": np.zeros(0, np.int64),
-        }
-    return {
-        "ids": np.concatenate([p[1] for p in parts]).astype(np.int64),
-        "src": np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts]),
-        "images": np.concatenate([p[2] for p in parts]),
-        "labels": np.concatenate([p[3] for p in parts]).astype(np.int64),
-    }

@@ -1,4 +1,11 @@
-"""A Grid that collects replies as soon as they arrive.
+"""Sending messages and collecting replies: one way for discovery, the exchange and every strategy.
+
+:func:`collect` sends one wave of messages (keyed, e.g. by partition-id) and
+returns the replies by key and the failures with their reasons, a missing
+reply counting as a timeout; :func:`split_replies` is its second half, for the
+strategies, whose replies Flower's own round loop collects.
+
+:class:`PromptGrid` is a Grid that collects replies as soon as they arrive.
 
 On a deployment, a ServerApp gets Flower 1.42's ``HttpGrid``, whose
 ``send_and_receive`` pushes the messages, then pulls the replies every 3 s:
@@ -15,10 +22,14 @@ unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from flwr.app import Message
 from flwr.serverapp import Grid
+
+K = TypeVar("K")
 
 
 class PromptGrid(Grid):
@@ -82,3 +93,54 @@ class PromptGrid(Grid):
             else:
                 time.sleep(interval)
         return replies
+
+
+# ------------------------------------------------------------- collecting
+NO_REPLY = "no reply within the round timeout"
+"""The reason recorded for a node whose reply did not arrive."""
+
+
+@dataclass(frozen=True)
+class Collected(Generic[K]):
+    """Replies to one wave of messages, split by the key each message was sent under."""
+
+    ok: dict[K, Message]
+    """Key -> reply without an error."""
+    failed: dict[K, str]
+    """Key -> why there is no usable reply: the error's last line, or :data:`NO_REPLY`."""
+
+
+def short_reason(reason: str) -> str:
+    """The last non-empty line of an error reason (Flower sends whole tracebacks)."""
+    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def split_replies(replies: Iterable[Message], key_of_node: Mapping[int, K]) -> Collected[K]:
+    """Split ``replies`` into usable ones and failures, by the key of the node each came from.
+
+    ``key_of_node`` maps the Flower node id of every node a message went to
+    onto its key (e.g. its partition-id); a node with no reply among
+    ``replies`` is a failure (:data:`NO_REPLY`), as is an error reply. Replies
+    from nodes not in ``key_of_node`` are ignored.
+    """
+    ok: dict[K, Message] = {}
+    failed: dict[K, str] = {}
+    for reply in replies:
+        key = key_of_node.get(reply.metadata.src_node_id)
+        if key is None:
+            continue
+        if reply.has_error():
+            failed[key] = short_reason(reply.error.reason)
+        else:
+            ok[key] = reply
+    for key in key_of_node.values():
+        if key not in ok and key not in failed:
+            failed[key] = NO_REPLY
+    return Collected(ok, failed)
+
+
+def collect(grid: Grid, messages: Mapping[K, Message], timeout: float | None) -> Collected[K]:
+    """Send ``messages`` (by key), wait up to ``timeout`` seconds, and split the replies by key."""
+    key_of_node = {msg.metadata.dst_node_id: key for key, msg in messages.items()}
+    return split_replies(grid.send_and_receive(list(messages.values()), timeout=timeout), key_of_node)

@@ -65,6 +65,13 @@ def build_model(name: str, seed: int | None = None) -> nn.Module:
         return MODELS[name]()
 
 
+def load_model(name: str, arrays, device: torch.device) -> nn.Module:
+    """Model ``name`` holding the weights of ``arrays`` (a Flower ArrayRecord), on ``device``."""
+    model = build_model(name)
+    model.load_state_dict(arrays.to_torch_state_dict())
+    return model.to(device)
+
+
 def initial_arrays(name: str, seed: int):  # -> flwr.app.ArrayRecord
     """The run's initial model: ``build_model(name, seed=seed)``'s weights as an ArrayRecord.
 

@@ -18,9 +18,13 @@ scipy.spatial would add ~0.25 s to every ClientApp process's start.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from flower_dl.exchange import payload_for
 
 SMOOTHING = 1e-5
 """Added to every entry of both distributions before the log (the study's eps)."""
@@ -117,3 +121,109 @@ def leakage(
         if share_ratio > 0 and np.any(p_sent):
             out[i] += share_ratio * kl_divergence(p_sent, exchanged[j])
     return out
+
+
+# ------------------------------------------------------------ the leakage hook
+@dataclass(frozen=True)
+class NodeSummary:
+    """What a node reports after the exchange: distributions of its data, never samples."""
+
+    original_intensity: np.ndarray
+    original_labels: np.ndarray
+    exchanged_intensity: np.ndarray
+    """Of its training set after the exchange (own + new received samples)."""
+    exchanged_labels: np.ndarray
+    sent_intensity: dict[int, np.ndarray]
+    """Share key (a neighbour, or ``exchange.BROADCAST``) -> intensity map of what was sent."""
+    sent_labels: dict[int, np.ndarray]
+    num_train_examples: int
+    new_from: dict[int, int] = field(default_factory=dict)
+    """Source -> how many of its samples were new to this node."""
+
+    def sent_to(self, dst: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Intensity and label distributions of what went to neighbour ``dst`` (None: nothing was drawn)."""
+        if not self.sent_intensity:
+            return None
+        return payload_for(self.sent_intensity, dst), payload_for(self.sent_labels, dst)
+
+
+@dataclass(frozen=True)
+class ExchangeReport:
+    """The leakage hook's results: per-edge rows, per-node leakage, per-node intensity maps."""
+
+    edges: list[dict[str, Any]]
+    """One row per directed edge (the columns of ``edges.csv``)."""
+    leakage: dict[int, float]
+    """Node -> ``leak_i`` (NaN for a node that failed in the exchange)."""
+    maps: dict[int, dict[str, np.ndarray]]
+    """Node -> ``original`` / ``exchanged`` / ``transmitted`` intensity maps."""
+
+
+def exchange_report(
+    share_ratio: float,
+    neighbours: Mapping[int, Sequence[int]],
+    summaries: Mapping[int, NodeSummary],
+    sizes: Mapping[tuple[int, int], tuple[int, int]],
+    failed: Mapping[int, str],
+) -> ExchangeReport:
+    """Assemble the leakage hook from the nodes' summaries (pure: no Flower, no dataset).
+
+    Parameters
+    ----------
+    share_ratio : float
+        The run's ``share-ratio``.
+    neighbours : Mapping[int, Sequence[int]]
+        Node -> its topology neighbours.
+    summaries : Mapping[int, NodeSummary]
+        The summaries of the nodes that took part in the whole exchange.
+    sizes : Mapping[tuple[int, int], tuple[int, int]]
+        Directed edge ``(i, j)`` -> ``(samples, bytes)`` relayed from ``i`` to ``j``.
+    failed : Mapping[int, str]
+        Nodes that failed in the exchange phase (and why).
+    """
+    edges, sent_maps = [], {}
+    for i in sorted(neighbours):
+        for j in neighbours[i]:
+            row, sent_map = _edge_row(i, j, summaries, sizes, failed)
+            edges.append(row)
+            if sent_map is not None:
+                sent_maps[(i, j)] = sent_map
+    exchanged = {j: s.exchanged_intensity for j, s in summaries.items()}
+    leak = {i: 0.0 for i in neighbours}
+    leak.update(leakage(share_ratio, sent_maps, exchanged))
+    leak.update({i: float("nan") for i in failed})
+    maps = {i: _maps(s, neighbours[i]) for i, s in summaries.items()}
+    return ExchangeReport(edges, leak, maps)
+
+
+def _edge_row(
+    i: int,
+    j: int,
+    summaries: Mapping[int, NodeSummary],
+    sizes: Mapping[tuple[int, int], tuple[int, int]],
+    failed: Mapping[int, str],
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One row of ``edges.csv``, and the intensity map sent over the edge if it counts for leakage."""
+    count, nbytes = sizes.get((i, j), (0, 0))
+    row: dict[str, Any] = {"src": i, "dst": j, "samples-sent": count, "bytes-sent": nbytes}
+    if i in failed or j in failed:
+        row["failed"] = "; ".join(f"node {x} failed in the exchange" for x in (i, j) if x in failed)
+    if j in summaries:
+        row["new-samples"] = int(summaries[j].new_from.get(i, 0))
+    sent = summaries[i].sent_to(j) if i in summaries else None
+    if sent is None or j not in summaries or count <= 0:
+        return row, None
+    (p_sent, p_labels), receiver = sent, summaries[j]
+    row["kl-sent-vs-exchanged"] = kl_divergence(p_sent, receiver.exchanged_intensity)
+    row["js-sent-vs-exchanged"] = js_divergence(p_sent, receiver.exchanged_intensity)
+    row["label-kl"] = kl_divergence(p_labels, receiver.exchanged_labels)
+    return row, p_sent
+
+
+def _maps(summary: NodeSummary, neighbours: Sequence[int]) -> dict[str, np.ndarray]:
+    sent = summary.sent_to(neighbours[0]) if neighbours else None
+    return {
+        "original": summary.original_intensity,
+        "exchanged": summary.exchanged_intensity,
+        "transmitted": sent[0] if sent is not None else np.zeros_like(summary.original_intensity),
+    }

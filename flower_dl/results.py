@@ -9,8 +9,11 @@ A run folder holds:
                   the node that failed in the exchange, if any);
 ``summary.json``  the last round's per-node accuracy, mean/min/max, leakage.
 
-The folder is first written under a hidden temporary name beside its final
-place and then renamed, so a crash never leaves a half-written run folder.
+:func:`assemble` makes all of it from what a run measured (the leakage
+hook's report and the strategy's per-node history), with no Flower types;
+:func:`log_summary` prints the short summary at the end of a run. The folder
+is first written under a hidden temporary name beside its final place and
+then renamed, so a crash never leaves a half-written run folder.
 """
 
 from __future__ import annotations
@@ -18,12 +21,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from logging import INFO
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from flwr.common.logger import log
 
 from flower_dl.files import csv_text, default_mode
 
@@ -139,3 +148,86 @@ def intensity_figure(maps: Mapping[int, Mapping[str, Any]], cfg: Any | None = No
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------- assembly
+@dataclass(frozen=True)
+class RunResults:
+    """Everything a run folder holds, before it is written."""
+
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    summary: dict[str, Any]
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+
+def metrics_rows(
+    num_rounds: int,
+    num_nodes: int,
+    columns: Mapping[tuple[int, int], Mapping[str, Any]],
+    consensus: Mapping[int, float],
+    failures: Sequence[Mapping[str, Any]],
+    leakage: Mapping[int, float],
+) -> list[dict[str, Any]]:
+    """The tidy table: one row per round x node, in that order (empty cells: not measured)."""
+    failed_train = {(f["round"], f["node"]) for f in failures if f["stage"] == "train"}
+    rows = []
+    for rnd in range(1, num_rounds + 1):
+        for node in range(num_nodes):
+            row: dict[str, Any] = {"round": rnd, "node": node, **columns.get((rnd, node), {})}
+            row["leakage"] = leakage[node]
+            row["consensus-distance"] = consensus.get(rnd)
+            row["failed"] = int((rnd, node) in failed_train)
+            rows.append(row)
+    return rows
+
+
+def summary_of(
+    rows: Sequence[Mapping[str, Any]],
+    num_rounds: int,
+    leakage: Mapping[int, float],
+    failures: Sequence[Mapping[str, Any]],
+    wall_time_s: float,
+) -> dict[str, Any]:
+    """``summary.json``: the last round's per-node accuracy and its mean/min/max, leakage, failures."""
+    final = {r["node"]: r.get("accuracy") for r in rows if r["round"] == num_rounds}
+    last = [a for a in final.values() if a is not None]
+    return {
+        "rounds": num_rounds,
+        "accuracy": final,
+        "accuracy-mean": float(np.mean(last)) if last else None,
+        "accuracy-min": float(np.min(last)) if last else None,
+        "accuracy-max": float(np.max(last)) if last else None,
+        "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
+        "leakage-mean": float(np.nanmean(list(leakage.values()))),
+        "failures": list(failures),
+        "wall-time-s": wall_time_s,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a result depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def log_summary(strategy: str, model: str, summary: Mapping[str, Any], folder: Path) -> None:
+    """The short summary printed at the end of a run (per node, then the mean)."""
+    log(INFO, "")
+    log(INFO, "flower-dl summary (%s, %s, %d rounds):", strategy, model, summary["rounds"])
+    for node, acc in summary["accuracy"].items():
+        leak = summary["leakage"][node]
+        log(INFO, "  node %d: accuracy %s, leakage %s", node, "n/a" if acc is None else f"{acc:.4f}",
+            "n/a" if leak is None else f"{leak:.6f}")  # fmt: skip
+    if summary["accuracy-mean"] is not None:
+        log(INFO, "  mean accuracy %.4f (min %.4f, max %.4f)",
+            summary["accuracy-mean"], summary["accuracy-min"], summary["accuracy-max"])  # fmt: skip
+    log(INFO, "results written to %s", folder.resolve())

@@ -70,16 +70,25 @@ BAD_TOPOLOGY = [
     ({"edges": "0-1,0-7"}, "edges", "'0-7'", "0..4"),
     ({"edges": "0-1,1-1"}, "edges", "'1-1'", "self-loop"),
     ({"edges": "0-1,a-b"}, "edges", "'a-b'", "i-j"),
-    ({"edges": "0-1,2-3,3-4"}, "disconnected", "{0, 1}", "{2, 3, 4}"),
-    ({"num-nodes": 6}, "disconnected", "{5}", "component"),  # the 5-node study tree on 6 nodes
+    ({"edges": "0-1,2-3,3-4"}, "edges", "'0-1,2-3,3-4' gives a disconnected graph", "{0, 1} and {2, 3, 4}"),
+    ({"num-nodes": 6}, "edges", "'0-1,0-2,0-3,2-4'", "{5}"),  # the 5-node study tree on 6 nodes
+    ({"num-nodes": 100000}, "edges", "names only nodes 0..4, but num-nodes is 100000", "another topology"),
     ({"topology": "torus", "num-nodes": 7}, "num-nodes", "7", "9, 12"),
+    ({"topology": "k-regular", "degree": 3}, "degree", "3", "allowed"),
+    ({"topology": "ring", "num-nodes": 2}, "num-nodes", "2", ">= 3"),
 ]
 
 
 @pytest.mark.parametrize(("override", "key", "value", "allowed"), BAD_TOPOLOGY)
-def test_bad_topologies_fail_before_training(override, key, value, allowed) -> None:
-    cfg = RunConfig.from_run_config({**defaults(), **override})
+def test_bad_topologies_are_refused_by_the_run_config(override, key, value, allowed) -> None:
+    """Checked once, when the run config is read (before anything starts), naming the key and its value."""
     with pytest.raises(ValueError) as info:
-        build_topology(cfg)
+        RunConfig.from_run_config({**defaults(), **override})
     msg = str(info.value)
-    assert key in msg and value in msg and allowed in msg, msg
+    assert msg.startswith(f"{key}:") and value in msg and allowed in msg, msg
+    assert "\n" not in msg and len(msg) < 300, msg
+
+
+def test_a_valid_topology_builds() -> None:
+    topology = build_topology(RunConfig(topology="torus", num_nodes=9))
+    assert topology.description["num-nodes"] == 9 and topology.neighbours[0] == [1, 2, 3, 6]

@@ -30,7 +30,6 @@ def test_mnist_5k_split_is_stratified_and_fixed(mnist5k) -> None:
     assert mnist5k.test_images.shape == (1000, 28, 28)
     assert np.bincount(mnist5k.test_labels).tolist() == [100] * 10
     assert np.bincount(mnist5k.train_labels).tolist() == [400] * 10
-    load_dataset.cache_clear()
     again = load_dataset("mnist-5k")
     assert np.array_equal(again.test_labels, mnist5k.test_labels)
     assert np.array_equal(again.train_images, mnist5k.train_images)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord
 
-from flower_dl.strategies.decentralized import ParameterStack, consensus_distance, effective_mixing, mix
+from flower_dl.strategies.base import ParameterStack
+from flower_dl.strategies.mixing import consensus_distance, effective_mixing, mix
 from flower_dl.topology import build_graph, mixing_matrix
 
 

@@ -16,17 +16,19 @@ import pytest
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from flower_dl import client_app
+from flower_dl import client_app, privacy, protocol
 from flower_dl.config import RunConfig
 from flower_dl.crypto import DecryptionError, KeyPair, open_samples
 from flower_dl.data import load_dataset
-from flower_dl.exchange import INITIAL_MODEL_KEY
+from flower_dl.node_state import Node
 from flower_dl.server_app import build_topology, discover_nodes, run_exchange
 
+INITIAL_MODEL_KEY = protocol.INITIAL_MODEL
+
 HANDLERS = {
-    "query.identify": client_app.identify,
-    "query.share": client_app.share,
-    "query.receive": client_app.receive,
+    protocol.IDENTIFY: client_app.identify,
+    protocol.SHARE: client_app.share,
+    protocol.RECEIVE: client_app.receive,
 }
 
 
@@ -75,11 +77,28 @@ def task_identity():
 
 def _exchange(**changes):
     cfg = RunConfig(**changes)
-    graph, _ = build_topology(cfg)
+    topology = build_topology(cfg)
     grid = FakeGrid(cfg)
-    node_ids, keys = discover_nodes(grid, cfg)
-    result = run_exchange(grid, cfg, graph, node_ids, keys)
-    return cfg, grid, node_ids, keys, result
+    nodes = discover_nodes(grid, cfg)
+    exchanged = run_exchange(grid, cfg, topology, nodes)
+    report = privacy.exchange_report(
+        cfg.share_ratio, topology.neighbours, exchanged.summaries, exchanged.sizes, exchanged.failed
+    )
+    return cfg, grid, nodes.node_ids, nodes.public_keys, exchanged, report
+
+
+def _node(grid: FakeGrid, cfg: RunConfig, pid: int) -> Node:
+    """The node of partition-id ``pid`` as its handlers see it."""
+    return Node(grid.contexts[1000 + pid], cfg, pid)
+
+
+def _sent_ids(grid: FakeGrid, cfg: RunConfig, pid: int) -> np.ndarray:
+    """Ids of what node ``pid`` sent (its first share), from its own state."""
+    return next(iter(_node(grid, cfg, pid).sent("ids").values()))
+
+
+def _private_key(grid: FakeGrid, cfg: RunConfig, pid: int) -> KeyPair:
+    return _node(grid, cfg, pid).key_pair()
 
 
 def _all_bytes(records: list[RecordDict]) -> bytes:
@@ -98,13 +117,10 @@ def _all_bytes(records: list[RecordDict]) -> bytes:
 
 
 def test_the_server_never_handles_a_sent_image(tmp_path) -> None:
-    cfg, grid, node_ids, _keys, result = _exchange(share_ratio=0.5, digits_per_node=2)
+    cfg, grid, node_ids, _keys, _, report = _exchange(share_ratio=0.5, digits_per_node=2)
     data = load_dataset(cfg.dataset)
     seen = _all_bytes(grid.seen)
-    sent_ids = {}
-    for pid, nid in node_ids.items():
-        sent = grid.contexts[nid].state[client_app.SENT_KEY]
-        sent_ids[pid] = next(iter(sent.values())).numpy()
+    sent_ids = {pid: _sent_ids(grid, cfg, pid) for pid in node_ids}
     assert sum(len(v) for v in sent_ids.values()) > 0
     for pid, ids in sent_ids.items():
         for sid in ids[:25]:
@@ -113,63 +129,62 @@ def test_the_server_never_handles_a_sent_image(tmp_path) -> None:
             assert window.strip(b"\0"), "test needs a non-blank row"
             assert window not in seen, f"node {pid}'s image {sid} crossed the server in clear"
     # and yet every neighbour got them: node 0 holds what node 1 sent, after decryption
-    received = grid.contexts[node_ids[0]].state[client_app.RECEIVED_KEY]
-    got = received["ids"].numpy()[received["src"].numpy() == 1]
+    received = _node(grid, cfg, 0).received()
+    got = received["ids"][received["src"] == 1]
     assert np.array_equal(np.sort(got), np.sort(sent_ids[1]))
-    assert all(e["samples-sent"] == len(sent_ids[e["src"]]) for e in result["edges"])
+    assert all(e["samples-sent"] == len(sent_ids[e["src"]]) for e in report.edges)
 
 
 def test_without_encryption_the_server_sees_images() -> None:
-    cfg, grid, node_ids, _, _ = _exchange(share_ratio=0.5, digits_per_node=2, exchange_encryption=False)
-    sent = grid.contexts[node_ids[1]].state[client_app.SENT_KEY]
-    sid = next(iter(sent.values())).numpy()[0]
+    cfg, grid, *_ = _exchange(share_ratio=0.5, digits_per_node=2, exchange_encryption=False)
+    sid = _sent_ids(grid, cfg, 1)[0]
     row = load_dataset(cfg.dataset).train_images[sid].tobytes()[14 * 28 : 15 * 28]
     assert row in _all_bytes(grid.seen)  # the control: the check above can fail
 
 
 def test_a_node_cannot_open_what_was_sealed_for_another() -> None:
-    _cfg, grid, node_ids, keys, _ = _exchange(share_ratio=0.3, digits_per_node=2)
+    cfg, grid, _node_ids, keys, *_ = _exchange(share_ratio=0.3, digits_per_node=2)
     # node 0 sealed a sample for node 1; node 2 (not its addressee) tries with everything public
     share_reply = next(rec for rec in grid.seen if "share" in rec and "sealed:1" in rec["share"])
     blob = share_reply["share"]["sealed:1"].numpy()
-    intruder = KeyPair.from_private_bytes(grid.contexts[node_ids[2]].state[client_app.KEYS_KEY]["private"])
+    intruder = _private_key(grid, cfg, 2)
     with pytest.raises(DecryptionError):
         open_samples(intruder, keys[0], 0, 1, blob, context=b"run 7")
-    addressee = KeyPair.from_private_bytes(grid.contexts[node_ids[1]].state[client_app.KEYS_KEY]["private"])
+    addressee = _private_key(grid, cfg, 1)
     ids, _, _ = open_samples(addressee, keys[0], 0, 1, blob, context=b"run 7")
     assert len(ids) == int(0.3 * 800)  # k = 2: 800 samples on node 0
 
 
 @pytest.mark.parametrize("mode", ["broadcast", "per-neighbour"])
 def test_share_ratio_one_broadcast_gives_every_neighbour_everything(mode) -> None:
-    cfg, grid, node_ids, _, result = _exchange(share_ratio=1.0, digits_per_node=2, exchange_mode=mode)
+    cfg, grid, _node_ids, _, _, report = _exchange(share_ratio=1.0, digits_per_node=2, exchange_mode=mode)
     data = load_dataset(cfg.dataset)
     from flower_dl.data import partition_indices
 
     parts = partition_indices(data.train_labels, cfg.partitioner, 5, digits_per_node=2)
-    graph, _ = build_topology(cfg)
+    topology = build_topology(cfg)
     for i in range(5):
-        for j in graph.neighbors(i):
-            held = set(grid.contexts[node_ids[j]].state[client_app.RECEIVED_KEY]["ids"].numpy().tolist())
+        for j in topology.neighbours[i]:
+            held = set(_node(grid, cfg, j).received()["ids"].tolist())
             assert set(parts[i].tolist()) <= held
-    assert result["leakage"][0] > 0
+    assert report.leakage[0] > 0
 
 
 def test_share_ratio_zero_sends_nothing_and_changes_nothing() -> None:
-    _cfg, grid, node_ids, _, result = _exchange(share_ratio=0.0)
-    assert all(e["samples-sent"] == 0 for e in result["edges"])
-    assert set(result["leakage"].values()) == {0.0}
-    for _pid, nid in node_ids.items():
-        nd = client_app.node_data(grid.contexts[nid])
-        assert np.array_equal(nd.train_ids, nd.own_ids)
+    cfg, grid, node_ids, _, _, report = _exchange(share_ratio=0.0)
+    assert all(e["samples-sent"] == 0 for e in report.edges)
+    assert set(report.leakage.values()) == {0.0}
+    for pid in node_ids:
+        node = _node(grid, cfg, pid)
+        assert np.array_equal(node.train_set().ids, node.own_ids())
 
 
 def test_leakage_rises_with_share_ratio_and_falls_with_digits_per_node() -> None:
     """The original study's two findings, on the embedded data and the study's tree."""
 
     def total(share: float, k: int) -> float:
-        *_, result = _exchange(share_ratio=share, digits_per_node=k)
-        return sum(result["leakage"].values())
+        *_, report = _exchange(share_ratio=share, digits_per_node=k)
+        return sum(report.leakage.values())
 
     by_share = [total(s, 2) for s in (0.1, 0.2, 0.5, 1.0)]
     assert by_share == sorted(by_share) and by_share[0] > 0
@@ -183,15 +198,13 @@ def test_training_is_reproducible_given_the_seed() -> None:
 
     from flower_dl.models import build_model
 
-    cfg, grid, node_ids, _, _ = _exchange(share_ratio=0.2, local_epochs=1)
+    cfg, grid, node_ids, *_ = _exchange(share_ratio=0.2, local_epochs=1)
     initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
 
     def train_once(pid: int, server_round: int) -> list:
-        msg = Message(
-            RecordDict({"arrays": initial, "config": ConfigRecord({"server-round": server_round})}),
-            dst_node_id=node_ids[pid],
-            message_type="train",
-        )
+        content = protocol.train_content(initial, ConfigRecord({protocol.SERVER_ROUND: server_round}))
+        content = protocol.with_run_config(content, protocol.run_config_record(cfg.to_run_config()))
+        msg = Message(content, dst_node_id=node_ids[pid], message_type=protocol.TRAIN)
         TaskIdentity.node_id = node_ids[pid]
         reply = client_app.train(msg, grid.contexts[node_ids[pid]])
         TaskIdentity.node_id = 1
@@ -214,11 +227,11 @@ def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
     from flower_dl.models import build_model
     from flower_dl.server_app import initial_model
 
-    cfg, grid, _node_ids, _, result = _exchange(model=model, seed=5)
+    cfg, grid, _node_ids, _, exchanged, _ = _exchange(model=model, seed=5)
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
     assert len(asked) == 1 and dict(asked[0][INITIAL_MODEL_KEY]) == {"model": model, "seed": 5}
     expected = {k: v.numpy() for k, v in build_model(model, seed=5).state_dict().items()}
-    got = _state(initial_model(cfg, result["initial"]))
+    got = _state(initial_model(cfg, exchanged.initial))
     assert list(got) == list(expected)  # the state dict's order
     assert all(np.array_equal(got[k], expected[k]) and got[k].dtype == expected[k].dtype for k in expected)
     assert not all(np.array_equal(got[k], v) for k, v in _state(initial_model(cfg.replace(seed=6), None)).items())
@@ -226,15 +239,15 @@ def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
 
 def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypatch) -> None:
     monkeypatch.setenv(client_app.FAULTS_ENV, "share:0:0")
-    cfg, grid, _node_ids, _, result = _exchange()
-    assert set(result["failed"]) == {0}
+    cfg, grid, _node_ids, _, exchanged, _ = _exchange()
+    assert set(exchanged.failed) == {0}
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
-    assert len(asked) == 1 and result["initial"] is not None
+    assert len(asked) == 1 and exchanged.initial is not None
     # node 1 (the first that took part) built it; the server's own fallback builds the same model
     from flower_dl.server_app import initial_model
 
     local = _state(initial_model(cfg, None))
-    assert all(np.array_equal(v, local[k]) for k, v in _state(result["initial"]).items())
+    assert all(np.array_equal(v, local[k]) for k, v in _state(exchanged.initial).items())
 
 
 def test_the_server_app_does_not_import_torch() -> None:

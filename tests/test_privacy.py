@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from flower_dl import privacy
 from flower_dl.privacy import (
     SMOOTHING,
     intensity_distribution,
@@ -67,3 +68,42 @@ def test_leakage_is_share_ratio_times_sum_over_neighbours() -> None:
     assert leakage(0.0, sent, exchanged) == {0: 0.0, 1: 0.0}
     # a node that sent nothing (empty map) leaks nothing
     assert leakage(0.2, {(0, 1): np.zeros(3)}, exchanged) == {0: 0.0}
+
+
+def _summary(exchanged: float, sent: dict[int, float] | None, new_from: dict[int, int]) -> privacy.NodeSummary:
+    """A node's summary on 2-pixel 'images': maps are [x, 1 - x]."""
+
+    def m(x: float) -> np.ndarray:
+        return np.array([x, 1 - x])
+
+    sent = sent or {}
+    return privacy.NodeSummary(
+        original_intensity=m(0.5), original_labels=m(0.5), exchanged_intensity=m(exchanged),
+        exchanged_labels=m(exchanged), sent_intensity={k: m(v) for k, v in sent.items()},
+        sent_labels={k: m(v) for k, v in sent.items()}, num_train_examples=10, new_from=new_from,
+    )  # fmt: skip
+
+
+def test_exchange_report_on_a_hand_worked_line() -> None:
+    """Line 0 - 1 - 2, broadcast; node 2 failed in the exchange."""
+    from scipy.special import rel_entr
+
+    neighbours = {0: [1], 1: [0, 2], 2: [1]}
+    summaries = {0: _summary(0.3, {-1: 0.9}, {1: 4}), 1: _summary(0.6, {-1: 0.2}, {0: 5})}
+    sizes = {(0, 1): (5, 500), (1, 0): (4, 400), (1, 2): (4, 400)}
+    report = privacy.exchange_report(0.5, neighbours, summaries, sizes, failed={2: "boom"})
+
+    def kl(p, q):  # the study's smoothing, computed independently
+        return float(rel_entr(np.array([p, 1 - p]) + 1e-5, np.array([q, 1 - q]) + 1e-5).sum())
+
+    rows = {(e["src"], e["dst"]): e for e in report.edges}
+    assert sorted(rows) == [(0, 1), (1, 0), (1, 2), (2, 1)]
+    assert rows[(0, 1)]["kl-sent-vs-exchanged"] == pytest.approx(kl(0.9, 0.6))
+    assert rows[(0, 1)]["new-samples"] == 5 and rows[(0, 1)]["bytes-sent"] == 500
+    assert "kl-sent-vs-exchanged" not in rows[(1, 2)]  # the receiver failed: nothing to compare with
+    assert rows[(1, 2)]["failed"] == "node 2 failed in the exchange"
+    assert rows[(2, 1)]["samples-sent"] == 0 and "new-samples" in rows[(2, 1)]
+    assert report.leakage[0] == pytest.approx(0.5 * kl(0.9, 0.6))
+    assert report.leakage[1] == pytest.approx(0.5 * kl(0.2, 0.3))  # only the edge to node 0 counts
+    assert np.isnan(report.leakage[2])
+    assert sorted(report.maps) == [0, 1] and np.allclose(report.maps[1]["transmitted"], [0.2, 0.8])

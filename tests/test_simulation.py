@@ -60,4 +60,12 @@ def test_bad_data_dir_fails_before_anything_starts(tmp_path) -> None:
 def test_bad_topology_fails_before_anything_starts() -> None:
     proc = run_cli("run", "-c", "edges='0-1,2-3,3-4'", timeout=60)
     assert proc.returncode == 2
-    assert "topology is disconnected: 2 components {0, 1} and {2, 3, 4}" in proc.stderr
+    assert "edges: '0-1,2-3,3-4' gives a disconnected graph: 2 components {0, 1} and {2, 3, 4}" in proc.stderr
+
+
+def test_a_topology_error_stays_one_readable_line() -> None:
+    proc = run_cli("run", "-c", "num-nodes=100000", timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, proc.stderr[:500]
+    assert "edges: '0-1,0-2,0-3,2-4' names only nodes 0..4, but num-nodes is 100000" in lines[0]

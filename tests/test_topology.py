@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import networkx as nx
 import numpy as np
 import pytest
 
 from flower_dl.topology import (
+    BUILDERS,
     MIXINGS,
     STUDY_EDGES,
     TOPOLOGIES,
     TopologyError,
     build_graph,
     check_connected,
+    check_topology,
     describe,
+    edge_list_graph,
     mixing_matrix,
     neighbours,
     parse_edges,
@@ -61,7 +66,7 @@ def test_parse_edges_errors(spec: str, fragments: list[str]) -> None:
 # ---------------------------------------------------------------------------
 
 # (name, num_nodes, kwargs, expected sorted degree sequence or None)
-BUILDERS = [
+BUILD_CASES = [
     ("edges", 5, {}, [1, 1, 1, 2, 3]),
     ("ring", 6, {}, [2] * 6),
     ("star", 6, {}, [1] * 5 + [5]),
@@ -79,7 +84,7 @@ BUILDERS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "n", "kwargs", "degrees"), BUILDERS)
+@pytest.mark.parametrize(("name", "n", "kwargs", "degrees"), BUILD_CASES)
 def test_builder_nodes_connected_degrees(name: str, n: int, kwargs: dict, degrees: list[int] | None) -> None:
     g = build_graph(name, n, **kwargs)
     assert isinstance(g, nx.Graph) and not g.is_directed()
@@ -178,13 +183,221 @@ def test_all_topologies_buildable_and_mixable() -> None:
             assert W.dtype == np.float64 and W.shape == (g.number_of_nodes(),) * 2
 
 
+# Edge lists of today's graphs, recorded with the if-chain build_graph of the commit before
+# the registry (git show HEAD:flower_dl/topology.py, networkx 3.6.1): the registry must
+# return the same edges in the same order, on nodes 0..n-1 in order, for the same seed.
+RECORDED = [
+    ("edges", 5, {}, "0-1,0-2,0-3,2-4"),
+    ("edges", 6, {"edges": "4-5, 3-2,1-0,2-4,0-3,1-0"}, "0-1,0-3,2-3,2-4,4-5"),
+    ("ring", 7, {}, "0-1,0-6,1-2,2-3,3-4,4-5,5-6"),
+    ("star", 6, {}, "0-1,0-2,0-3,0-4,0-5"),
+    ("star", 2, {}, "0-1"),
+    ("full", 5, {}, "0-1,0-2,0-3,0-4,1-2,1-3,1-4,2-3,2-4,3-4"),
+    ("line", 6, {}, "0-1,1-2,2-3,3-4,4-5"),
+    (
+        "torus",
+        12,
+        {},
+        "0-1,0-3,0-4,0-8,1-2,1-5,1-9,2-3,2-6,2-10,3-7,3-11,4-5,4-7,4-8,5-6,5-9,6-7,6-10,7-11,8-9,8-11,9-10,10-11",
+    ),
+    ("torus", 9, {}, "0-1,0-2,0-3,0-6,1-2,1-4,1-7,2-5,2-8,3-4,3-5,3-6,4-5,4-7,5-8,6-7,6-8,7-8"),
+    (
+        "exponential",
+        10,
+        {},
+        "0-1,0-2,0-4,0-6,0-8,0-9,1-2,1-3,1-5,1-7,1-9,2-3,2-4,2-6,2-8,3-4,3-5,3-7,3-9,4-5,4-6,4-8,5-6,5-7,5-9,"
+        "6-7,6-8,7-8,7-9,8-9",
+    ),
+    ("exponential", 2, {}, "0-1"),
+    ("erdos-renyi", 8, {"prob": 0.4, "seed": 0}, "0-1,0-4,1-3,1-4,2-3,2-6,3-5,3-6,4-6,4-7,5-7,6-7"),
+    ("erdos-renyi", 8, {"prob": 0.4, "seed": 2}, "0-3,0-4,1-2,1-6,2-3,3-5,3-6,3-7,4-6,4-7"),
+    ("erdos-renyi", 8, {"prob": 0.4, "seed": 5}, "0-7,1-6,2-3,2-6,2-7,3-4,3-7,4-6,5-6,5-7"),
+    (
+        "erdos-renyi",
+        12,
+        {"prob": 0.25, "seed": 7},
+        "0-2,0-4,0-7,0-9,0-11,1-2,1-5,1-6,2-3,2-6,2-7,2-10,3-7,3-8,3-9,4-11,6-7,6-10,7-8",
+    ),
+    ("k-regular", 8, {"degree": 3, "seed": 0}, "0-1,0-6,0-7,1-3,1-7,2-4,2-5,2-7,3-4,3-6,4-5,5-6"),
+    ("k-regular", 8, {"degree": 3, "seed": 1}, "0-1,0-3,0-4,1-4,1-7,2-3,2-5,2-6,3-7,4-6,5-6,5-7"),
+    (
+        "k-regular",
+        10,
+        {"degree": 4, "seed": 2},
+        "0-1,0-2,0-5,0-9,1-2,1-3,1-7,2-8,2-9,3-4,3-6,3-8,4-5,4-7,4-8,5-6,5-9,6-7,6-8,7-9",
+    ),
+    ("k-regular", 2, {"degree": 1, "seed": 0}, "0-1"),
+    (
+        "small-world",
+        10,
+        {"degree": 4, "prob": 0.3, "seed": 0},
+        "0-1,0-4,0-8,0-9,1-2,1-4,1-6,1-9,2-3,2-4,3-5,3-8,4-5,4-6,5-6,5-7,6-7,7-8,7-9,8-9",
+    ),
+    (
+        "small-world",
+        10,
+        {"degree": 4, "prob": 0.3, "seed": 1},
+        "0-2,0-4,0-8,1-3,1-7,1-9,2-3,2-4,3-4,3-5,3-7,4-6,4-7,5-7,5-9,6-7,6-8,6-9,7-9,8-9",
+    ),
+    ("small-world", 9, {"degree": 2, "prob": 0.5, "seed": 3}, "0-2,0-3,1-7,2-3,2-8,4-5,5-8,6-8,7-8"),
+]
+
+
+@pytest.mark.parametrize(("name", "n", "kwargs", "expected"), RECORDED)
+def test_registry_builds_the_same_graphs_as_the_if_chain(name: str, n: int, kwargs: dict, expected: str) -> None:
+    g = build_graph(name, n, **kwargs)
+    assert list(g.nodes) == list(range(n))
+    assert ",".join(f"{u}-{v}" for u, v in g.edges) == expected
+
+
+def test_every_topology_name_is_recorded_against_the_if_chain() -> None:
+    assert {name for name, *_ in RECORDED} == set(TOPOLOGIES)
+
+
+# ---------------------------------------------------------------------------
+# registry and check_topology
+# ---------------------------------------------------------------------------
+
+
+def test_topologies_come_from_the_registry_in_the_old_order() -> None:
+    assert tuple(BUILDERS) == TOPOLOGIES
+    assert TOPOLOGIES == (
+        "edges",
+        "ring",
+        "star",
+        "full",
+        "line",
+        "torus",
+        "erdos-renyi",
+        "k-regular",
+        "small-world",
+        "exponential",
+    )
+    for family in BUILDERS.values():
+        assert callable(family.build) and callable(family.check)
+        assert set(family.params) <= {"edges", "degree", "prob", "seed"}
+
+
+def test_check_topology_accepts_what_build_graph_builds() -> None:
+    for name, n, kwargs, _ in [*BUILD_CASES, *RECORDED]:
+        check_topology(name, n, **{k: v for k, v in kwargs.items() if k != "seed"})
+
+
+def test_check_topology_checks_only_the_keys_a_family_reads() -> None:
+    # the run config passes every key; a ring must not fail on an edge list meant for 5 nodes
+    check_topology("ring", 100, edges=STUDY_EDGES, degree=3, prob=0.0)
+    check_topology("edges", 5, degree="x", prob="y")  # type: ignore[arg-type]
+    build_graph("ring", 4, seed="not used")  # type: ignore[arg-type]
+
+
+# (name, num_nodes, kwargs, key the message starts with, value it names, fragment of what is allowed)
+CHECK_ERRORS = [
+    ("hypercube", 8, {}, "topology", "'hypercube'", "allowed: edges, ring, star, full, line, torus"),
+    (None, 8, {}, "topology", "None", "allowed: edges"),
+    ("ring", 1, {}, "num-nodes", "1", "allowed: an integer >= 2"),
+    ("full", 2.0, {}, "num-nodes", "2.0", "not an integer"),
+    ("star", True, {}, "num-nodes", "True", "not an integer"),
+    ("ring", 2, {}, "num-nodes", "2", "allowed: an integer >= 3"),
+    ("small-world", 2, {}, "num-nodes", "2", "allowed: an integer >= 3"),
+    ("torus", 10, {}, "num-nodes", "10", "allowed: num-nodes = r x c with r, c >= 3"),
+    ("torus", 101, {}, "num-nodes", "101", "nearest: 100 and 102"),
+    ("edges", 3, {"edges": "0-3"}, "edges", "'0-3'", "names node 3, but num-nodes is 3 (allowed node ids: 0..2)"),
+    ("edges", 5, {"edges": 7}, "edges", "7", "'i-j'"),
+    ("edges", 5, {"edges": "0-1,2-3,3-4"}, "edges", "'0-1,2-3,3-4'", "needs a connected graph"),
+    ("k-regular", 5, {"degree": 3}, "degree", "3", "allowed: an even degree with 2 <= degree < num-nodes (5)"),
+    ("k-regular", 5, {"degree": 5}, "degree", "5", "allowed: an even degree"),
+    ("k-regular", 6, {"degree": 1}, "degree", "1", "allowed: a degree with 2 <= degree < num-nodes (6)"),
+    ("k-regular", 6, {"degree": 0}, "degree", "0", "allowed: a degree"),
+    ("k-regular", 2, {"degree": 2}, "degree", "2", "allowed: degree 1"),
+    ("k-regular", 6, {"degree": 2.5}, "degree", "2.5", "allowed: an integer"),
+    ("small-world", 10, {"degree": 3}, "degree", "3", "allowed: an even degree with 2 <= degree < num-nodes (10)"),
+    ("small-world", 10, {"prob": 1.5}, "edge-prob", "1.5", "allowed: a float in [0, 1]"),
+    ("erdos-renyi", 10, {"prob": "high"}, "edge-prob", "'high'", "allowed: a float in [0, 1]"),
+    ("erdos-renyi", 10, {"prob": -0.5}, "edge-prob", "-0.5", "allowed: a float in [0, 1]"),
+    ("erdos-renyi", 10, {"prob": 0.0}, "edge-prob", "0.0", "allowed: 0 < edge-prob <= 1"),
+]
+
+
+@pytest.mark.parametrize(("name", "n", "kwargs", "key", "value", "allowed"), CHECK_ERRORS)
+def test_check_topology_errors_start_with_key_then_value(name, n, kwargs, key, value, allowed) -> None:
+    for check in (check_topology, build_graph):  # build_graph runs the same checks
+        with pytest.raises(TopologyError) as info:
+            check(name, n, **kwargs)
+        msg = str(info.value)
+        assert msg.startswith(f"{key}: {value} "), msg
+        assert allowed in msg, msg
+
+
+def test_check_topology_reports_the_components_of_a_disconnected_edge_list() -> None:
+    with pytest.raises(TopologyError) as info:
+        check_topology("edges", 5, edges="0-1,2-3,3-4")
+    assert str(info.value) == (
+        "edges: '0-1,2-3,3-4' gives a disconnected graph: 2 components {0, 1} and {2, 3, 4}; "
+        "decentralized learning needs a connected graph"
+    )
+    with pytest.raises(TopologyError, match=r"2 components \{0, 1\} and \{2, 3, 4\}"):
+        build_graph("edges", 5, edges="0-1,2-3,3-4")
+    # a few isolated nodes are listed (the study tree on 6 nodes) ...
+    with pytest.raises(TopologyError, match=r"2 components \{0, 1, 2, 3, 4\} and \{5\}"):
+        check_topology("edges", 6)
+    # ... many are counted, and a large component shows its first nodes and its size
+    with pytest.raises(TopologyError, match=r"99 components \{0, 99\}, \{1\}, \{2\}, \{3\} and 95 more;"):
+        check_topology("edges", 100, edges="0-99")
+    chain = ",".join(f"{i}-{i + 1}" for i in range(1, 20))
+    with pytest.raises(TopologyError, match=r"2 components \{0\} and \{1, 2, 3, 4, 5, 6, \.\.\. \(20 nodes\)\}"):
+        check_topology("edges", 21, edges=chain)
+
+
+def test_check_topology_one_line_when_num_nodes_outgrows_the_edge_list() -> None:
+    with pytest.raises(TopologyError) as info:
+        check_topology("edges", 100_000)
+    msg = str(info.value)
+    assert msg.startswith("edges: '0-1,0-2,0-3,2-4' names only nodes 0..4, but num-nodes is 100000: "), msg
+    assert "nodes 5..99999 have no edge" in msg and "0..99999" in msg and "ring" in msg
+    assert "\n" not in msg and len(msg) < 300
+    # a huge edge list is quoted by its start and its length
+    spec = ",".join(f"{i}-{i + 1}" for i in range(50_000))
+    with pytest.raises(TopologyError) as info:
+        check_topology("edges", 100_000, edges=spec)
+    msg = str(info.value)
+    assert msg.startswith("edges: '0-1,1-2,") and f"({len(spec)} characters)" in msg and "nodes 50001..99999" in msg
+    assert len(msg) < 300
+
+
+def test_check_topology_does_not_import_networkx() -> None:
+    code = (
+        "import sys, flower_dl.topology as t\n"
+        "t.check_topology('edges', 5)\n"
+        "for name in t.TOPOLOGIES:\n"
+        "    t.check_topology(name, 16, edges=','.join(f'0-{i}' for i in range(1, 16)), degree=4)\n"
+        "for name, n in [('edges', 100000), ('torus', 10), ('k-regular', 5)]:\n"
+        "    try:\n"
+        "        t.check_topology(name, n, degree=3)\n"
+        "    except t.TopologyError:\n"
+        "        pass\n"
+        "print('networkx' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_random_families_can_still_fail_at_build_time() -> None:
+    check_topology("erdos-renyi", 30, prob=0.001)  # valid, but no connected sample exists in practice
+    with pytest.raises(TopologyError) as info:
+        build_graph("erdos-renyi", 30, prob=0.001)
+    assert str(info.value).startswith("edge-prob: 0.001 gave no connected Erdos-Renyi graph on 30 nodes"), info.value
+    with pytest.raises(TopologyError, match=r"^seed: 'x' is not an integer"):
+        build_graph("k-regular", 6, degree=2, seed="x")  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------
 # connectivity
 # ---------------------------------------------------------------------------
 
 
 def test_check_connected_lists_components() -> None:
-    g = build_graph("edges", 5, edges="0-1,1-2,3-4")
+    g = edge_list_graph(5, "0-1,1-2,3-4")  # build_graph refuses it: check_topology checks connectivity
     with pytest.raises(TopologyError) as info:
         check_connected(g)
     msg = str(info.value)
@@ -193,7 +406,7 @@ def test_check_connected_lists_components() -> None:
 
 
 def test_check_connected_isolated_nodes_listed() -> None:
-    g = build_graph("edges", 5, edges="0-1")
+    g = edge_list_graph(5, "0-1")
     with pytest.raises(TopologyError, match=r"4 components \{0, 1\}, \{2\}, \{3\} and \{4\}"):
         check_connected(g)
     with pytest.raises(TopologyError, match="disconnected"):
@@ -360,7 +573,7 @@ def test_validate_accepts_and_shape_mismatch() -> None:
 
 
 def test_validate_rejects_disconnected_graph() -> None:
-    g = build_graph("edges", 4, edges="0-1,2-3")
+    g = edge_list_graph(4, "0-1,2-3")
     W = np.kron(np.eye(2), np.full((2, 2), 0.5))
     with pytest.raises(TopologyError, match=r"2 components \{0, 1\} and \{2, 3\}"):
         validate_mixing_matrix(W, g, symmetric=True)

@@ -1,10 +1,16 @@
 """Strategies, chosen by the run-config key ``strategy``.
 
-``decentralized`` is flower-dl's own (one model per node, mixing matrix W);
-every other name maps to one of Flower's built-in strategies, run as the
-parameter-server baseline on the same exchanged data. All of them report
-per-node metrics through a :class:`MetricsRecorder`, so results tables look
-the same whatever the strategy.
+``decentralized`` is flower-dl's own D-PSGD (:mod:`~flower_dl.strategies.decentralized`,
+on the decentralized base of :mod:`~flower_dl.strategies.base`); every other
+name is one of Flower's built-in strategies run as the parameter-server
+baseline on the same exchanged data (:mod:`~flower_dl.strategies.server`).
+Every strategy records per-node results in its ``history``
+(:class:`~flower_dl.strategies.history.NodeHistory`), which is all the
+ServerApp reads after the run.
+
+Adding a strategy: one module with one class, and one line in :data:`REGISTRY`
+(and its name in ``config.STRATEGY_NAMES``, which the run config validates
+without importing Flower's strategies).
 """
 
 from __future__ import annotations
@@ -13,108 +19,44 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp import strategy as fl
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from flower_dl.config import STRATEGY_NAMES, RunConfig
 from flower_dl.strategies.decentralized import Decentralized
+from flower_dl.strategies.server import FLOWER_STRATEGIES, parameter_server
 
-PER_NODE_KEYS = ("partition-id", "server-round")
-"""Metric keys that identify a reply; recorded, never averaged."""
-
-
-class MetricsRecorder:
-    """Collects every node's metrics per round from the strategies' aggregation hooks."""
-
-    def __init__(self) -> None:
-        self.train: dict[tuple[int, int], dict[str, float]] = {}
-        self.evaluate: dict[tuple[int, int], dict[str, float]] = {}
-        self.failures: list[dict[str, Any]] = []
-
-    def _record(self, store: dict, records: list[RecordDict], weighting_key: str) -> MetricRecord:
-        stripped = []
-        for rec in records:
-            metrics = next(iter(rec.metric_records.values()))
-            key = (int(metrics["server-round"]), int(metrics["partition-id"]))
-            store[key] = {k: v for k, v in metrics.items() if k not in PER_NODE_KEYS}
-            stripped.append(
-                RecordDict({"metrics": MetricRecord({k: v for k, v in metrics.items() if k not in PER_NODE_KEYS})})
-            )
-        return aggregate_metricrecords(stripped, weighting_key)
-
-    def train_aggr(self, records: list[RecordDict], weighting_key: str) -> MetricRecord:
-        """``train_metrics_aggr_fn``: record per node, return the weighted mean."""
-        return self._record(self.train, records, weighting_key)
-
-    def evaluate_aggr(self, records: list[RecordDict], weighting_key: str) -> MetricRecord:
-        """``evaluate_metrics_aggr_fn``: record per node, return the weighted mean."""
-        return self._record(self.evaluate, records, weighting_key)
-
-    def on_failure(self, server_round: int, partition_id: int, stage: str, reason: str) -> None:
-        """Record a node that failed or did not reply (``reason``: the last line of a traceback)."""
-        self.failures.append(
-            {"round": server_round, "node": partition_id, "stage": stage, "reason": short_reason(reason)}
-        )
+Builder = Callable[[RunConfig, np.ndarray, Mapping[int, int]], fl.Strategy]
 
 
-def short_reason(reason: str) -> str:
-    """The last non-empty line of an error reason (Flower sends whole tracebacks)."""
-    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+FLOWER_KWARGS: dict[str, dict[str, Callable[[RunConfig], Any]]] = {
+    "fedprox": {"proximal_mu": lambda cfg: cfg.proximal_mu},
+}
+"""Run-config values a Flower strategy takes beyond the sampling (FedProx's mu)."""
 
 
-def _flower(cls: type, **extra: Any) -> Callable[..., fl.Strategy]:
-    def make(cfg: RunConfig, recorder: MetricsRecorder, **_: Any) -> fl.Strategy:
+def _flower(name: str) -> Builder:
+    cls = parameter_server(FLOWER_STRATEGIES[name])
+    extra = FLOWER_KWARGS.get(name, {})
+
+    def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
         n = cfg.num_nodes
-        kwargs = {k: (v(cfg) if callable(v) else v) for k, v in extra.items()}
         return cls(
-            fraction_train=1.0,
-            fraction_evaluate=1.0,
-            min_train_nodes=n,
-            min_evaluate_nodes=n,
-            min_available_nodes=n,
-            train_metrics_aggr_fn=recorder.train_aggr,
-            evaluate_metrics_aggr_fn=recorder.evaluate_aggr,
-            **kwargs,
-        )
+            fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
+            min_available_nodes=n, node_ids=node_ids, run_config=cfg.to_run_config(),
+            **{key: value(cfg) for key, value in extra.items()},
+        )  # fmt: skip
 
     return make
 
 
-def _decentralized(
-    cfg: RunConfig, recorder: MetricsRecorder, *, mixing_matrix: np.ndarray, node_ids: Mapping[int, int]
-) -> fl.Strategy:
-    return Decentralized(
-        mixing_matrix,
-        node_ids,
-        train_metrics_aggr_fn=recorder.train_aggr,
-        evaluate_metrics_aggr_fn=recorder.evaluate_aggr,
-        on_failure=recorder.on_failure,
-    )
+def _decentralized(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
+    return Decentralized(W, node_ids, cfg.to_run_config())
 
 
-REGISTRY: dict[str, Callable[..., fl.Strategy]] = {
-    "decentralized": _decentralized,
-    "fedavg": _flower(fl.FedAvg),
-    "fedprox": _flower(fl.FedProx, proximal_mu=lambda cfg: cfg.proximal_mu),
-    "fedavgm": _flower(fl.FedAvgM),
-    "fedadam": _flower(fl.FedAdam),
-    "fedadagrad": _flower(fl.FedAdagrad),
-    "fedyogi": _flower(fl.FedYogi),
-    "fedmedian": _flower(fl.FedMedian),
-    "fedtrimmedavg": _flower(fl.FedTrimmedAvg),
-    "krum": _flower(fl.Krum),
-}
+REGISTRY: dict[str, Builder] = {"decentralized": _decentralized, **{name: _flower(name) for name in FLOWER_STRATEGIES}}
 assert tuple(REGISTRY) == STRATEGY_NAMES, "config.STRATEGY_NAMES and REGISTRY must agree"
 
 
-def build_strategy(
-    cfg: RunConfig,
-    recorder: MetricsRecorder,
-    *,
-    mixing_matrix: np.ndarray,
-    node_ids: Mapping[int, int],
-) -> fl.Strategy:
-    """The strategy named by ``cfg.strategy``, wired to ``recorder``."""
-    return REGISTRY[cfg.strategy](cfg, recorder, mixing_matrix=mixing_matrix, node_ids=node_ids)
+def build_strategy(cfg: RunConfig, mixing_matrix: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
+    """The strategy named by ``cfg.strategy``, for the nodes ``node_ids`` (partition-id -> Flower node id)."""
+    return REGISTRY[cfg.strategy](cfg, mixing_matrix, node_ids)

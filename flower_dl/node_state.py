@@ -1,0 +1,287 @@
+"""A node's state, in one place: its data, what it received and sent, its exchange keys.
+
+Two kinds of state, kept apart on purpose:
+
+* What must outlive a message lives in the node's Flower context state
+  (``context.state``): the samples it received, the summaries of what it sent,
+  its exchange key pair. A SuperNode runs every message in a fresh process,
+  so nothing else survives from the exchange phase to training. Each record is
+  keyed by the *cell* (a hash of the run config, :meth:`RunConfig.cell_id`),
+  so that runs of different configs never see each other's state; a node
+  drops other cells' records when it is identified for a new one.
+* What is derived from it (the decoded dataset, the node's partition, its
+  training set and tensors, the test tensors) is kept in one per-process
+  cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
+  serves many nodes and many rounds: it builds each node's tensors once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
+
+from flower_dl import crypto, exchange, protocol
+from flower_dl.config import RunConfig
+from flower_dl.data import ImageData, load_dataset, partition_indices
+
+if TYPE_CHECKING:
+    import torch
+
+_RECEIVED = "received"
+_SENT = "sent"
+_KEYS = "exchange-keys"
+
+
+class ProcessCache:
+    """A small least-recently-used cache of built objects, keyed by what they depend on."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """The object for ``key``, built by ``build()`` on first use."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = self._entries[key] = build()
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return value
+
+    def drop(self, keep: Callable[[Hashable], bool]) -> None:
+        """Forget every entry whose key ``keep`` rejects."""
+        for key in [k for k in self._entries if not keep(k)]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+CACHE = ProcessCache()
+"""The process's one cache (datasets, partitions, nodes' training sets and tensors)."""
+
+
+def device():  # -> torch.device
+    """The GPU when this process was given one (e.g. ``client-resources-num-gpus``), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_of(*parts: int) -> int:
+    """A 32-bit seed derived from integers (the run's seed, a partition-id, a round, ...)."""
+    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """A node's training set after the exchange: own samples first, then the new received ones."""
+
+    ids: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    new_per_source: dict[int, int]
+
+
+@dataclass
+class Node:
+    """One node as a handler sees it: its config, its place, its data and its stored state."""
+
+    context: Context
+    cfg: RunConfig
+    partition_id: int
+
+    # ------------------------------------------------------------------ data
+    @property
+    def cell(self) -> str:
+        return self.cfg.cell_id
+
+    def dataset(self) -> ImageData:
+        cfg = self.cfg
+        return CACHE.get(("dataset", cfg.dataset, cfg.data_dir), lambda: load_dataset(cfg.dataset, cfg.data_dir))
+
+    def own_ids(self) -> np.ndarray:
+        """Ids of the node's original samples (sorted)."""
+        cfg = self.cfg
+        key = (
+            "partition", cfg.dataset, cfg.data_dir, cfg.partitioner, cfg.num_nodes,
+            cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed,
+        )  # fmt: skip
+
+        def split() -> list[np.ndarray]:
+            labels = self.dataset().train_labels
+            return partition_indices(
+                labels, cfg.partitioner, cfg.num_nodes,
+                digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+            )  # fmt: skip
+
+        parts = CACHE.get(key, split)
+        return parts[self.partition_id]
+
+    def own_samples(self, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, images, labels)`` of the node's original samples (those at ``positions`` only)."""
+        ids = self.own_ids() if positions is None else self.own_ids()[positions]
+        data = self.dataset()
+        return ids, data.train_images[ids], data.train_labels[ids]
+
+    def test_set(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.dataset()
+        return data.test_images, data.test_labels
+
+    # --------------------------------------------------------- stored state
+    def _key(self, name: str) -> str:
+        return f"{name}:{self.cell}"
+
+    def start_cell(self) -> None:
+        """Forget the stored state of every other cell (the node now serves this one)."""
+        for key in list(self.context.state.keys()):
+            name, _, cell = key.partition(":")
+            if name in (_RECEIVED, _SENT, _KEYS) and cell != self.cell:
+                del self.context.state[key]
+
+    def key_pair(self) -> crypto.KeyPair:
+        """The node's X25519 key pair for this cell's exchange, made once and kept in its state."""
+        stored = self.context.state.get(self._key(_KEYS))
+        if stored is None:
+            keys = crypto.KeyPair.generate()
+            self.context.state[self._key(_KEYS)] = ConfigRecord({"private": keys.private_bytes})
+            return keys
+        return crypto.KeyPair.from_private_bytes(stored["private"])
+
+    def store_received(self, arrays: dict[str, np.ndarray]) -> None:
+        """Keep the decrypted ``ids``/``src``/``images``/``labels`` of what the neighbours sent."""
+        self.context.state[self._key(_RECEIVED)] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+
+    def received(self) -> dict[str, np.ndarray] | None:
+        record = self.context.state.get(self._key(_RECEIVED))
+        return None if record is None else {k: record[k].numpy() for k in record}
+
+    def store_sent(
+        self, ids: dict[int, np.ndarray], intensity: dict[int, np.ndarray], labels: dict[int, np.ndarray]
+    ) -> None:
+        """Keep, per share key, the ids of what was sent and its distributions (for the leakage hook)."""
+        record = ArrayRecord()
+        for key in ids:
+            record[f"ids:{key}"] = Array(np.asarray(ids[key], dtype=np.int64))
+            record[f"intensity:{key}"] = Array(intensity[key])
+            record[f"labels:{key}"] = Array(labels[key])
+        self.context.state[self._key(_SENT)] = record
+
+    def sent(self, what: str) -> dict[int, np.ndarray]:
+        """Share key -> the ``ids``, ``intensity`` or ``labels`` of what was sent (empty: nothing drawn)."""
+        record = self.context.state.get(self._key(_SENT))
+        if record is None:
+            return {}
+        prefix = f"{what}:"
+        return {int(k.split(":", 1)[1]): record[k].numpy() for k in record if k.startswith(prefix)}
+
+    # -------------------------------------------------------- training set
+    def _train_key(self) -> tuple:
+        received = self.received()
+        digest = "" if received is None else _digest(received["ids"], received["src"])
+        return ("train-set", self.context.run_id, self.cell, self.partition_id, digest)
+
+    def train_set(self) -> TrainSet:
+        """Own samples merged with what was received, each id once (built once per process)."""
+        key = self._train_key()
+        return CACHE.get(key, lambda: self._merge(self.received()))
+
+    def _merge(self, received: dict[str, np.ndarray] | None) -> TrainSet:
+        # this node's older training sets (another cell, run or exchange) are stale now
+        CACHE.drop(lambda k: not (k[0] in ("train-set", "tensors") and k[3] == self.partition_id))
+        ids, images, labels = self.own_samples()
+        if received is None:
+            return TrainSet(ids, images, labels, {})
+        sources = list(dict.fromkeys(received["src"].tolist()))  # in order of appearance
+        order = np.concatenate([np.flatnonzero(received["src"] == s) for s in sources]) if sources else []
+        order = np.asarray(order, dtype=np.int64)
+        pairs = [(int(s), received["ids"][received["src"] == s]) for s in sources]
+        merged = exchange.merge(ids, pairs)
+        keep = order[merged.received_positions]
+        return TrainSet(
+            merged.ids,
+            np.concatenate([images, received["images"][keep]]),
+            np.concatenate([labels, received["labels"][keep]]),
+            merged.new_per_source,
+        )
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(train_x, train_y, test_x, test_y)`` on the node's device (test set: once per process)."""
+        import torch
+
+        from flower_dl.data import to_tensor
+
+        dev = device()
+
+        def train() -> tuple[torch.Tensor, torch.Tensor]:
+            ts = self.train_set()
+            return to_tensor(ts.images).to(dev), torch.from_numpy(ts.labels.astype(np.int64)).to(dev)
+
+        def test() -> tuple[torch.Tensor, torch.Tensor]:
+            images, labels = self.test_set()
+            return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev)
+
+        train_x, train_y = CACHE.get(("tensors", *self._train_key()[1:], str(dev)), train)
+        test_x, test_y = CACHE.get(("test-tensors", self.cfg.dataset, self.cfg.data_dir, str(dev)), test)
+        return train_x, train_y, test_x, test_y
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ lookup
+def run_config_of(msg: Message, context: Context) -> RunConfig:
+    """The validated run config a message carries (once per process and config).
+
+    A ``data-dir`` in the node config (a SuperNode's own data folder) takes
+    precedence over the run config's.
+    """
+    run_config = protocol.run_config_of(msg)
+    node_dir = context.node_config.get("data-dir")
+
+    def build() -> RunConfig:
+        cfg = RunConfig.from_run_config(run_config)
+        return cfg.replace(data_dir=str(node_dir)) if node_dir else cfg
+
+    return CACHE.get(("config", tuple(sorted(run_config.items())), node_dir), build)
+
+
+def partition_id_of(context: Context, cfg: RunConfig) -> int:
+    """The node's topology position, from its node config, checked against ``num-nodes``."""
+    node_config = context.node_config
+    if "partition-id" not in node_config:
+        raise ValueError(
+            "node config: 'partition-id' is missing; start the SuperNode with "
+            '--node-config "partition-id=<0..num-nodes-1> num-partitions=<num-nodes>"'
+        )
+    pid = node_config["partition-id"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < cfg.num_nodes:
+        raise ValueError(
+            f"node config: partition-id {pid!r} is out of range; allowed: 0..{cfg.num_nodes - 1} "
+            f"(num-nodes = {cfg.num_nodes})"
+        )
+    num_partitions = node_config.get("num-partitions", cfg.num_nodes)
+    if num_partitions != cfg.num_nodes:
+        raise ValueError(
+            f"node config: num-partitions {num_partitions!r} differs from run config num-nodes "
+            f"{cfg.num_nodes}; they must be equal"
+        )
+    return int(pid)
+
+
+def node_for(msg: Message, context: Context) -> Node:
+    """The node a message is addressed to, with the run config the message carries."""
+    cfg = run_config_of(msg, context)
+    return Node(context, cfg, partition_id_of(context, cfg))

@@ -1,0 +1,396 @@
+"""The messages of a run: every message type, every record key, a builder and a parser for each.
+
+The server and the nodes talk only through the messages below; both sides
+build and read them with the functions of this module, so a record key is
+spelt here and nowhere else. Every request carries the run config it belongs
+to (record ``run-config``), so a node needs nothing but the message and its
+own node config (``partition-id``, ``data-dir``) to know what to do.
+
+=================  ======  ==========================================================  ===============================
+message            sender  records: keys                                               meaning
+=================  ======  ==========================================================  ===============================
+``query.identify`` server  ``run-config``                                              who are you?
+  reply            node    ``info``: partition-id, num-train-examples, public-key      its place and exchange key
+``query.share``    server  ``run-config``; ``exchange``: neighbours, public-keys        draw your share for them
+  reply            node    ``share``: ``sealed:{j}`` per neighbour j (encrypted), or   the share, sealed for each
+                           ``ids:{k}``, ``images:{k}``, ``labels:{k}`` per share k     neighbour or in clear
+                           (k: a neighbour, or -1 = exchange.BROADCAST);
+                           ``counts``: ``count:{j}`` (samples sealed for j)
+``query.receive``  server  ``run-config``; ``received``: ``sealed:{src}`` per source,   what your neighbours sent
+                           or ``ids``, ``src``, ``images``, ``labels`` (in clear);
+                           ``sources``: src, public-keys;
+                           [``initial-model``: model, seed]                            (one node: build the model)
+  reply            node    ``summaries``: original-/exchanged-intensity and -labels,   the leakage hook's summaries
+                           ``sent-intensity:{k}``, ``sent-labels:{k}``;
+                           ``metrics``: num-train-examples, ``new-from:{src}``;
+                           [``initial-model``: the model's arrays]
+``train``          server  ``run-config``; ``arrays``: the model to train;              train it locally
+                           ``config``: server-round, [proximal-mu]
+  reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model
+                           train-seconds, num-examples
+``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
+                           server-round
+  reply            node    ``metrics``: eval-loss, eval-acc, num-examples               its accuracy and loss
+=================  ======  ==========================================================  ===============================
+
+``arrays``, ``config`` and ``metrics`` are the keys Flower's own strategies use
+(``FedAvg(arrayrecord_key="arrays", configrecord_key="config")``), so a node
+answers Flower's built-in strategies and flower-dl's alike; ``proximal-mu`` is
+the key Flower's ``FedProx`` sends. A node never reads the strategy's name:
+what it must do is in the ``config`` record.
+
+Parsers of the server's side turn replies into plain Python and numpy values
+(:class:`NodeInfo`, :class:`Share`, :class:`~flower_dl.privacy.NodeSummary`, dicts of metrics named
+as the columns of ``metrics.csv``), so everything after them (the leakage
+hook, the results) is tested without Flower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+
+from flower_dl.exchange import payload_for
+from flower_dl.privacy import NodeSummary
+
+# message types
+IDENTIFY = "query.identify"
+SHARE = "query.share"
+RECEIVE = "query.receive"
+TRAIN = MessageType.TRAIN
+EVALUATE = MessageType.EVALUATE
+
+# records (keys of a message's RecordDict)
+RUN_CONFIG = "run-config"
+INFO = "info"
+EXCHANGE = "exchange"
+SHARE_RECORD = "share"
+COUNTS = "counts"
+RECEIVED = "received"
+SOURCES = "sources"
+SUMMARIES = "summaries"
+INITIAL_MODEL = "initial-model"
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+
+# keys inside records
+SERVER_ROUND = "server-round"
+PROXIMAL_MU = "proximal-mu"
+NUM_EXAMPLES = "num-examples"
+"""The weighting key of Flower's strategies (``weighted_by_key``)."""
+_SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
+_SAMPLE_FIELDS = ("ids", "src", "images", "labels")
+
+
+# ------------------------------------------------------------------- run config
+def run_config_record(run_config: Mapping[str, Any]) -> ConfigRecord:
+    """The run config (kebab-case keys) as the ``run-config`` record every request carries."""
+    return ConfigRecord(dict(run_config))
+
+
+def run_config_of(msg: Message) -> dict[str, Any]:
+    """The run config a request carries (node side)."""
+    if RUN_CONFIG not in msg.content.config_records:
+        raise ValueError(f"message {msg.metadata.message_type!r} carries no {RUN_CONFIG!r} record")
+    return dict(msg.content[RUN_CONFIG])
+
+
+def with_run_config(content: RecordDict, run_config: ConfigRecord) -> RecordDict:
+    """``content`` with the ``run-config`` record added (for a strategy's own train/evaluate messages)."""
+    content[RUN_CONFIG] = run_config
+    return content
+
+
+def _request(node_id: int, message_type: str, run_config: ConfigRecord, **records: Any) -> Message:
+    content = RecordDict({RUN_CONFIG: run_config, **records})
+    return Message(content, dst_node_id=node_id, message_type=message_type)
+
+
+# --------------------------------------------------------------------- identify
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node's answer to ``query.identify``."""
+
+    partition_id: int
+    num_train_examples: int
+    public_key: bytes
+
+
+def identify_request(node_id: int, run_config: ConfigRecord) -> Message:
+    return _request(node_id, IDENTIFY, run_config)
+
+
+def identify_reply(msg: Message, info: NodeInfo) -> Message:
+    record = ConfigRecord(
+        {
+            "partition-id": info.partition_id,
+            "num-train-examples": info.num_train_examples,
+            "public-key": info.public_key,
+        }
+    )
+    return Message(RecordDict({INFO: record}), reply_to=msg)
+
+
+def parse_identify(reply: Message) -> NodeInfo:
+    info = reply.content[INFO]
+    return NodeInfo(int(info["partition-id"]), int(info["num-train-examples"]), bytes(info["public-key"]))
+
+
+# ------------------------------------------------------------------------ share
+def share_request(
+    node_id: int, run_config: ConfigRecord, neighbours: Sequence[int], public_keys: Sequence[bytes]
+) -> Message:
+    exchange = ConfigRecord({"neighbours": [int(j) for j in neighbours], "public-keys": list(public_keys)})
+    return _request(node_id, SHARE, run_config, **{EXCHANGE: exchange})
+
+
+def parse_share_request(msg: Message) -> dict[int, bytes]:
+    """Neighbour -> its exchange public key, in the order the server listed them."""
+    exchange = msg.content[EXCHANGE]
+    return {int(j): bytes(key) for j, key in zip(exchange["neighbours"], exchange["public-keys"])}
+
+
+def share_reply_sealed(msg: Message, sealed: Mapping[int, np.ndarray], counts: Mapping[int, int]) -> Message:
+    """Encrypted share: one ciphertext per neighbour ``j`` and how many samples it holds."""
+    record = ArrayRecord({f"sealed:{j}": Array(blob) for j, blob in sealed.items()})
+    return Message(
+        RecordDict({SHARE_RECORD: record, COUNTS: MetricRecord({f"count:{j}": int(c) for j, c in counts.items()})}),
+        reply_to=msg,
+    )
+
+
+def share_reply_plain(msg: Message, shares: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Message:
+    """Share in clear: ``(ids, images, labels)`` per share key (a neighbour, or ``exchange.BROADCAST``)."""
+    record = ArrayRecord()
+    for key, (ids, images, labels) in shares.items():
+        record[f"ids:{key}"] = Array(np.asarray(ids, dtype=np.int64))
+        record[f"images:{key}"] = Array(np.ascontiguousarray(images))
+        record[f"labels:{key}"] = Array(np.asarray(labels, dtype=np.int64))
+    return Message(RecordDict({SHARE_RECORD: record, COUNTS: MetricRecord()}), reply_to=msg)
+
+
+@dataclass(frozen=True)
+class Share:
+    """A node's reply to ``query.share``, as the server relays it."""
+
+    sealed: dict[int, Array] = field(default_factory=dict)
+    """Neighbour -> ciphertext (encrypted exchange)."""
+    counts: dict[int, int] = field(default_factory=dict)
+    """Neighbour -> samples in its ciphertext."""
+    plain: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Share key -> ``(ids, images, labels)`` (exchange in clear)."""
+
+    def count(self, dst: int) -> int:
+        """How many samples go to neighbour ``dst``."""
+        return self.counts[dst] if self.sealed else len(payload_for(self.plain, dst)[0])
+
+    def nbytes(self, dst: int) -> int:
+        """Bytes sent to neighbour ``dst`` (the ciphertext, or the arrays in clear)."""
+        if self.sealed:
+            return int(self.sealed[dst].numpy().nbytes)
+        return int(sum(a.nbytes for a in payload_for(self.plain, dst)))
+
+
+def parse_share(reply: Message) -> Share:
+    record = reply.content[SHARE_RECORD]
+    counts = reply.content[COUNTS]
+    sealed = {int(k.split(":", 1)[1]): record[k] for k in record if k.startswith("sealed:")}
+    if sealed:
+        return Share(sealed=sealed, counts={int(k.split(":", 1)[1]): int(v) for k, v in counts.items()})
+    keys = [int(k.split(":", 1)[1]) for k in record if k.startswith("ids:")]
+    plain = {key: tuple(record[f"{name}:{key}"].numpy() for name in ("ids", "images", "labels")) for key in keys}
+    return Share(plain=plain)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- receive
+def receive_request(
+    node_id: int,
+    run_config: ConfigRecord,
+    sources: Mapping[int, Share],
+    dst: int,
+    public_keys: Mapping[int, bytes],
+    initial_model: tuple[str, int] | None = None,
+) -> Message:
+    """Relay to node ``dst`` what each of its ``sources`` sent it (ciphertext, or arrays in clear).
+
+    ``initial_model = (model, seed)`` also asks this node to build the run's initial model.
+    """
+    received = ArrayRecord()
+    plain = []
+    for src, share in sources.items():
+        if share.sealed:
+            received[f"sealed:{src}"] = share.sealed[dst]
+        else:
+            plain.append((src, *payload_for(share.plain, dst)))
+    if plain or not sources:
+        for key, value in concat_parts(plain).items():
+            received[key] = Array(value)
+    records: dict[str, Any] = {
+        RECEIVED: received,
+        SOURCES: ConfigRecord({"src": list(sources), "public-keys": [public_keys[s] for s in sources]}),
+    }
+    if initial_model is not None:
+        records[INITIAL_MODEL] = ConfigRecord({"model": initial_model[0], "seed": int(initial_model[1])})
+    return _request(node_id, RECEIVE, run_config, **records)
+
+
+@dataclass(frozen=True)
+class ReceiveRequest:
+    """What a node is handed in ``query.receive``."""
+
+    sealed: dict[int, np.ndarray]
+    """Source -> ciphertext (encrypted exchange)."""
+    plain: dict[str, np.ndarray] | None
+    """``ids``, ``src``, ``images``, ``labels`` of everything received in clear."""
+    public_keys: dict[int, bytes]
+    """Source -> its exchange public key."""
+    initial_model: tuple[str, int] | None
+    """``(model, seed)`` if this node is asked to build the initial model."""
+
+
+def parse_receive_request(msg: Message) -> ReceiveRequest:
+    received = msg.content[RECEIVED]
+    sources = msg.content[SOURCES]
+    public = {int(s): bytes(k) for s, k in zip(sources["src"], sources["public-keys"])}
+    sealed = {src: received[f"sealed:{src}"].numpy() for src in public if f"sealed:{src}" in received}
+    plain = {k: received[k].numpy() for k in _SAMPLE_FIELDS} if "ids" in received else None
+    initial = None
+    if INITIAL_MODEL in msg.content.config_records:
+        asked = msg.content[INITIAL_MODEL]
+        initial = (str(asked["model"]), int(asked["seed"]))
+    return ReceiveRequest(sealed, plain, public, initial)
+
+
+def receive_reply(msg: Message, summary: NodeSummary, initial_model: ArrayRecord | None = None) -> Message:
+    arrays = ArrayRecord(
+        {
+            "original-intensity": Array(summary.original_intensity),
+            "original-labels": Array(summary.original_labels),
+            "exchanged-intensity": Array(summary.exchanged_intensity),
+            "exchanged-labels": Array(summary.exchanged_labels),
+        }
+    )
+    for key, value in summary.sent_intensity.items():
+        arrays[f"sent-intensity:{key}"] = Array(value)
+        arrays[f"sent-labels:{key}"] = Array(summary.sent_labels[key])
+    metrics = MetricRecord({"num-train-examples": summary.num_train_examples})
+    for src, count in summary.new_from.items():
+        metrics[f"new-from:{src}"] = int(count)
+    reply = RecordDict({SUMMARIES: arrays, METRICS: metrics})
+    if initial_model is not None:
+        reply[INITIAL_MODEL] = initial_model
+    return Message(reply, reply_to=msg)
+
+
+def parse_receive(reply: Message) -> tuple[NodeSummary, ArrayRecord | None]:
+    """The node's summary, and the initial model if it built one."""
+    arrays = reply.content[SUMMARIES]
+    metrics = reply.content[METRICS]
+    names = {name: arrays[name].numpy() for name in _SUMMARY_NAMES}
+
+    def by_key(prefix: str) -> dict[int, np.ndarray]:
+        return {int(k.split(":", 1)[1]): arrays[k].numpy() for k in arrays if k.startswith(prefix)}
+
+    summary = NodeSummary(
+        original_intensity=names["original-intensity"],
+        original_labels=names["original-labels"],
+        exchanged_intensity=names["exchanged-intensity"],
+        exchanged_labels=names["exchanged-labels"],
+        sent_intensity=by_key("sent-intensity:"),
+        sent_labels=by_key("sent-labels:"),
+        num_train_examples=int(metrics["num-train-examples"]),
+        new_from={int(k.split(":", 1)[1]): int(v) for k, v in metrics.items() if k.startswith("new-from:")},
+    )
+    initial = reply.content[INITIAL_MODEL] if INITIAL_MODEL in reply.content.array_records else None
+    return summary, initial
+
+
+def concat_parts(
+    parts: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]], image_shape: tuple[int, ...] = (28, 28)
+) -> dict[str, np.ndarray]:
+    """``[(src, ids, images, labels), ...]`` -> the ``ids``/``src``/``images``/``labels`` arrays of ``received``."""
+    if not parts:
+        return {
+            "ids": np.zeros(0, np.int64),
+            "src": np.zeros(0, np.int64),
+            "images": np.zeros((0, *image_shape), np.uint8),
+            "labels": np.zeros(0, np.int64),
+        }
+    return {
+        "ids": np.concatenate([p[1] for p in parts]).astype(np.int64),
+        "src": np.concatenate([np.full(len(p[1]), p[0], np.int64) for p in parts]),
+        "images": np.concatenate([p[2] for p in parts]),
+        "labels": np.concatenate([p[3] for p in parts]).astype(np.int64),
+    }
+
+
+# ------------------------------------------------------------ train / evaluate
+@dataclass(frozen=True)
+class TrainRequest:
+    """What a node is asked to do in a ``train`` message."""
+
+    arrays: ArrayRecord
+    server_round: int
+    proximal_mu: float
+    """FedProx's proximal term (0: none)."""
+
+
+def train_content(arrays: ArrayRecord, config: ConfigRecord) -> RecordDict:
+    """The content of a ``train`` or ``evaluate`` message (without its ``run-config``)."""
+    return RecordDict({ARRAYS: arrays, CONFIG: config})
+
+
+def parse_train_request(msg: Message) -> TrainRequest:
+    config = msg.content[CONFIG]
+    return TrainRequest(
+        arrays=msg.content[ARRAYS],
+        server_round=int(config.get(SERVER_ROUND, 0)),
+        proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
+    )
+
+
+def parse_evaluate_request(msg: Message) -> tuple[ArrayRecord, int]:
+    """The model to evaluate and the round."""
+    return msg.content[ARRAYS], int(msg.content[CONFIG].get(SERVER_ROUND, 0))
+
+
+def train_reply(msg: Message, arrays: ArrayRecord, *, loss: float, seconds: float, num_examples: int) -> Message:
+    metrics = MetricRecord({"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples)})
+    return Message(RecordDict({ARRAYS: arrays, METRICS: metrics}), reply_to=msg)
+
+
+def evaluate_reply(msg: Message, *, loss: float, accuracy: float, num_examples: int) -> Message:
+    metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, NUM_EXAMPLES: int(num_examples)})
+    return Message(RecordDict({METRICS: metrics}), reply_to=msg)
+
+
+def reply_arrays(reply: Message) -> ArrayRecord:
+    """The model a ``train`` reply carries."""
+    return reply.content[ARRAYS]
+
+
+def train_columns(reply: Message) -> dict[str, float]:
+    """A ``train`` reply's metrics, named as the columns of ``metrics.csv``."""
+    m = reply.content[METRICS]
+    return {"train-loss": m["train-loss"], "train-seconds": m["train-seconds"], "num-train-examples": m[NUM_EXAMPLES]}
+
+
+def evaluate_columns(reply: Message) -> dict[str, float]:
+    """An ``evaluate`` reply's metrics, named as the columns of ``metrics.csv``."""
+    m = reply.content[METRICS]
+    return {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
+
+
+def metrics_only(reply: Message) -> RecordDict:
+    """A reply's content reduced to its ``metrics`` record (what Flower's metric aggregation reads)."""
+    return RecordDict({METRICS: reply.content[METRICS]})
+
+
+def without_extras(reply: Message) -> RecordDict:
+    """A ``train`` reply's content reduced to ``arrays`` and ``metrics`` (what Flower's strategies aggregate)."""
+    return RecordDict({ARRAYS: reply.content[ARRAYS], METRICS: reply.content[METRICS]})

@@ -1,0 +1,199 @@
+"""What flower-dl's strategies share: nodes by partition-id, one failure path, per-node history.
+
+:class:`PerNode` is mixed into every strategy (flower-dl's and Flower's
+built-in ones, see :mod:`flower_dl.strategies.server`): it maps partition-ids
+to Flower node ids, adds the run config to every message it sends
+(:mod:`flower_dl.protocol`), splits replies into usable ones and failures
+(:func:`flower_dl.grid.split_replies`, a missing reply being a timeout) and
+records both in a :class:`~flower_dl.strategies.history.NodeHistory`.
+
+:class:`DecentralizedStrategy` is the base of the decentralized algorithms,
+on Flower's :class:`~flwr.serverapp.strategy.Strategy` (decentralized
+strategies sample no clients, so not on ``FedAvg``). Flower has no
+peer-to-peer runtime: the server *emulates* gossip, holding one model per
+node in a :class:`ParameterStack`. It sends each node its own model, collects
+the replies, and hands the arrived ones to :meth:`DecentralizedStrategy.update`,
+the one hook an algorithm must write (D-PSGD: write the trained models into
+the stack, then mix with ``W``). What a node is sent is
+:meth:`DecentralizedStrategy.train_content`, which an algorithm may extend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from logging import INFO
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+from scipy import sparse
+
+from flower_dl import protocol
+from flower_dl.grid import split_replies
+from flower_dl.strategies.history import NodeHistory
+from flower_dl.strategies.mixing import consensus_distance
+
+
+class ParameterStack:
+    """Per-node models as one ``(n, P)`` float32 matrix, and back to ArrayRecords."""
+
+    def __init__(self, template: ArrayRecord, num_nodes: int) -> None:
+        arrays = template.to_numpy_ndarrays()
+        self.keys = list(template.keys())
+        self.shapes = [a.shape for a in arrays]
+        self.dtypes = [a.dtype for a in arrays]
+        self.sizes = [int(a.size) for a in arrays]
+        flat = np.concatenate([a.astype(np.float32).ravel() for a in arrays])
+        self.matrix = np.tile(flat, (num_nodes, 1))
+
+    def flatten(self, record: ArrayRecord) -> np.ndarray:
+        """ArrayRecord -> flat float32 vector (same key order as the template)."""
+        return np.concatenate([record[k].numpy().astype(np.float32).ravel() for k in self.keys])
+
+    def record(self, node: int | None) -> ArrayRecord:
+        """Node ``node``'s model as an ArrayRecord (``None``: the average model)."""
+        out = ArrayRecord()
+        offset = 0
+        row = self.matrix.mean(axis=0) if node is None else self.matrix[node]
+        for key, shape, dtype, size in zip(self.keys, self.shapes, self.dtypes, self.sizes):
+            out[key] = Array(row[offset : offset + size].reshape(shape).astype(dtype, copy=False))
+            offset += size
+        return out
+
+
+class PerNode:
+    """Mixin: the partition-id map, the run config in every message, the failure path, the history.
+
+    Parameters
+    ----------
+    node_ids : Mapping[int, int]
+        ``partition-id`` -> Flower node id, for every node ``0..n-1``.
+    run_config : Mapping[str, Any]
+        The run config (kebab-case) added to every message, so a node knows what to do.
+    """
+
+    def __init__(self, *args: Any, node_ids: Mapping[int, int], run_config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if sorted(node_ids) != list(range(len(node_ids))):
+            raise ValueError(f"node_ids must map every partition-id 0..{len(node_ids) - 1}; got {sorted(node_ids)}")
+        self.node_ids = dict(node_ids)
+        self.partition_of = {nid: pid for pid, nid in self.node_ids.items()}
+        self.run_config = protocol.run_config_record(run_config)
+        self.history = NodeHistory()
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.node_ids)
+
+    def stamped(self, messages: Iterable[Message]) -> list[Message]:
+        """``messages`` with the run config added (Flower's strategies share one content for all)."""
+        messages = list(messages)
+        for content in {id(m.content): m.content for m in messages}.values():
+            protocol.with_run_config(content, self.run_config)
+        return messages
+
+    def collect(self, server_round: int, replies: Iterable[Message], stage: str) -> dict[int, Message]:
+        """The usable replies by partition-id; every failed or missing one goes into the history."""
+        got = split_replies(replies, self.partition_of)
+        for pid, reason in sorted(got.failed.items()):
+            self.history.fail(server_round, pid, stage, reason)
+        return got.ok
+
+
+class DecentralizedStrategy(PerNode, Strategy):
+    """Base of the decentralized algorithms: one model per node, emulated gossip.
+
+    Parameters
+    ----------
+    mixing_matrix : numpy.ndarray, shape (n, n)
+        Validated mixing matrix indexed by ``partition-id``.
+    node_ids, run_config
+        As in :class:`PerNode`.
+    """
+
+    def __init__(
+        self, mixing_matrix: np.ndarray, node_ids: Mapping[int, int], run_config: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(node_ids=node_ids, run_config=run_config or {})
+        if mixing_matrix.shape != (self.num_nodes, self.num_nodes):
+            raise ValueError(f"mixing matrix has shape {mixing_matrix.shape}; expected {self.num_nodes} nodes")
+        # large graphs: a sparse float32 W keeps the product (n, P) float32 and cheap
+        self.W = sparse.csr_matrix(mixing_matrix, dtype=np.float32) if self.num_nodes > 64 else mixing_matrix
+        self.stack: ParameterStack | None = None
+
+    def summary(self) -> None:
+        """Log the strategy's set-up."""
+        log(INFO, "\t└──> %s: %d nodes, one model per node (gossip emulated on the server)",
+            type(self).__name__, self.num_nodes)  # fmt: skip
+
+    # ------------------------------------------------------------- hooks
+    def mixing(self, server_round: int) -> np.ndarray | sparse.spmatrix:
+        """The mixing matrix ``W`` of ``server_round`` (static: the topology's ``W`` every round)."""
+        return self.W
+
+    def train_content(self, node: int, config: ConfigRecord) -> RecordDict:
+        """What ``node`` is sent to train: its own model and the round's config."""
+        assert self.stack is not None
+        return protocol.train_content(self.stack.record(node), config)
+
+    def update(self, server_round: int, replies: dict[int, Message]) -> None:
+        """Apply the algorithm's update to the stack, given the arrived train ``replies`` by partition-id."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------- messages
+    def _messages(self, kind: str, contents: Iterable[tuple[int, RecordDict]]) -> list[Message]:
+        return self.stamped(Message(c, dst_node_id=self.node_ids[pid], message_type=kind) for pid, c in contents)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send each node its own model (the first round: the shared initial model)."""
+        if self.stack is None:
+            self.stack = ParameterStack(arrays, self.num_nodes)
+        config[protocol.SERVER_ROUND] = server_round
+        return self._messages(protocol.TRAIN, ((pid, self.train_content(pid, config)) for pid in self.node_ids))
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Send each node its own (mixed) model to evaluate."""
+        assert self.stack is not None
+        config[protocol.SERVER_ROUND] = server_round
+        contents = ((pid, protocol.train_content(self.stack.record(pid), config)) for pid in self.node_ids)
+        return self._messages(protocol.EVALUATE, contents)
+
+    # -------------------------------------------------------- aggregation
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Record the replies, apply :meth:`update`; return the nodes' average model (Flower's "global" one)."""
+        assert self.stack is not None
+        got = self.collect(server_round, replies, "train")
+        for pid, reply in got.items():
+            self.history.record(server_round, pid, protocol.train_columns(reply))
+        self.update(server_round, got)
+        dist = consensus_distance(self.stack.matrix)
+        self.history.consensus[server_round] = dist
+        log(INFO, "round %d: consensus distance %.6g", server_round, dist)
+        metrics = None
+        if got:
+            metrics = aggregate_metricrecords([m.content for m in got.values()], protocol.NUM_EXAMPLES)
+            metrics["consensus-distance"] = dist
+        return self.stack.record(None), metrics
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        """Record every node's accuracy and loss; return their mean (and min, max accuracy)."""
+        got = self.collect(server_round, replies, "evaluate")
+        columns = {pid: protocol.evaluate_columns(reply) for pid, reply in got.items()}
+        for pid, cols in columns.items():
+            self.history.record(server_round, pid, cols)
+        if not got:
+            return None
+        metrics = aggregate_metricrecords([m.content for m in got.values()], protocol.NUM_EXAMPLES)
+        accs = [cols["accuracy"] for cols in columns.values()]
+        metrics["eval-acc-min"], metrics["eval-acc-max"] = min(accs), max(accs)
+        return metrics
