@@ -1,0 +1,310 @@
+"""The results table of :mod:`flower_dl.report`: reading it, its statistics, number formatting.
+
+:func:`read_table` reads and checks a sweep's table; :func:`final_rows` and
+:func:`pareto_front` are public helpers; the ``_*_stats`` functions compute the
+per-run, per-group and per-node statistics every figure and the summary share,
+following the accuracy and leakage conventions of :mod:`flower_dl.report`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flower_dl.sweep import TABLE_COLUMNS, TEXT_COLUMNS  # the table sweeps write
+
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "cell",
+    "strategy",
+    "digits-per-node",
+    "share-ratio",
+    "round",
+    "node",
+    "accuracy",
+)
+"""Columns :func:`read_table` insists on; any other of :data:`TABLE_COLUMNS` that
+is missing is added empty."""
+
+NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in TABLE_COLUMNS if c not in TEXT_COLUMNS and c != "failed")
+"""Columns coerced to numbers (a cell that is not a number becomes NaN)."""
+
+CONFIG_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "partitioner",
+    "exchange-mode",
+    "topology",
+    "num-nodes",
+    "local-epochs",
+    "num-server-rounds",
+)
+"""Config columns that are not part of a summary group; the summary notes when
+they vary (the groups then average over them)."""
+
+GROUP_COLUMNS: tuple[str, ...] = ("strategy", "model", "digits-per-node", "share-ratio")
+"""One row of ``summary.md`` per combination of these."""
+
+
+_NA = "n/a"
+_TRUE = {"1", "1.0", "true", "yes", "y", "t"}
+
+
+# ------------------------------------------------------------------- reading
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a sweep's results table (``.csv`` or ``.xlsx``) and check it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The table; its suffix picks the reader (``.xlsx`` needs openpyxl).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per run x round x node. The :data:`NUMERIC_COLUMNS` are floats
+        (non-numbers become NaN), ``cell`` and the other text columns are
+        strings, ``failed`` is boolean. Columns of :data:`TABLE_COLUMNS` that
+        the table lacks (other than the required ones) are added empty. When a
+        ``(cell, round, node)`` appears more than once (a run appended again),
+        the last row wins.
+
+    Raises
+    ------
+    ValueError
+        If the format is not supported, a column of :data:`REQUIRED_COLUMNS`
+        is missing, the table has no rows, a row has no ``cell``, or an
+        accuracy lies outside [0, 1]. The message starts with
+        ``results table '<path>':``.
+    """
+    path = Path(path)
+    where = f"results table '{path}'"
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        df = pd.read_csv(path, dtype=str)
+    elif suffix == ".xlsx":
+        try:
+            df = pd.read_excel(path, dtype=object)
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(f"{where}: reading .xlsx needs openpyxl (pip install openpyxl)") from exc
+    else:
+        raise ValueError(f"{where}: unsupported format {path.suffix!r} (expected .csv or .xlsx)")
+
+    df = df.rename(columns=lambda c: str(c).strip())
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing columns {', '.join(missing)} (required: {', '.join(REQUIRED_COLUMNS)})")
+    if df.empty:
+        raise ValueError(f"{where}: no rows")
+    for col in TABLE_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    for col in NUMERIC_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in TEXT_COLUMNS:
+        df[col] = df[col].map(_text).astype(object)
+    df["failed"] = df["failed"].map(_truthy).astype(bool)
+
+    no_cell = df["cell"].isna()
+    if no_cell.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(no_cell.to_numpy())[:5])
+        raise ValueError(f"{where}: {int(no_cell.sum())} row(s) without a 'cell' (table lines {rows} ...)")
+    acc = df["accuracy"]
+    bad = acc.notna() & ((acc < 0) | (acc > 1))
+    if bad.any():
+        first = df.loc[bad].iloc[0]
+        raise ValueError(
+            f"{where}: accuracy must be a fraction in [0, 1]; found {first['accuracy']:g} "
+            f"(cell {first['cell']!r}, round {_fmt_num(first['round'])}, node {_fmt_num(first['node'])})"
+        )
+    df = df.drop_duplicates(subset=["cell", "round", "node"], keep="last")
+    return df.reset_index(drop=True)
+
+
+def _text(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return np.nan
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text if text and text.lower() != "nan" else np.nan
+
+
+def _truthy(value: Any) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value != 0
+    return str(value).strip().lower() in _TRUE
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each cell's last round.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A results table (columns ``cell`` and ``round`` at least).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy of the rows whose ``round`` is the largest of their cell
+        (cells without any round are left out).
+    """
+    last = df.groupby("cell", sort=False)["round"].transform("max")
+    return df[df["round"] == last].copy()
+
+
+def pareto_front(points: np.ndarray) -> np.ndarray:
+    """Indices of the non-dominated points of the privacy/accuracy trade-off.
+
+    Parameters
+    ----------
+    points : numpy.ndarray
+        Shape ``(n, 2)``: ``(leakage, accuracy)`` per point. Lower leakage and
+        higher accuracy are better.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer indices of the points that no other point dominates (a point
+        dominates another if it is no worse in both and better in one), sorted
+        by leakage (exact duplicates are all kept, by index). Points with a NaN
+        are never on the front. Along the result, accuracy increases.
+
+    Raises
+    ------
+    ValueError
+        If ``points`` is not of shape ``(n, 2)``.
+    """
+    pts = np.asarray(points, dtype=float)
+    if pts.size == 0:
+        return np.zeros(0, dtype=int)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (n, 2), got {pts.shape}")
+    leak, acc = pts[:, 0], pts[:, 1]
+    idx = np.flatnonzero(~np.isnan(pts).any(axis=1))
+    # leakage ascending, then accuracy descending, then index
+    order = idx[np.lexsort((idx, -acc[idx], leak[idx]))]
+    front: list[int] = []
+    best_acc, best_leak = -np.inf, np.nan
+    for i in order:
+        if acc[i] > best_acc:
+            front.append(int(i))
+            best_acc, best_leak = acc[i], leak[i]
+        elif acc[i] == best_acc and leak[i] == best_leak:
+            front.append(int(i))  # an exact duplicate of a front point
+    return np.asarray(front, dtype=int)
+
+
+# ---------------------------------------------------------------- statistics
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Strings for missing labels; failed node-rounds lose their accuracy."""
+    out = df.copy()
+    for col in ("strategy", "model"):
+        out[col] = out[col].fillna(_NA).astype(str)
+    out.loc[out["failed"].astype(bool), "accuracy"] = np.nan
+    return out
+
+
+def _node_leakage(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, node): the node's leakage and its run's labels."""
+    keys = ["cell", "node"]
+    leak = df.groupby(keys, sort=False, dropna=False)["leakage"].mean().rename("leakage")
+    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
+    return leak.reset_index().join(labels, on="cell")
+
+
+def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage."""
+    fin = final_rows(df)
+    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
+    acc = fin.groupby("cell", sort=False)["accuracy"].agg(["mean", "min", "max"])
+    acc.columns = ["acc", "acc-min", "acc-max"]
+    node_leak = _node_leakage(df).groupby("cell", sort=False)["leakage"]
+    out = labels.join(acc).join(node_leak.mean().rename("leakage"))
+    out = out.join(node_leak.sum(min_count=1).rename("leakage-total"))
+    return out.reset_index()
+
+
+def _group_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (strategy, model, digits-per-node, share-ratio) group."""
+    cells = _cell_stats(df)
+    keys = list(GROUP_COLUMNS)
+    g = cells.groupby(keys, dropna=False, sort=False)
+    out = pd.DataFrame(
+        {
+            "runs": g["cell"].nunique(),
+            "seeds": g["seed"].nunique(),
+            "acc": g["acc"].mean(),
+            "acc-std": g["acc"].std(ddof=1),
+            "acc-min": g["acc-min"].min(),
+            "acc-max": g["acc-max"].max(),
+            "leakage": g["leakage"].mean(),
+            "leakage-total": g["leakage-total"].mean(),
+        }
+    ).reset_index()
+    return _sort(out, keys)
+
+
+def _leakage_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Node leakage per (digits-per-node, share-ratio): mean, min, max over nodes and runs."""
+    nodes = _node_leakage(df).dropna(subset=["leakage"])
+    keys = ["digits-per-node", "share-ratio"]
+    out = nodes.groupby(keys, dropna=False, sort=False)["leakage"].agg(["mean", "min", "max"]).reset_index()
+    return _sort(out, keys)
+
+
+def _sort(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    return df.sort_values(list(keys), na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _uniques(values: Iterable[Any]) -> list[Any]:
+    """Distinct values, sorted, NaN last (once)."""
+    if isinstance(values, pd.Series):
+        values = values.drop_duplicates()
+    seen: list[Any] = []
+    has_nan = False
+    for v in values:
+        if _isnan(v):
+            has_nan = True
+        elif v not in seen:
+            seen.append(v)
+    return sorted(seen) + ([np.nan] if has_nan else [])
+
+
+def _isnan(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def _match(series: pd.Series, value: Any) -> pd.Series:
+    return series.isna() if _isnan(value) else series == value
+
+
+# ---------------------------------------------------------------- formatting
+def _fmt_num(v: Any) -> str:
+    if _isnan(v):
+        return _NA
+    v = float(v)
+    return str(int(v)) if v.is_integer() else f"{v:g}"
+
+
+def _fmt_pct(v: Any) -> str:
+    return _NA if _isnan(v) else f"{100 * float(v):.2f}%"
+
+
+def _fmt_leak(v: Any) -> str:
+    return _NA if _isnan(v) else f"{float(v):.4f}"
+
+
+def _strategy_label(name: str) -> str:
+    if name == _NA:
+        return name
+    return f"{name} (DE)" if name == "decentralized" else f"{name} (PS)"
