@@ -9,7 +9,8 @@ of :mod:`flower_dl.protocol`:
 ``query.receive``   what its neighbours sent; kept in its state and merged (deduplicated)
                     into its training set; replies with the summaries of the leakage
                     hook, never raw data (and, when asked, the initial model);
-``train``           local SGD epochs on own + received data, as the message's config says;
+``train``           local SGD epochs on own + received data, as the message's config says
+                    (first evaluating the received model, when asked: one message a round);
 ``evaluate``        accuracy and loss of the model it is sent, on its test set.
 
 Everything a handler needs comes from the message (its run config, the
@@ -164,8 +165,11 @@ def train(msg: Message, context: Context) -> Message:
     from flower_dl import training
     from flower_dl.models import load_model
 
-    train_x, train_y, _, _ = node.tensors()
+    train_x, train_y, test_x, test_y = node.tensors()
     model = load_model(cfg.model, request.arrays, train_x.device)
+    # the received model is the previous round's result (for D-PSGD: after its mixing): evaluating it
+    # here saves the round a second message to every node
+    evaluation = training.evaluate(model, test_x, test_y) if request.evaluate_first else None
     seed = seed_of(cfg.seed, node.partition_id, request.server_round)
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
@@ -176,7 +180,9 @@ def train(msg: Message, context: Context) -> Message:
     )  # fmt: skip
     seconds = time.perf_counter() - started
     arrays = ArrayRecord(model.cpu().state_dict())
-    return protocol.train_reply(msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y))
+    return protocol.train_reply(
+        msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), evaluation=evaluation
+    )
 
 
 @app.evaluate()

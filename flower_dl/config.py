@@ -17,8 +17,10 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from flower_dl.data import DATASETS, PARTITIONERS
@@ -73,6 +75,8 @@ class RunConfig:
     model: str = "mlp"
     strategy: str = "decentralized"
     num_server_rounds: int = 10
+    evaluate_every: int = 1
+    evaluate_in_train: bool = True
     local_epochs: int = 3
     lr: float = 0.01
     momentum: float = 0.5
@@ -84,6 +88,7 @@ class RunConfig:
     round_timeout: float = 3600.0
     results_dir: str = "results"
     run_name: str = ""
+    sweep_file: str = ""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -103,6 +108,7 @@ class RunConfig:
         _range("share-ratio", self.share_ratio, 0.0, 1.0, "a number in [0, 1]")
         _range("num-server-rounds", self.num_server_rounds, 1, None, "an integer >= 1")
         _range("local-epochs", self.local_epochs, 1, None, "an integer >= 1")
+        _range("evaluate-every", self.evaluate_every, 1, None, "an integer >= 1 (the last round is always evaluated)")
         _range("lr", self.lr, 0.0, None, "a number > 0", strict_low=True)
         _range("momentum", self.momentum, 0.0, 1.0, "a number in [0, 1)", strict_high=True)
         _range("batch-size", self.batch_size, 1, None, "an integer >= 1")
@@ -147,9 +153,29 @@ class RunConfig:
 
 def config_id(run_config: Mapping[str, Any]) -> str:
     """Stable id of a run config: a hash of its keys and values, ``results-dir`` and ``run-name`` left out."""
-    ignored = {"results-dir", "run-name"}
+    ignored = {"results-dir", "run-name", "sweep-file"}
     canonical = {k: v for k, v in sorted(run_config.items()) if k not in ignored}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
+
+
+SWEEP_FORMAT = 1
+"""Version of the cells file :func:`save_cells` writes."""
+
+
+def save_cells(path: str | os.PathLike[str], cells: Sequence[Mapping[str, Any]]) -> None:
+    """Write the run configs of a sweep's cells for one Flower run to run one after another."""
+    Path(path).write_text(json.dumps({"format": SWEEP_FORMAT, "cells": [dict(c) for c in cells]}, indent=1))
+
+
+def load_cells(path: str | os.PathLike[str]) -> list[RunConfig]:
+    """The cells :func:`save_cells` wrote, each validated; raises :class:`ConfigError` naming ``sweep-file``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"sweep-file: {str(path)!r} cannot be read as a cells file ({err})") from err
+    if not isinstance(data, dict) or data.get("format") != SWEEP_FORMAT or not isinstance(data.get("cells"), list):
+        raise ConfigError(f"sweep-file: {str(path)!r} is not a cells file of format {SWEEP_FORMAT}")
+    return [RunConfig.from_run_config({**c, "sweep-file": ""}) for c in data["cells"]]
 
 
 def defaults() -> dict[str, Any]:

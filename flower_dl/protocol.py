@@ -24,10 +24,10 @@ message            sender  records: keys                                        
                            ``sent-intensity:{k}``, ``sent-labels:{k}``;
                            ``metrics``: num-train-examples, ``new-from:{src}``;
                            [``initial-model``: the model's arrays]
-``train``          server  ``run-config``; ``arrays``: the model to train;              train it locally
-                           ``config``: server-round, [proximal-mu]
-  reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model
-                           train-seconds, num-examples
+``train``          server  ``run-config``; ``arrays``: the model to train;              train it locally (evaluate it
+                           ``config``: server-round, [proximal-mu], [evaluate-first]   first, if asked)
+  reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model (and the
+                           train-seconds, num-examples, [eval-loss, eval-acc]          received one's accuracy)
 ``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
                            server-round
   reply            node    ``metrics``: eval-loss, eval-acc, num-examples               its accuracy and loss
@@ -81,6 +81,8 @@ METRICS = "metrics"
 # keys inside records
 SERVER_ROUND = "server-round"
 PROXIMAL_MU = "proximal-mu"
+EVALUATE_FIRST = "evaluate-first"
+"""In a ``train`` config: evaluate the received model before training it (one message a round)."""
 NUM_EXAMPLES = "num-examples"
 """The weighting key of Flower's strategies (``weighted_by_key``)."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
@@ -338,6 +340,8 @@ class TrainRequest:
     server_round: int
     proximal_mu: float
     """FedProx's proximal term (0: none)."""
+    evaluate_first: bool
+    """Evaluate the received model on the test set before training it."""
 
 
 def train_content(arrays: ArrayRecord, config: ConfigRecord) -> RecordDict:
@@ -351,6 +355,7 @@ def parse_train_request(msg: Message) -> TrainRequest:
         arrays=msg.content[ARRAYS],
         server_round=int(config.get(SERVER_ROUND, 0)),
         proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
+        evaluate_first=bool(config.get(EVALUATE_FIRST, False)),
     )
 
 
@@ -359,8 +364,19 @@ def parse_evaluate_request(msg: Message) -> tuple[ArrayRecord, int]:
     return msg.content[ARRAYS], int(msg.content[CONFIG].get(SERVER_ROUND, 0))
 
 
-def train_reply(msg: Message, arrays: ArrayRecord, *, loss: float, seconds: float, num_examples: int) -> Message:
+def train_reply(
+    msg: Message,
+    arrays: ArrayRecord,
+    *,
+    loss: float,
+    seconds: float,
+    num_examples: int,
+    evaluation: tuple[float, float] | None = None,
+) -> Message:
+    """The trained model and its metrics; ``evaluation = (loss, accuracy)`` of the received model, if asked."""
     metrics = MetricRecord({"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples)})
+    if evaluation is not None:
+        metrics["eval-loss"], metrics["eval-acc"] = evaluation
     return Message(RecordDict({ARRAYS: arrays, METRICS: metrics}), reply_to=msg)
 
 
@@ -381,16 +397,6 @@ def train_columns(reply: Message) -> dict[str, float]:
 
 
 def evaluate_columns(reply: Message) -> dict[str, float]:
-    """An ``evaluate`` reply's metrics, named as the columns of ``metrics.csv``."""
+    """An ``evaluate`` reply's metrics (or a ``train`` reply's of the received model), named as in ``metrics.csv``."""
     m = reply.content[METRICS]
     return {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
-
-
-def metrics_only(reply: Message) -> RecordDict:
-    """A reply's content reduced to its ``metrics`` record (what Flower's metric aggregation reads)."""
-    return RecordDict({METRICS: reply.content[METRICS]})
-
-
-def without_extras(reply: Message) -> RecordDict:
-    """A ``train`` reply's content reduced to ``arrays`` and ``metrics`` (what Flower's strategies aggregate)."""
-    return RecordDict({ARRAYS: reply.content[ARRAYS], METRICS: reply.content[METRICS]})

@@ -22,9 +22,10 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from flower_dl import privacy, protocol, results
-from flower_dl.config import RunConfig
+from flower_dl.config import RunConfig, load_cells
 from flower_dl.files import check_writable_dir
-from flower_dl.grid import PromptGrid, collect
+from flower_dl.flwr_output import CELL_LINE
+from flower_dl.grid import PromptGrid, collect, short_reason
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.history import NodeHistory
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
@@ -37,9 +38,13 @@ def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment."""
     try:
         cfg = RunConfig.from_run_config(context.run_config)
-        check_writable_dir(cfg.results_dir, "results-dir")  # before anything trains
         # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
-        run_experiment(PromptGrid(grid), cfg, flower_run_id=context.run_id)
+        grid = PromptGrid(grid)
+        if cfg.sweep_file:
+            run_cells(grid, load_cells(cfg.sweep_file), flower_run_id=context.run_id)
+            return
+        check_writable_dir(cfg.results_dir, "results-dir")  # before anything trains
+        run_experiment(grid, cfg, flower_run_id=context.run_id)
     except Exception as err:
         # Flower reports only an exit code for a failed ServerApp: say what went wrong
         log(ERROR, "flower-dl: the run failed: %s", err)
@@ -65,6 +70,26 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout,
     )  # fmt: skip
     return write_results(cfg, topology, report, strategy.history, started, flower_run_id)
+
+
+def run_cells(grid: Grid, cells: list[RunConfig], flower_run_id: int | None = None) -> None:
+    """Run a sweep's cells one after another in this one Flower run (``sweep-file``).
+
+    The nodes keep their processes and loaded data from cell to cell; each
+    cell's config reaches them in its messages and their state is keyed by the
+    cell (:mod:`flower_dl.node_state`), so a cell's rows are those of the same
+    cell run alone. A cell that fails is logged and the next one starts;
+    ``flower-dl sweep`` reads the events from the log (:func:`flwr_output.cell_event`).
+    """
+    for i, cfg in enumerate(cells, 1):
+        log(INFO, CELL_LINE, cfg.cell_id, "started", f"{i}/{len(cells)}")
+        try:
+            check_writable_dir(cfg.results_dir, "results-dir")
+            folder = run_experiment(grid, cfg, flower_run_id)
+        except Exception as err:
+            log(ERROR, CELL_LINE, cfg.cell_id, "failed", short_reason(str(err)))
+            continue
+        log(INFO, CELL_LINE, cfg.cell_id, "finished", folder.resolve())
 
 
 # ----------------------------------------------------------------- topology

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flower_dl.config import config_id
+from flower_dl.config import config_id, save_cells
 from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
+from flower_dl.flwr_output import cell_event
 from flower_dl.processes import launch, local_superlink
 from flower_dl.results import COLUMNS as METRIC_COLUMNS
 
@@ -259,11 +260,7 @@ def _launch_cell(
     gpus_per_node: float,
     on_line: Callable[[str], None],
 ) -> CellResult:
-    """Run one cell as its own Flower simulation; its run folder is ``out_dir/<cell id>``.
-
-    The only place that maps cells to Flower runs: running several cells in
-    one run would replace this function, not :func:`run_sweep`.
-    """
+    """Run one cell as its own Flower simulation (``--separate-runs``); its run folder is ``out_dir/<cell id>``."""
     rc, status = launch(
         app_dir,
         {**cell.overrides, "results-dir": str(out_dir), "run-name": cell.id},
@@ -277,6 +274,80 @@ def _launch_cell(
     return CellResult(rc=rc, status=status, metrics=metrics if metrics.exists() else None)
 
 
+def one_run_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """The cells that can share one Flower run: consecutive cells with the same ``num-nodes``.
+
+    Everything else that differs between cells (config, seed, partition,
+    strategy) reaches the nodes in the messages; the number of simulated
+    SuperNodes is fixed for a Flower run.
+    """
+    groups: list[list[Cell]] = []
+    for cell in cells:
+        if groups and groups[-1][0].run_config["num-nodes"] == cell.run_config["num-nodes"]:
+            groups[-1].append(cell)
+        else:
+            groups.append([cell])
+    return groups
+
+
+def _launch_group(
+    group: Sequence[Cell],
+    env: dict[str, str],
+    out_dir: Path,
+    *,
+    app_dir: Path,
+    cpus_per_node: int,
+    gpus_per_node: float,
+    on_line: Callable[[str], None],
+    on_cell_start: Callable[[Cell], None],
+    on_cell_end: Callable[[Cell, CellResult], None],
+) -> None:
+    """Run ``group``'s cells one after another inside one Flower run; report each as it starts and ends.
+
+    The ServerApp reads the cells from a ``sweep-file`` and logs each cell's
+    start and end (:func:`flwr_output.cell_event`), so a cell's rows reach the
+    table as soon as it is done, whatever happens to the cells after it.
+    """
+    by_id = {cell.id: cell for cell in group}
+    cells_file = out_dir / f".cells-{group[0].id}.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_cells(cells_file, [{**c.run_config, "results-dir": str(out_dir), "run-name": c.id} for c in group])
+    ended: set[str] = set()
+
+    def line(text: str) -> None:
+        on_line(text)
+        event = cell_event(text)
+        if event is None or event[0] not in by_id:
+            return
+        cell, what = by_id[event[0]], event[1]
+        if what == "started":
+            on_cell_start(cell)
+            return
+        ended.add(cell.id)
+        metrics = out_dir / cell.id / "metrics.csv"
+        if what == "finished" and metrics.exists():
+            on_cell_end(cell, CellResult(0, "finished:completed", metrics))
+        else:
+            on_cell_end(cell, CellResult(1, f"failed: {event[2]}", None))
+
+    overrides = {
+        **group[0].overrides,
+        "results-dir": str(out_dir),
+        "run-name": group[0].id,
+        "sweep-file": str(cells_file),
+    }
+    try:
+        rc, status = launch(
+            app_dir, overrides, env, num_supernodes=int(group[0].run_config["num-nodes"]),
+            cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, on_line=line,
+        )  # fmt: skip
+    finally:
+        cells_file.unlink(missing_ok=True)
+    for cell in group:  # cells the run never reached, or that it was running when it ended
+        if cell.id not in ended:
+            on_cell_end(cell, CellResult(rc or 1, status, None))
+
+
 def run_sweep(
     cells: Sequence[Cell],
     table: Path,
@@ -288,8 +359,14 @@ def run_sweep(
     on_cell_start: Callable[[Cell], None] | None = None,
     on_line: Callable[[str], None] | None = None,
     on_cell_end: Callable[[Cell, CellResult], None] | None = None,
+    separate_runs: bool = False,
 ) -> SweepOutcome:
     """Run ``cells`` on one private SuperLink, appending each completed cell's rows to ``table`` at once.
+
+    Consecutive cells with the same ``num-nodes`` run inside one Flower run
+    (:func:`one_run_groups`): the simulated nodes keep their processes and
+    data, so a cell costs its rounds and little more. ``separate_runs``: one
+    Flower run per cell instead (each pays Flower's start-up).
 
     A failed cell is skipped (a re-run retries it). Ctrl-C ends the sweep with
     every finished cell kept, and is returned, not raised: it is the user's
@@ -309,6 +386,8 @@ def run_sweep(
         Resources of each simulated node.
     on_cell_start, on_line, on_cell_end : callable, optional
         Told of each cell before it runs, of each output line, and of how it ended.
+    separate_runs : bool
+        One Flower run per cell (as before cells shared a run; for comparing the two).
 
     Returns
     -------
@@ -318,29 +397,35 @@ def run_sweep(
     log = log_path(table)
     ended: list[tuple[Cell, CellResult]] = []
     interrupted = False
+
+    def started(cell: Cell) -> None:
+        if on_cell_start is not None:
+            on_cell_start(cell)
+
+    def finished(cell: Cell, result: CellResult) -> None:
+        if result.ok:
+            append_cell(table, cell.run_config, cell.id, result.metrics)
+        ended.append((cell, result))
+        if on_cell_end is not None:
+            on_cell_end(cell, result)
+
     try:
         with (
             _tee(log, on_line) as line,
             tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp,
             local_superlink(Path(tmp)) as env,
         ):
-            for cell in cells:
-                if on_cell_start is not None:
-                    on_cell_start(cell)
-                result = _launch_cell(
-                    cell,
-                    env,
-                    runs_dir or Path(tmp) / "runs",
-                    app_dir=app_dir,
-                    cpus_per_node=cpus_per_node,
-                    gpus_per_node=gpus_per_node,
-                    on_line=line,
-                )
-                if result.ok:
-                    append_cell(table, cell.run_config, cell.id, result.metrics)
-                ended.append((cell, result))
-                if on_cell_end is not None:
-                    on_cell_end(cell, result)
+            out_dir = runs_dir or Path(tmp) / "runs"
+            resources = {"app_dir": app_dir, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node}
+            if separate_runs:
+                for cell in cells:
+                    started(cell)
+                    finished(cell, _launch_cell(cell, env, out_dir, on_line=line, **resources))
+            else:
+                for group in one_run_groups(cells):
+                    _launch_group(
+                        group, env, out_dir, on_line=line, on_cell_start=started, on_cell_end=finished, **resources
+                    )
     except KeyboardInterrupt:
         interrupted = True
     failed = tuple(cell.id for cell, result in ended if not result.ok)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .conftest import run_cli
+from .conftest import TWO_ROUNDS, run_cli
 
 
 def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
@@ -42,6 +42,21 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
     assert all(int(e["samples-sent"]) == 120 for e in edges)  # 10% of 1,200
     # per-round accuracy and the summary were printed
     assert "mean accuracy" in proc.stdout and "[ROUND 2/2]" in proc.stdout
+
+
+def test_one_message_a_round_measures_what_separate_evaluate_messages_do(sim_two_rounds, tmp_path) -> None:
+    """Evaluating round r's model in round r + 1's train message gives the very same metrics.csv."""
+    _, folder = sim_two_rounds
+    proc = run_cli("run", "-c", f"{TWO_ROUNDS} evaluate-in-train=false run-name='separate' results-dir='{tmp_path}'")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(folder / "metrics.csv") as fh:
+        one_message = list(csv.DictReader(fh))
+    with open(tmp_path / "separate" / "metrics.csv") as fh:
+        separate = list(csv.DictReader(fh))
+    for row in one_message + separate:
+        del row["train-seconds"]  # wall time
+    assert one_message == separate
+    assert all(row["accuracy"] != "" for row in one_message)
 
 
 def test_bad_config_fails_before_anything_starts() -> None:

@@ -16,6 +16,7 @@ from flower_dl import protocol
 from flower_dl.config import RunConfig
 from flower_dl.grid import NO_REPLY, split_replies
 from flower_dl.strategies import build_strategy
+from flower_dl.strategies.base import EvaluationPlan
 from flower_dl.strategies.decentralized import Decentralized
 
 NODE_IDS = {0: 100, 1: 101, 2: 102}
@@ -36,13 +37,13 @@ def _meta(node_id: int, kind: str) -> Metadata:
     )  # fmt: skip
 
 
-def train_reply(node_id: int, weights: list[float], loss: float, num_examples: int) -> Message:
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord({"w": Array(np.array(weights, dtype=np.float32))}),
-            "metrics": MetricRecord({"train-loss": loss, "train-seconds": 0.5, "num-examples": num_examples}),
-        }
-    )
+def train_reply(
+    node_id: int, weights: list[float], loss: float, num_examples: int, evaluated: tuple[float, float] | None = None
+) -> Message:
+    metrics = MetricRecord({"train-loss": loss, "train-seconds": 0.5, "num-examples": num_examples})
+    if evaluated is not None:  # (accuracy, loss) of the received model
+        metrics["eval-acc"], metrics["eval-loss"] = evaluated
+    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.array(weights, dtype=np.float32))}), "metrics": metrics})
     return Message(content, metadata=_meta(node_id, protocol.TRAIN))
 
 
@@ -55,8 +56,8 @@ def error_reply(node_id: int, kind: str, reason: str) -> Message:
     return Message(Error(code=1, reason=reason), metadata=_meta(node_id, kind))
 
 
-def _decentralized() -> Decentralized:
-    strategy = Decentralized(W_LINE, NODE_IDS, {"num-nodes": 3})
+def _decentralized(evaluation: EvaluationPlan | None = None) -> Decentralized:
+    strategy = Decentralized(W_LINE, NODE_IDS, {"num-nodes": 3}, evaluation or EvaluationPlan(3, in_train=False))
     initial = ArrayRecord({"w": Array(np.zeros(2, dtype=np.float32))})
     strategy.configure_train(1, initial, ConfigRecord(), grid=None)  # builds the stack
     return strategy
@@ -114,6 +115,39 @@ def test_decentralized_evaluate_records_every_node_and_the_spread() -> None:
     assert strategy.aggregate_evaluate(3, []) is None and len(strategy.history.failures) == 4
 
 
+def test_the_evaluation_plan() -> None:
+    plan = EvaluationPlan(num_rounds=5, every=2)
+    assert [r for r in range(1, 6) if plan.measured(r)] == [2, 4, 5]
+    assert [r for r in range(1, 6) if plan.in_train_message(r)] == [3, 5]  # they evaluate rounds 2 and 4
+    assert [r for r in range(1, 6) if plan.evaluate_message(r)] == [5]
+    separate = EvaluationPlan(num_rounds=5, every=2, in_train=False)
+    assert [r for r in range(1, 6) if separate.in_train_message(r)] == []
+    assert [r for r in range(1, 6) if separate.evaluate_message(r)] == [2, 4, 5]
+
+
+def test_a_train_message_carries_the_previous_rounds_evaluation() -> None:
+    strategy = _decentralized(EvaluationPlan(3))
+    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord(), grid=None))
+    assert all(protocol.parse_train_request(m).evaluate_first for m in messages)
+    assert list(strategy.configure_evaluate(2, ArrayRecord(), ConfigRecord(), grid=None)) == []
+    assert strategy.aggregate_evaluate(2, []) is None and strategy.history.failures == []  # none was sent
+    replies = [
+        train_reply(100, [3, 0], 1.0, 10, evaluated=(0.75, 0.5)),
+        train_reply(101, [6, 3], 2.0, 30, evaluated=(0.25, 1.5)),
+        error_reply(102, "train", "RuntimeError: gone"),
+    ]
+    strategy.aggregate_train(2, replies)
+    # round 2's train replies measured the models of round 1
+    assert strategy.history.columns[(1, 0)] == {"accuracy": 0.75, "loss": 0.5}
+    assert strategy.history.columns[(1, 1)] == {"accuracy": 0.25, "loss": 1.5}
+    assert "accuracy" not in strategy.history.columns[(2, 0)]
+    assert strategy.history.failures == [
+        {"round": 2, "node": 2, "stage": "train", "reason": "RuntimeError: gone"},
+        {"round": 1, "node": 2, "stage": "evaluate", "reason": "RuntimeError: gone"},
+    ]
+    assert len(list(strategy.configure_evaluate(3, ArrayRecord(), ConfigRecord(), grid=None))) == 3  # the last
+
+
 def test_decentralized_sends_each_node_its_own_model_with_the_run_config() -> None:
     strategy = _decentralized()
     strategy.stack.matrix[:] = [[1, 1], [2, 2], [3, 3]]
@@ -136,7 +170,7 @@ class _Grid:
 
 @pytest.mark.parametrize("name", ["fedavg", "fedprox"])
 def test_flower_strategies_record_per_node_results_and_failures(name) -> None:
-    cfg = RunConfig(num_nodes=3, topology="line", strategy=name, proximal_mu=0.25)
+    cfg = RunConfig(num_nodes=3, topology="line", strategy=name, proximal_mu=0.25, evaluate_in_train=False)
     strategy = build_strategy(cfg, W_LINE, NODE_IDS)
     initial = ArrayRecord({"w": Array(np.zeros(2, dtype=np.float32))})
     messages = list(strategy.configure_train(1, initial, ConfigRecord(), _Grid()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -14,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from flower_dl import sweep
+from flower_dl.flwr_output import CELL_LINE
 from flower_dl.sweep import Cell, cell_id, expand, parse_grid
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, TWO_ROUNDS, run_cli
 
-GRID = "share-ratio=[0, 0.2] strategy=['decentralized', 'fedavg']"
-FIXED = "num-server-rounds=1 local-epochs=1"
+GRID = "share-ratio=[0, 0.1] strategy=['decentralized', 'fedavg']"
+FIXED = TWO_ROUNDS  # so that the cell (decentralized, 0.1) is the config of conftest's sim_two_rounds
 
 
 def test_parse_and_expand_grid() -> None:
@@ -39,19 +41,32 @@ def _cell(seed: int, strategy: str = "fedavg") -> Cell:
 
 
 def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]:
-    """``launch`` and the SuperLink replaced: a cell "runs" by writing a 2-row metrics.csv, or fails, or is Ctrl-C'd."""
+    """``launch`` and the SuperLink replaced: a cell "runs" by writing a 2-row metrics.csv, or fails, or is Ctrl-C'd.
+
+    A launch with a ``sweep-file`` runs its cells one after another and logs their events as the ServerApp does.
+    """
     launched: list[dict] = []
+
+    def run_cell(config: dict, on_line) -> bool:
+        if config["seed"] in interrupt:
+            raise KeyboardInterrupt
+        on_line(f"\x1b[92mINFO \x1b[0m:      [ROUND 1/1] seed {config['seed']}\n")
+        if config["seed"] in fail:
+            return False
+        folder = Path(config["results-dir"]) / config["run-name"]
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text("round,node,accuracy\n1,0,0.5\n1,1,0.75\n")
+        return True
 
     def launch(app_dir, overrides, env, *, num_supernodes, cpus_per_node, gpus_per_node, on_line):
         launched.append(dict(overrides))
-        if overrides["seed"] in interrupt:
-            raise KeyboardInterrupt
-        on_line(f"\x1b[92mINFO \x1b[0m:      [ROUND 1/1] seed {overrides['seed']}\n")
-        if overrides["seed"] in fail:
-            return 1, "finished:failed"
-        folder = Path(overrides["results-dir"]) / overrides["run-name"]
-        folder.mkdir(parents=True)
-        (folder / "metrics.csv").write_text("round,node,accuracy\n1,0,0.5\n1,1,0.75\n")
+        if not overrides.get("sweep-file"):
+            return (0, "finished:completed") if run_cell(overrides, on_line) else (1, "finished:failed")
+        for cell in json.loads(Path(overrides["sweep-file"]).read_text())["cells"]:
+            cid = sweep.cell_id(cell)
+            on_line(f"INFO :      {CELL_LINE % (cid, 'started', '1/3')}\n")
+            ok = run_cell(cell, on_line)
+            on_line(f"INFO :      {CELL_LINE % (cid, 'finished' if ok else 'failed', 'boom')}\n")
         return 0, "finished:completed"
 
     monkeypatch.setattr(sweep, "launch", launch)
@@ -59,7 +74,8 @@ def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]
     return launched
 
 
-def test_run_sweep_appends_completed_cells_reports_failures_and_logs(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("separate_runs", [False, True])
+def test_run_sweep_appends_completed_cells_reports_failures_and_logs(tmp_path, monkeypatch, separate_runs) -> None:
     launched = _fake_flower(monkeypatch, fail={2}, interrupt=set())
     table, cells = tmp_path / "t.csv", [_cell(1), _cell(2), _cell(3)]
     events: list[tuple[str, str]] = []
@@ -71,23 +87,38 @@ def test_run_sweep_appends_completed_cells_reports_failures_and_logs(tmp_path, m
         on_cell_start=lambda cell: events.append(("start", cell.label)),
         on_line=lambda line: events.append(("line", line.split("]")[-1].strip())),
         on_cell_end=lambda cell, result: events.append(("end", str(result.ok))),
+        separate_runs=separate_runs,
     )
     assert (outcome.finished, outcome.written, outcome.failed, outcome.interrupted) == (3, 2, (cells[1].id,), False)
-    assert events[:3] == [("start", "strategy=fedavg seed=1"), ("line", "seed 1"), ("end", "True")]
+    ends = [e for e in events if e[0] in ("start", "end")]
+    assert ends[:2] == [("start", "strategy=fedavg seed=1"), ("end", "True")]
     assert [e for e in events if e[0] == "end"] == [("end", "True"), ("end", "False"), ("end", "True")]
+    assert ("line", "seed 1") in events
     rows = _rows(table)
     assert [(r["cell"], r["seed"], r["node"]) for r in rows] == [
         (c.id, str(c.run_config["seed"]), n) for c in (cells[0], cells[2]) for n in ("0", "1")
     ]
+    # one Flower run for the three cells (same num-nodes), or one each
+    assert len(launched) == (3 if separate_runs else 1)
     assert launched[0]["run-name"] == cells[0].id and launched[0]["results-dir"] == str(tmp_path / "runs")
     assert "seed 2" in outcome.log.read_text() and outcome.log == tmp_path / "t.log"
     assert sweep.pending_cells(cells, table) == [cells[1]]  # a re-run retries only the failed cell
+    assert not list((tmp_path / "runs").glob(".cells-*"))  # the cells file is gone
 
 
-def test_run_sweep_stopped_by_ctrl_c_keeps_the_finished_cells(tmp_path, monkeypatch) -> None:
+def test_cells_share_a_run_only_with_the_same_number_of_nodes() -> None:
+    def cell(seed: int, n: int) -> Cell:
+        return Cell.from_config({"seed": seed}, {"seed": seed, "num-nodes": n}, [])
+
+    groups = sweep.one_run_groups([cell(1, 5), cell(2, 5), cell(3, 8), cell(4, 5)])
+    assert [[c.run_config["seed"] for c in g] for g in groups] == [[1, 2], [3], [4]]
+
+
+@pytest.mark.parametrize("separate_runs", [False, True])
+def test_run_sweep_stopped_by_ctrl_c_keeps_the_finished_cells(tmp_path, monkeypatch, separate_runs) -> None:
     _fake_flower(monkeypatch, fail=set(), interrupt={2})
     table, cells = tmp_path / "t.xlsx", [_cell(1), _cell(2), _cell(3)]
-    outcome = sweep.run_sweep(cells, table, app_dir=tmp_path)
+    outcome = sweep.run_sweep(cells, table, app_dir=tmp_path, separate_runs=separate_runs)
     assert (outcome.finished, outcome.written, outcome.interrupted) == (1, 1, True)
     assert sweep.done_cells(sweep.read_table(table)) == {cells[0].id}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t.xlsx")] == []  # no temporary file left
@@ -98,13 +129,13 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
-def test_sweep_survives_sigint_resumes_and_reports(tmp_path) -> None:
+def test_sweep_survives_sigint_resumes_and_reports(tmp_path, sim_two_rounds) -> None:
     table = tmp_path / "sweep.csv"
     cmd = [sys.executable, "-m", "flower_dl.cli", "sweep", "-g", GRID, "-c", FIXED, "-t", str(table)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if table.exists() and len(_rows(table)) >= 5:
+        if table.exists() and len(_rows(table)) >= 10:
             break
         time.sleep(0.5)
     assert proc.poll() is None, "sweep ended before it could be interrupted"
@@ -115,7 +146,7 @@ def test_sweep_survives_sigint_resumes_and_reports(tmp_path) -> None:
     assert "interrupted" in err
     rows = _rows(table)
     per_cell = Counter(r["cell"] for r in rows)
-    assert 1 <= len(per_cell) < 4 and set(per_cell.values()) == {5}, per_cell  # only complete cells
+    assert 1 <= len(per_cell) < 4 and set(per_cell.values()) == {10}, per_cell  # only complete cells
     finished_before = set(per_cell)
 
     resumed = run_cli("sweep", "-g", GRID, "-c", FIXED, "-t", str(table))
@@ -123,17 +154,25 @@ def test_sweep_survives_sigint_resumes_and_reports(tmp_path) -> None:
     assert f"({len(finished_before)} already in" in resumed.stdout
     rows = _rows(table)
     per_cell = Counter(r["cell"] for r in rows)
-    assert len(per_cell) == 4 and set(per_cell.values()) == {5}
+    assert len(per_cell) == 4 and set(per_cell.values()) == {10}
     assert finished_before < set(per_cell)
     combos = {(r["strategy"], float(r["share-ratio"])) for r in rows}
-    assert combos == {(s, x) for s in ("decentralized", "fedavg") for x in (0.0, 0.2)}
+    assert combos == {(s, x) for s in ("decentralized", "fedavg") for x in (0.0, 0.1)}
     for r in rows:
-        assert r["round"] == "1" and 0 <= float(r["accuracy"]) <= 1
+        assert r["round"] in ("1", "2") and 0 <= float(r["accuracy"]) <= 1
         assert (float(r["leakage"]) == 0.0) == (float(r["share-ratio"]) == 0.0)
+    # the cells ran inside one Flower run (per resumed sweep), after other cells: a cell's rows are still
+    # those of the same config run alone
+    _, alone = sim_two_rounds
+    same = [r for r in rows if r["strategy"] == "decentralized" and float(r["share-ratio"]) == 0.1]
+    expected = _rows(alone / "metrics.csv")
+    for row in same + expected:
+        row.pop("train-seconds")
+    assert [{k: r[k] for k in expected[0]} for r in same] == expected
 
     again = run_cli("sweep", "-g", GRID, "-c", FIXED, "-t", str(table), timeout=120)
     assert again.returncode == 0 and "running 0" in again.stdout
-    assert len(_rows(table)) == 20
+    assert len(_rows(table)) == 40
 
     out_dir = tmp_path / "report"
     report = run_cli("report", str(table), "-o", str(out_dir), timeout=120)

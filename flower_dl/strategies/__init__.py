@@ -22,6 +22,7 @@ import numpy as np
 from flwr.serverapp import strategy as fl
 
 from flower_dl.config import STRATEGY_NAMES, RunConfig
+from flower_dl.strategies.base import EvaluationPlan
 from flower_dl.strategies.decentralized import Decentralized
 from flower_dl.strategies.server import FLOWER_STRATEGIES, parameter_server
 
@@ -42,7 +43,7 @@ def _flower(name: str) -> Builder:
         n = cfg.num_nodes
         return cls(
             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
-            min_available_nodes=n, node_ids=node_ids, run_config=cfg.to_run_config(),
+            min_available_nodes=n, node_ids=node_ids, run_config=cfg.to_run_config(), evaluation=evaluation_plan(cfg),
             **{key: value(cfg) for key, value in extra.items()},
         )  # fmt: skip
 
@@ -50,7 +51,12 @@ def _flower(name: str) -> Builder:
 
 
 def _decentralized(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
-    return Decentralized(W, node_ids, cfg.to_run_config())
+    return Decentralized(W, node_ids, cfg.to_run_config(), evaluation_plan(cfg))
+
+
+def evaluation_plan(cfg: RunConfig) -> EvaluationPlan:
+    """When the run config asks for evaluations, and in which message."""
+    return EvaluationPlan(cfg.num_server_rounds, cfg.evaluate_every, cfg.evaluate_in_train)
 
 
 REGISTRY: dict[str, Builder] = {"decentralized": _decentralized, **{name: _flower(name) for name in FLOWER_STRATEGIES}}

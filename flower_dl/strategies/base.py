@@ -21,6 +21,7 @@ the stack, then mix with ``W``). What a node is sent is
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from logging import INFO
 from typing import Any
 
@@ -65,6 +66,36 @@ class ParameterStack:
         return out
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """Which rounds' models are evaluated, and in which message.
+
+    Round ``r``'s model (for D-PSGD: after round ``r``'s mixing) is evaluated
+    if ``r`` is a multiple of ``every`` or the last round. With ``in_train``
+    (the default) a node evaluates it at the start of round ``r + 1``'s
+    ``train`` message, where it receives that model anyway: one message per
+    node per round; only the last round gets an ``evaluate`` message. Without
+    it, an ``evaluate`` message follows each evaluated round (twice the
+    messages; the same accuracies).
+    """
+
+    num_rounds: int
+    every: int = 1
+    in_train: bool = True
+
+    def measured(self, server_round: int) -> bool:
+        """Whether the model of ``server_round`` is evaluated at all."""
+        return server_round == self.num_rounds or server_round % self.every == 0
+
+    def in_train_message(self, server_round: int) -> bool:
+        """Whether the ``train`` message of ``server_round`` evaluates the received model (round - 1's)."""
+        return self.in_train and server_round > 1 and self.measured(server_round - 1)
+
+    def evaluate_message(self, server_round: int) -> bool:
+        """Whether an ``evaluate`` message follows ``server_round``."""
+        return self.measured(server_round) and (not self.in_train or server_round == self.num_rounds)
+
+
 class PerNode:
     """Mixin: the partition-id map, the run config in every message, the failure path, the history.
 
@@ -74,10 +105,20 @@ class PerNode:
         ``partition-id`` -> Flower node id, for every node ``0..n-1``.
     run_config : Mapping[str, Any]
         The run config (kebab-case) added to every message, so a node knows what to do.
+    evaluation : EvaluationPlan, optional
+        When to evaluate (default: every round, in the next round's ``train`` message).
     """
 
-    def __init__(self, *args: Any, node_ids: Mapping[int, int], run_config: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        node_ids: Mapping[int, int],
+        run_config: Mapping[str, Any],
+        evaluation: EvaluationPlan | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.evaluation = evaluation or EvaluationPlan(int(run_config.get("num-server-rounds", 10**9)))
         if sorted(node_ids) != list(range(len(node_ids))):
             raise ValueError(f"node_ids must map every partition-id 0..{len(node_ids) - 1}; got {sorted(node_ids)}")
         self.node_ids = dict(node_ids)
@@ -103,6 +144,37 @@ class PerNode:
             self.history.fail(server_round, pid, stage, reason)
         return got.ok
 
+    # -------------------------------------------------- train and evaluate
+    def train_config(self, server_round: int, config: ConfigRecord) -> ConfigRecord:
+        """The round's ``train`` config: the round, and whether to evaluate the received model first."""
+        config[protocol.SERVER_ROUND] = server_round
+        config[protocol.EVALUATE_FIRST] = self.evaluation.in_train_message(server_round)
+        return config
+
+    def collect_train(self, server_round: int, replies: Iterable[Message]) -> dict[int, Message]:
+        """Record a round's ``train`` replies: the training metrics, and the previous round's evaluation."""
+        replies = list(replies)
+        got = self.collect(server_round, replies, "train")
+        evaluated = self.evaluation.in_train_message(server_round)
+        for pid, reply in got.items():
+            self.history.record(server_round, pid, protocol.train_columns(reply))
+            if evaluated:
+                self.history.record(server_round - 1, pid, protocol.evaluate_columns(reply))
+        if evaluated:  # the evaluation of round - 1 was lost with the train reply
+            for pid in sorted(set(self.node_ids) - set(got)):
+                reason = next(f["reason"] for f in reversed(self.history.failures) if f["node"] == pid)
+                self.history.fail(server_round - 1, pid, "evaluate", reason)
+        return got
+
+    def collect_evaluate(self, server_round: int, replies: Iterable[Message]) -> dict[int, Message]:
+        """Record an ``evaluate`` message's replies (nothing was sent in a round without one)."""
+        if not self.evaluation.evaluate_message(server_round):
+            return {}
+        got = self.collect(server_round, replies, "evaluate")
+        for pid, reply in got.items():
+            self.history.record(server_round, pid, protocol.evaluate_columns(reply))
+        return got
+
 
 class DecentralizedStrategy(PerNode, Strategy):
     """Base of the decentralized algorithms: one model per node, emulated gossip.
@@ -111,14 +183,18 @@ class DecentralizedStrategy(PerNode, Strategy):
     ----------
     mixing_matrix : numpy.ndarray, shape (n, n)
         Validated mixing matrix indexed by ``partition-id``.
-    node_ids, run_config
+    node_ids, run_config, evaluation
         As in :class:`PerNode`.
     """
 
     def __init__(
-        self, mixing_matrix: np.ndarray, node_ids: Mapping[int, int], run_config: Mapping[str, Any] | None = None
+        self,
+        mixing_matrix: np.ndarray,
+        node_ids: Mapping[int, int],
+        run_config: Mapping[str, Any] | None = None,
+        evaluation: EvaluationPlan | None = None,
     ) -> None:
-        super().__init__(node_ids=node_ids, run_config=run_config or {})
+        super().__init__(node_ids=node_ids, run_config=run_config or {}, evaluation=evaluation)
         if mixing_matrix.shape != (self.num_nodes, self.num_nodes):
             raise ValueError(f"mixing matrix has shape {mixing_matrix.shape}; expected {self.num_nodes} nodes")
         # large graphs: a sparse float32 W keeps the product (n, P) float32 and cheap
@@ -154,14 +230,16 @@ class DecentralizedStrategy(PerNode, Strategy):
         """Send each node its own model (the first round: the shared initial model)."""
         if self.stack is None:
             self.stack = ParameterStack(arrays, self.num_nodes)
-        config[protocol.SERVER_ROUND] = server_round
+        config = self.train_config(server_round, config)
         return self._messages(protocol.TRAIN, ((pid, self.train_content(pid, config)) for pid in self.node_ids))
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Send each node its own (mixed) model to evaluate."""
+        """Send each node its own (mixed) model to evaluate, in the rounds that have an ``evaluate`` message."""
         assert self.stack is not None
+        if not self.evaluation.evaluate_message(server_round):
+            return []
         config[protocol.SERVER_ROUND] = server_round
         contents = ((pid, protocol.train_content(self.stack.record(pid), config)) for pid in self.node_ids)
         return self._messages(protocol.EVALUATE, contents)
@@ -172,9 +250,7 @@ class DecentralizedStrategy(PerNode, Strategy):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Record the replies, apply :meth:`update`; return the nodes' average model (Flower's "global" one)."""
         assert self.stack is not None
-        got = self.collect(server_round, replies, "train")
-        for pid, reply in got.items():
-            self.history.record(server_round, pid, protocol.train_columns(reply))
+        got = self.collect_train(server_round, replies)
         self.update(server_round, got)
         dist = consensus_distance(self.stack.matrix)
         self.history.consensus[server_round] = dist
@@ -187,13 +263,10 @@ class DecentralizedStrategy(PerNode, Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         """Record every node's accuracy and loss; return their mean (and min, max accuracy)."""
-        got = self.collect(server_round, replies, "evaluate")
-        columns = {pid: protocol.evaluate_columns(reply) for pid, reply in got.items()}
-        for pid, cols in columns.items():
-            self.history.record(server_round, pid, cols)
+        got = self.collect_evaluate(server_round, replies)
         if not got:
             return None
         metrics = aggregate_metricrecords([m.content for m in got.values()], protocol.NUM_EXAMPLES)
-        accs = [cols["accuracy"] for cols in columns.values()]
+        accs = [protocol.evaluate_columns(reply)["accuracy"] for reply in got.values()]
         metrics["eval-acc-min"], metrics["eval-acc-max"] = min(accs), max(accs)
         return metrics

@@ -18,7 +18,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
-from flower_dl import protocol
 from flower_dl.strategies.base import PerNode
 
 
@@ -28,27 +27,28 @@ class ParameterServer(PerNode):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        config = self.train_config(server_round, config)
         return self.stamped(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        if not self.evaluation.evaluate_message(server_round):
+            return []
         return self.stamped(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        got = self.collect(server_round, replies, "train")
-        for pid, reply in got.items():
-            self.history.record(server_round, pid, protocol.train_columns(reply))
+        got = self.collect_train(server_round, replies)
         self.history.consensus[server_round] = 0.0  # one model, held by every node
         # by partition-id, not by arrival: the weighted average's float sums then come out the same every run
         return super().aggregate_train(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        got = self.collect(server_round, replies, "evaluate")
-        for pid, reply in got.items():
-            self.history.record(server_round, pid, protocol.evaluate_columns(reply))
+        got = self.collect_evaluate(server_round, replies)
+        if not got:
+            return None
         return super().aggregate_evaluate(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
 
 
