@@ -20,14 +20,16 @@ def _rows(path) -> dict[tuple[int, int], dict[str, str]]:
 def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path, sim_two_rounds) -> None:
     out = tmp_path / "results"
     lines: list[str] = []
-    overrides = {k: int(v) for k, v in (kv.split("=") for kv in TWO_ROUNDS.split())}
+    # three rounds: round r's accuracy arrives with round r + 1's train reply, so a node killed as round 3
+    # starts has reported rounds 1 and 2's training and round 1's accuracy
+    overrides = {**{k: int(v) for k, v in (kv.split("=") for kv in TWO_ROUNDS.split())}, "num-server-rounds": 3}
     # SuperNodes start in reverse order: a node's place comes from its partition-id, not the order
     with local_deployment(tmp_path / "deploy", 5, partition_ids=[4, 3, 2, 1, 0]) as dep:
 
         def on_line(line: str) -> None:
             lines.append(line)
-            if "[ROUND 2/2]" in line:
-                dep.kill_supernode(2)  # the SuperNode of partition-id 2 crashes as round 2 starts
+            if "[ROUND 3/3]" in line:
+                dep.kill_supernode(2)  # the SuperNode of partition-id 2 crashes as round 3 starts
 
         rc, status = launch(
             ROOT,
@@ -45,7 +47,7 @@ def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path
     assert rc == 0 and status == "finished:completed", log[-4000:]
     folder = out / "deployed"
     rows = _rows(folder / "metrics.csv")
-    assert sorted(rows) == [(r, n) for r in (1, 2) for n in range(5)]
+    assert sorted(rows) == [(r, n) for r in (1, 2, 3) for n in range(5)]
     # round 1, before the crash: exactly the simulation's per-node metrics (same config and seed),
     # after an exchange over real SuperNodes
     _, sim_folder = sim_two_rounds
@@ -58,11 +60,15 @@ def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path
         for col in ("loss", "train-loss"):
             assert float(rows[(1, n)][col]) == pytest.approx(float(simulated[(1, n)][col]), rel=1e-5), (n, col)
         assert int(rows[(1, n)]["num-train-examples"]) > 1200 and float(rows[(1, n)]["leakage"]) > 0
-    # round 2: node 2 is gone; the others train, mix over the models that arrived, and evaluate
-    assert rows[(2, 2)]["failed"] == "1" and rows[(2, 2)]["accuracy"] == ""
-    assert all(rows[(2, n)]["failed"] == "0" and rows[(2, n)]["accuracy"] != "" for n in (0, 1, 3, 4))
+    assert rows[(2, 2)]["failed"] == "0" and rows[(2, 2)]["train-loss"] != ""  # it trained in round 2 ...
+    assert rows[(2, 2)]["accuracy"] == ""  # ... but died before its round-3 reply could carry round 2's accuracy
+    # round 3: node 2 is gone; the others train, mix over the models that arrived, and evaluate
+    assert rows[(3, 2)]["failed"] == "1" and rows[(3, 2)]["accuracy"] == ""
+    for r in (2, 3):
+        assert all(rows[(r, n)]["failed"] == "0" and rows[(r, n)]["accuracy"] != "" for n in (0, 1, 3, 4))
     failures = json.loads((folder / "summary.json").read_text())["failures"]
-    assert {(f["round"], f["node"], f["stage"]) for f in failures} == {(2, 2, "train"), (2, 2, "evaluate")}
+    stages = {(f["round"], f["node"], f["stage"]) for f in failures}
+    assert stages == {(3, 2, "train"), (2, 2, "evaluate"), (3, 2, "evaluate")}
 
 
 def test_missing_and_duplicated_partition_ids_fail_clearly(tmp_path) -> None:
