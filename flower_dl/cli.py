@@ -325,7 +325,7 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
             f"Run the app against it from another shell:\n"
             f"  FLWR_HOME={home} flwr run . {CONNECTION} --stream "
             f"--run-config \"num-nodes={args.num_nodes} results-dir='$PWD/results'\"\n"
-            f"Press Ctrl-C to stop every process.",
+            f"Press Ctrl-C (or send SIGTERM) to stop every process.",
             flush=True,
         )
         try:
@@ -401,16 +401,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``flower-dl`` command."""
+    """Entry point of the ``flower-dl`` command.
+
+    SIGTERM and SIGHUP stop every command as Ctrl-C does, and nothing a
+    command started outlives it, even killed outright
+    (:func:`~flower_dl.processes.stoppable`). An interrupted ``run`` or
+    ``sweep`` exits with 128 + the signal's number, as a shell reports a
+    command killed by it: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for
+    SIGHUP. ``deploy-local`` runs until it is stopped, so any of the three
+    ends it normally (exit 0) once it is up.
+
+    Returns
+    -------
+    int
+        The exit code: 0 done, 1 a run or cell failed, 2 a usage error or a
+        process that did not start, 128 + signal number interrupted.
+    """
+    import signal
+
+    from flower_dl.processes import stoppable
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (CliError, ProcessError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    with stoppable() as received:
+        try:
+            code = int(args.func(args) or 0)
+        except (CliError, ProcessError) as err:
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            how = f" by {signal.Signals(received[0]).name}" if received else ""
+            print(f"{PROG}: interrupted{how}", file=sys.stderr)
+            code = 130
+    return 128 + received[0] if code == 130 and received else code  # a sweep says 130 whatever the signal
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ started at the same time, which Flower's simulation joins.
 
 :func:`launch` runs one app on such a SuperLink (``flwr run --stream``, its
 own process group, stopped if interrupted) and :func:`run_status` asks
-``flwr ls`` how the run ended. Everything that starts or stops a process
+``flwr ls`` how the run ended. Every process is started by :func:`popen`: in
+a session of its own, which the command's :mod:`~flower_dl.watchdog` is told
+of, so that it is stopped even when the command is killed outright (SIGKILL)
+and cannot stop it itself. Everything that starts or stops a process
 lives here; the command line (:mod:`flower_dl.cli`) only parses and prints,
 and a sweep (:mod:`flower_dl.sweep`) calls :func:`launch` once a cell.
 """
@@ -28,12 +31,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flower_dl import flwr_output
+from flower_dl import flwr_output, watchdog
 from flower_dl.ray_head import READY
 
 CONNECTION = "flower-dl-local"
@@ -72,15 +75,28 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
 
 def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
     """SIGTERM, then SIGKILL, the process group led by ``proc``."""
-    if proc.poll() is None:
+    stop_process_groups([proc], timeout)
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM the process groups led by ``procs``, all at once; SIGKILL each after ``timeout`` s.
+
+    At once, because each of Flower's processes may take seconds to shut
+    down (it sends its telemetry first, up to 4 s); one SIGTERM only, because
+    a second kills it in the middle (Flower's handler restores the default).
+    """
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their leader
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their leader
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=timeout)
 
 
 def bin_path(name: str) -> str:
@@ -111,9 +127,25 @@ def flwr_env(workdir: Path, port: int) -> dict[str, str]:
     return env
 
 
+def popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen`` in a new session (process group), registered with the :mod:`~flower_dl.watchdog`.
+
+    Its own session, so that stopping it (:func:`stop_process_group`) stops
+    its children and Ctrl-C on the terminal reaches only this process, which
+    stops it in order. The watchdog is started first, so that no process is
+    left unwatched should this one be killed in between; a stop signal waits
+    until it is registered (see :class:`_StopSignals`).
+    """
+    with _stop_held_back():
+        watchdog.start()
+        proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
+        watchdog.register(proc.pid)
+    return proc
+
+
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _startup_error(err: Exception, log: Path) -> ProcessError:
@@ -247,13 +279,13 @@ def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[di
     """
     port = free_port()
     env = flwr_env(workdir, port)
-    head = None
-    if not env.get("RAY_ADDRESS") and env.get(RAY_HEAD_ENV, "1") != "0":
-        head = RayHead(workdir, env, startup_timeout)
-        env["RAY_ADDRESS"] = head.address
-    log = workdir / "superlink.log"
-    proc = _start(_superlink_cmd(workdir, port, simulation=True), env, log)
+    head = proc = None
     try:
+        if not env.get("RAY_ADDRESS") and env.get(RAY_HEAD_ENV, "1") != "0":
+            head = RayHead(workdir, env, startup_timeout)
+            env["RAY_ADDRESS"] = head.address
+        log = workdir / "superlink.log"
+        proc = _start(_superlink_cmd(workdir, port, simulation=True), env, log)
         if head is not None:
             head.watch(on_failure=lambda: stop_process_group(proc, timeout=5))
         try:
@@ -264,7 +296,8 @@ def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[di
     finally:
         if head is not None:
             head.stop()
-        stop_process_group(proc)
+        if proc is not None:
+            stop_process_group(proc)
     if head is not None and (failure := head.failure()) is not None:
         raise failure
 
@@ -343,9 +376,94 @@ def local_deployment(
                 raise _startup_error(err, node_log) from err
         yield dep
     finally:
-        for proc in dep.supernodes.values():
-            stop_process_group(proc)
+        stop_process_groups(list(dep.supernodes.values()))
         stop_process_group(superlink)
+
+
+# ---------------------------------------------------------------- commands
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop a command as Ctrl-C (SIGINT) does."""
+
+
+class _StopSignals:
+    """The stop signals a :func:`stoppable` command received; held back while :func:`popen` starts a process.
+
+    A :class:`KeyboardInterrupt` raised inside ``subprocess.Popen`` (Python
+    waits there until the child has called ``exec``) or before the child is
+    registered would leave a process that neither its caller nor the
+    watchdog knows of: there the signal only takes note, and
+    :meth:`held_back` raises once the process is registered.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.holding = 0
+        self.pending = False
+
+    def handler(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def held_back(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+            if self.pending and not self.holding:
+                self.pending = False
+                raise KeyboardInterrupt  # the process started is registered: the watchdog stops it
+
+
+_STOP: _StopSignals | None = None
+"""The running :func:`stoppable` command's signals (``None``: no such command, signals as Python has them)."""
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[list[int]]:
+    """Run a command: SIGTERM and SIGHUP stop it as Ctrl-C does; nothing it started outlives it.
+
+    ``kill``, ``timeout``, a job scheduler or a container stop send SIGTERM, a
+    closed terminal SIGHUP; by default either ends Python at once, and no
+    ``finally`` stops the processes started. Inside, both raise
+    :class:`KeyboardInterrupt`, as SIGINT does, so that every context manager
+    here stops what it started and a sweep keeps its finished cells (none
+    while :func:`popen` starts a process, see :class:`_StopSignals`). A
+    signal set to be ignored (``nohup``) or handled by someone else stays so.
+    At the end the previous handlers are back, and the
+    :mod:`~flower_dl.watchdog` is closed: it stops whatever is left, as it
+    would have stopped everything had the command been killed outright.
+
+    Yields
+    ------
+    list of int
+        The stop signals received so far, first first.
+    """
+    global _STOP
+    stop, previous = _StopSignals(), {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+                previous[sig] = signal.signal(sig, stop.handler)
+    _STOP = stop if previous else None
+    try:
+        yield stop.received
+    finally:
+        _STOP = None
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        watchdog.close()
+
+
+def _stop_held_back() -> contextlib.AbstractContextManager[None]:
+    stop = _STOP
+    if stop is None or threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    return stop.held_back()
 
 
 # -------------------------------------------------------------------- runs
@@ -382,15 +500,19 @@ def run_status(run_id: str, env: dict[str, str]) -> str:
         The status, followed by its details in parentheses when it is not
         ``finished:completed``; ``"unknown"`` if ``flwr ls`` did not answer.
     """
-    out = subprocess.run(
+    proc = popen(
         [bin_path("flwr"), "ls", "--run-id", run_id, "--format", "json"],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
     try:
-        runs = json.loads(out.stdout).get("runs", [])
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        stop_process_group(proc, timeout=5)  # at once if it exited; if not (timeout, Ctrl-C), now
+    try:
+        runs = json.loads(stdout).get("runs", [])
     except (json.JSONDecodeError, AttributeError):
         return "unknown"
     if not runs:
@@ -455,9 +577,7 @@ def launch(
     cmd = _run_cmd(app_dir, overrides, num_supernodes, cpus_per_node, gpus_per_node)
     if on_line is not None:
         on_line(f"{PROG}: {shlex.join(cmd)}\n")
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True
-    )
+    proc = popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     run_id = None
     try:
         assert proc.stdout is not None
