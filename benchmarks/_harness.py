@@ -3,7 +3,8 @@
 * :class:`TreeMemorySampler`: a thread that samples, every ``interval``
   seconds, the summed resident memory of a process tree read from ``/proc``
   (no psutil needed), and keeps the peak.
-* :func:`timed_simulation`: one flower-dl simulation launched through the
+* :func:`timed_simulation`: one simulation (flower-dl, or another app folder
+  such as ``floor_app/``, Flower's floor) launched through the
   package's own path (``flower_dl.processes.local_superlink`` +
   ``flower_dl.processes.launch``), every output line time-stamped on arrival, and the
   figures derived from those lines (start-up, per-round time), read with
@@ -47,6 +48,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
 APP_DIR = Path(__file__).resolve().parents[1]
 """The flower-dl app folder (the repository root, which holds pyproject.toml)."""
+FLOOR_APP_DIR = Path(__file__).resolve().parent / "floor_app"
+"""Flower's floor: a minimal app that sends the model's bytes to every node and back each round."""
 
 
 # ------------------------------------------------------------------- memory
@@ -86,6 +89,16 @@ def _pss_bytes(pid: int) -> int:
     except (OSError, IndexError, ValueError):
         pass
     return 0
+
+
+def _is_own_watchdog(pid: int, parent: int) -> bool:
+    """Whether ``pid`` runs ``python -m flower_dl.watchdog --parent PARENT`` (see :mod:`flower_dl.watchdog`)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return argv[1:5] == ["-m", "flower_dl.watchdog", "--parent", str(parent)]
 
 
 class TreeMemorySampler(threading.Thread):
@@ -152,9 +165,16 @@ class TreeMemorySampler(threading.Thread):
         self._names = {pid: table[pid][2] for pid in found if pid in table}
         return sorted(found)
 
-    def member_names(self) -> list[str]:
-        """Names of the processes counted now (e.g. to find processes left after a run)."""
+    def member_names(self, skip_watchdog: bool = False) -> list[str]:
+        """Names of the processes counted now (e.g. to find processes left after a run).
+
+        ``skip_watchdog``: leave out this process's :mod:`flower_dl.watchdog`,
+        which ``flower_dl.processes`` starts with the first run and which
+        lives as long as this process (so is never a run's left-over).
+        """
         pids = self.members()
+        if skip_watchdog:
+            pids = [p for p in pids if not _is_own_watchdog(p, self.root)]
         return sorted(f"{self._names.get(p, '?')}[{p}]" for p in pids)
 
     def sample(self) -> None:
@@ -216,11 +236,13 @@ def wait_for_exit(sampler: TreeMemorySampler, timeout: float = 60.0) -> tuple[fl
     SuperExec exit a few seconds after the SuperLink is stopped).
 
     Returns the seconds waited and what was still alive at the timeout. Waiting
-    keeps one run's teardown from overlapping the next measurement.
+    keeps one run's teardown from overlapping the next measurement. This
+    process's :mod:`flower_dl.watchdog` is not waited for: it outlives every
+    run by design (its memory is counted in the runs' figures all the same).
     """
     started = time.monotonic()
     while True:
-        left = sampler.member_names()
+        left = sampler.member_names(skip_watchdog=True)
         if not left or time.monotonic() - started >= timeout:
             return time.monotonic() - started, left
         time.sleep(0.5)
@@ -270,8 +292,14 @@ def timed_simulation(
     num_nodes: int,
     cpus_per_node: int = 1,
     echo: Callable[[str], None] | None = None,
+    app_dir: Path = APP_DIR,
 ) -> SimulationTiming:
-    """Run one flower-dl simulation as ``flower-dl run`` does; time it from its output lines.
+    """Run one simulation as ``flower-dl run`` does; time it from its output lines.
+
+    ``app_dir`` is the Flower app to run: flower-dl (the default) or another
+    app folder, such as ``benchmarks/floor_app`` (:data:`FLOOR_APP_DIR`),
+    whose ServerApp logs the same ``[ROUND r/R]`` and ``Strategy execution
+    finished`` lines.
 
     A private SuperLink is started in ``workdir`` (its start time is reported
     apart), then ``launch`` runs ``flwr run --stream``; each line it prints is
@@ -293,7 +321,7 @@ def timed_simulation(
                 echo(line)
 
         rc, status = launch(
-            APP_DIR, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node, on_line=on_line
+            app_dir, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node, on_line=on_line
         )
         total = time.monotonic() - t0
     superlink_start = t0 - t_link

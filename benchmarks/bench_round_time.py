@@ -88,6 +88,10 @@ Timings depend on the machine and on what else runs on it: the load average
 is recorded in the JSON.
 """
 
+# Over ~400 lines on purpose: one self-contained script whose method (the docstring above, ~90
+# lines) and measurements (a), (a'), (b)-(d), (c') are read and changed together; what it shares
+# with bench_scale.py lives in _harness.py.
+
 from __future__ import annotations
 
 import argparse
@@ -428,13 +432,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+def compare_model(model: str, args: argparse.Namespace, dataset: str, data_dir: str, tmp: Path) -> dict[str, Any]:
+    """(b), (c), (d), then (a) and (a') on flower-dl's node sizes, for one model; with the ratios."""
+    print(f"[{model}] flower-dl simulation ...", flush=True)
+    cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
+    print(f"[{model}] plain loop on node sizes {flower['num-train-examples']} ...", flush=True)
+    plain = plain_loop(cfg, flower["num-train-examples"], args.rounds, "plain")
+    print(f"[{model}] the same loop with flower-dl's training code ...", flush=True)
+    tuned = plain_loop(cfg, flower["num-train-examples"], args.rounds, "tuned")
+    return {"model": model, "plain": plain, "tuned": tuned, "flower-dl": flower, **ratios(flower, plain, tuned)}
+
+
+def ratios(flower: dict[str, Any], plain: dict[str, Any], tuned: dict[str, Any]) -> dict[str, float | None]:
+    """flower-dl's s/round against the loops': b/tuned, b/a, b/(a+eval) and b/a over rounds 2+."""
+    return {
+        "ratio-vs-tuned": flower["s-per-round"] / tuned["train-s-per-round"],
+        "ratio": flower["s-per-round"] / plain["train-s-per-round"],
+        "ratio-vs-plain-with-eval": flower["s-per-round"] / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
+        "ratio-after-round-1": (
+            flower["s-per-round-after-round-1"] / plain["train-s-per-round-after-round-1"]
+            if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"]
+            else None
+        ),
+    }
+
+
+def run_benchmark(
+    args: argparse.Namespace, machine: dict[str, Any]
+) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
+    """Every measurement, in a temporary folder: ``(data description, per-model results, start-up runs)``."""
     models = ["mlp", "cnn"] if args.model == "both" else [args.model]
-    machine = machine_info()
-    machine["torch-threads"] = torch.get_num_threads()
     results = []
     with tempfile.TemporaryDirectory(prefix="flower-dl-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -448,29 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for model in [] if args.startup_only else models:
-            print(f"[{model}] flower-dl simulation ...", flush=True)
-            cfg, flower = flower_run(model, args, dataset, data_dir, tmp)
-            print(f"[{model}] plain loop on node sizes {flower['num-train-examples']} ...", flush=True)
-            plain = plain_loop(cfg, flower["num-train-examples"], args.rounds, "plain")
-            print(f"[{model}] the same loop with flower-dl's training code ...", flush=True)
-            tuned = plain_loop(cfg, flower["num-train-examples"], args.rounds, "tuned")
-            results.append(
-                {
-                    "model": model,
-                    "plain": plain,
-                    "tuned": tuned,
-                    "flower-dl": flower,
-                    "ratio-vs-tuned": flower["s-per-round"] / tuned["train-s-per-round"],
-                    "ratio": flower["s-per-round"] / plain["train-s-per-round"],
-                    "ratio-vs-plain-with-eval": flower["s-per-round"]
-                    / (plain["train-s-per-round"] + plain["eval-s-per-round"]),
-                    "ratio-after-round-1": (
-                        flower["s-per-round-after-round-1"] / plain["train-s-per-round-after-round-1"]
-                        if flower["s-per-round-after-round-1"] and plain["train-s-per-round-after-round-1"]
-                        else None
-                    ),
-                }
-            )
+            results.append(compare_model(model, args, dataset, data_dir, tmp))
         startup = None
         if args.startup_runs > 0:
             print(
@@ -479,44 +484,73 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             startup = startup_runs(args, dataset, data_dir, tmp)
-    machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
+    return described, results, startup
 
-    print()
-    header = (
-        "model",
-        "plain s/round",
-        "+eval",
-        "tuned s/round",
-        "flower-dl s/round",
-        "ratio b/a",
-        "b/(a+eval)",
-        "b/a rounds 2+",
-        "b/tuned",
-        "start-up s",
-        "peak RSS MiB",
-        "peak PSS MiB",
-        "plain RSS MiB",
+
+# ------------------------------------------------------------------- output
+TABLE_HEADER = (
+    "model",
+    "plain s/round",
+    "+eval",
+    "tuned s/round",
+    "flower-dl s/round",
+    "ratio b/a",
+    "b/(a+eval)",
+    "b/a rounds 2+",
+    "b/tuned",
+    "start-up s",
+    "peak RSS MiB",
+    "peak PSS MiB",
+    "plain RSS MiB",
+)
+
+
+def table_row(r: dict[str, Any]) -> tuple[str, ...]:
+    """One model's row under :data:`TABLE_HEADER`."""
+    return (
+        r["model"],
+        fmt(r["plain"]["train-s-per-round"]),
+        fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
+        fmt(r["tuned"]["train-s-per-round"]),
+        fmt(r["flower-dl"]["s-per-round"]),
+        fmt(r["ratio"]),
+        fmt(r["ratio-vs-plain-with-eval"]),
+        fmt(r["ratio-after-round-1"]),
+        fmt(r["ratio-vs-tuned"]),
+        fmt(r["flower-dl"]["startup-s"], ".1f"),
+        fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
+        fmt(r["flower-dl"]["peak-pss-mib"], ".0f"),
+        fmt(r["plain"]["peak-rss-mib"], ".0f"),
     )
-    rows = [
-        (
-            r["model"],
-            fmt(r["plain"]["train-s-per-round"]),
-            fmt(r["plain"]["train-s-per-round"] + r["plain"]["eval-s-per-round"]),
-            fmt(r["tuned"]["train-s-per-round"]),
-            fmt(r["flower-dl"]["s-per-round"]),
-            fmt(r["ratio"]),
-            fmt(r["ratio-vs-plain-with-eval"]),
-            fmt(r["ratio-after-round-1"]),
-            fmt(r["ratio-vs-tuned"]),
-            fmt(r["flower-dl"]["startup-s"], ".1f"),
-            fmt(r["flower-dl"]["peak-rss-mib"], ".0f"),
-            fmt(r["flower-dl"]["peak-pss-mib"], ".0f"),
-            fmt(r["plain"]["peak-rss-mib"], ".0f"),
-        )
-        for r in results
-    ]
+
+
+def print_details(r: dict[str, Any]) -> None:
+    """One model's per-round times, start-up parts, largest processes and left-over processes."""
+    f, p = r["flower-dl"], r["plain"]
+    print(
+        f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
+        f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
+        f"RSS {p['rss-before-mib']:.0f} MiB before loading its data"
+    )
+    print(
+        f"{r['model']}: the same loop with flower-dl's training code, s per round "
+        f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
+        f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})"
+    )
+    print(
+        f"{r['model']}: start-up {f['startup-s']:.1f} s = SuperLink and Ray head start {f['superlink-start-s']:.1f} s "
+        f"+ launch->round 1 {f['launch-to-round-1-s']:.1f} s; launch->exit {f['launch-to-exit-s']:.1f} s, "
+        f"teardown {f['teardown-s']:.1f} s, "
+        f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
+        f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}"
+    )
+    warn_leftovers(r["model"], f)
+
+
+def print_results(results: list[dict[str, Any]], startup: dict[str, Any] | None) -> None:
+    """The table, the start-up medians, then each model's details."""
     if results:
-        print_table(header, rows)
+        print_table(TABLE_HEADER, [table_row(r) for r in results])
     if startup:
         for way, fig in startup.items():
             print(
@@ -524,43 +558,48 @@ def main(argv: list[str] | None = None) -> int:
                 f"(min {fig['min-s']:.1f}, max {fig['max-s']:.1f}, {len(fig['runs-s'])} runs)"
             )
     for r in results:
-        f, p = r["flower-dl"], r["plain"]
-        print(
-            f"{r['model']}: plain loop s per round {[round(x, 2) for x in p['train-s-rounds']]} "
-            f"(+ eval {[round(x, 2) for x in p['eval-s-rounds']]}), torch threads {p['torch-threads']}, "
-            f"RSS {p['rss-before-mib']:.0f} MiB before loading its data"
-        )
-        print(
-            f"{r['model']}: the same loop with flower-dl's training code, s per round "
-            f"{[round(x, 2) for x in r['tuned']['train-s-rounds']]} "
-            f"(+ eval {[round(x, 2) for x in r['tuned']['eval-s-rounds']]})"
-        )
-        print(
-            f"{r['model']}: start-up {f['startup-s']:.1f} s = SuperLink and Ray head start {f['superlink-start-s']:.1f} s "
-            f"+ launch->round 1 {f['launch-to-round-1-s']:.1f} s; launch->exit {f['launch-to-exit-s']:.1f} s, "
-            f"teardown {f['teardown-s']:.1f} s, "
-            f"rounds from log lines {[round(x, 2) for x in f['round-s-from-line-arrivals']]}, "
-            f"largest processes {[(p['name'], p['peak-rss-mib']) for p in f['largest-processes'][:3]]}"
-        )
-        warn_leftovers(r["model"], f)
+        print_details(r)
 
+
+def write_json(
+    path: str,
+    args: argparse.Namespace,
+    described: str,
+    machine: dict[str, Any],
+    results: list[dict[str, Any]],
+    startup: dict[str, Any] | None,
+) -> None:
+    out = {
+        "benchmark": "round-time",
+        "setting": {
+            **STUDY,
+            "data": described,
+            "rounds": args.rounds,
+            "local-epochs": args.local_epochs,
+            "cpus-per-node": args.cpus_per_node,
+            "quick": args.quick,
+        },
+        "machine": machine,
+        "results": results,
+        "startup-runs": startup,
+    }
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"figures written to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    machine = machine_info()
+    machine["torch-threads"] = torch.get_num_threads()
+    described, results, startup = run_benchmark(args, machine)
+    machine["loadavg-end"] = [round(x, 2) for x in os.getloadavg()]
+
+    print()
+    print_results(results, startup)
     if args.json:
-        out = {
-            "benchmark": "round-time",
-            "setting": {
-                **STUDY,
-                "data": described,
-                "rounds": args.rounds,
-                "local-epochs": args.local_epochs,
-                "cpus-per-node": args.cpus_per_node,
-                "quick": args.quick,
-            },
-            "machine": machine,
-            "results": results,
-            "startup-runs": startup,
-        }
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        write_json(args.json, args, described, machine, results, startup)
     return 0
 
 
