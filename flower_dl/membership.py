@@ -1,0 +1,336 @@
+"""Membership inference and exposure: what a node's model and its exchange reveal about its samples.
+
+Two complementary measures of the privacy a node gives up.
+
+*Membership inference* asks what the node's trained model reveals. The
+loss-threshold attack of Yeom et al. ("Privacy Risk in Machine Learning:
+Analyzing the Connection to Overfitting", CSF 2018) predicts that a sample was
+in the training set when the model's loss on it is below a threshold ``t``.
+Sweeping ``t`` traces a ROC curve; we report its area (:func:`attack_auc`)
+and, following Carlini et al. ("Membership Inference Attacks From First
+Principles", S&P 2022), its true-positive rate at a low false-positive rate
+(:func:`tpr_at_fpr`), which says whether the attack can pick out *some*
+members with confidence rather than how it does on average.
+
+*Exposure* asks what the exchange itself revealed: the fraction of a node's
+original sample ids that ended up with other nodes (:func:`exposed_fraction`,
+:func:`exposure_report`). It is counted by id, so it sees only copies: an item
+built by a privacy mechanism (:mod:`flower_dl.mechanisms`: a noisy image, a
+class mean) carries a fresh, negative id that matches no original id and so
+exposes nothing here; how close such items come to the sender's images is
+:func:`flower_dl.mechanisms.nn_distance`'s question.
+
+Everything here is pure numpy/scipy: the node computes losses, the
+functions below turn them into numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Integral
+
+import numpy as np
+
+__all__ = [
+    "attack_auc",
+    "attack_samples",
+    "check_mia_samples",
+    "edge_exposure",
+    "exposed_fraction",
+    "exposure_report",
+    "tpr_at_fpr",
+]
+
+
+# --------------------------------------------------------- membership inference
+def _losses(name: str, values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Losses as a flat float64 array; NaN would make every threshold comparison meaningless."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if np.isnan(arr).any():
+        raise ValueError(f"{name}: contains NaN; allowed: real losses (inf is fine)")
+    return arr
+
+
+def attack_auc(member_losses: Iterable[float] | np.ndarray, nonmember_losses: Iterable[float] | np.ndarray) -> float:
+    """Area under the ROC curve of the loss-threshold attack.
+
+    The attack scores a sample by ``-loss`` (a lower loss means "member"), so
+    its AUC is the probability that a random member has a lower loss than a
+    random non-member, ties counted half::
+
+        AUC = P(l_member < l_nonmember) + 0.5 * P(l_member == l_nonmember)
+
+    This is the Mann-Whitney U statistic of the non-member losses divided by
+    ``n_member * n_nonmember``, computed exactly from mid-ranks
+    (``scipy.stats.rankdata``) rather than by integrating a sampled ROC curve,
+    so it is the same number a pairwise count gives, in ``O((n + m) log(n + m))``.
+
+    Parameters
+    ----------
+    member_losses, nonmember_losses : array_like
+        Per-sample losses of the attacked model on members (its training
+        samples) and non-members (held-out samples).
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``: 1 when every member has a lower loss than every
+        non-member, 0 when reversed, 0.5 for an attack no better than chance.
+        NaN when either side is empty (the attack was not run).
+    """
+    from scipy.stats import rankdata
+
+    members = _losses("member_losses", member_losses)
+    nonmembers = _losses("nonmember_losses", nonmember_losses)
+    n, m = len(members), len(nonmembers)
+    if n == 0 or m == 0:
+        return float("nan")
+    ranks = rankdata(np.concatenate([nonmembers, members]))  # mid-ranks: a tie adds 0.5 to each side
+    u_nonmember = ranks[:m].sum() - m * (m + 1) / 2.0  # pairs with l_nonmember > l_member, ties half
+    return float(u_nonmember / (n * m))
+
+
+def tpr_at_fpr(
+    member_losses: Iterable[float] | np.ndarray,
+    nonmember_losses: Iterable[float] | np.ndarray,
+    fpr: float = 0.01,
+) -> float:
+    """True-positive rate of the loss-threshold attack at a false-positive rate of at most ``fpr``.
+
+    A threshold ``t`` predicts "member" for every sample with ``loss <= t``,
+    so a threshold always takes in *all* samples of equal loss together:
+    tied samples cannot be split between the two predictions. At ``t``,
+    ``TPR(t)`` is the fraction of members with ``loss <= t`` and ``FPR(t)``
+    the fraction of non-members with ``loss <= t``. The result is
+
+        max { TPR(t) : FPR(t) <= fpr }
+
+    over all thresholds, the empty one (``t = -inf``: nothing predicted a
+    member, TPR 0 at FPR 0) included, so the answer exists for every ``fpr``.
+    Both rates grow with ``t``, so the best threshold lies just below the
+    ``(k + 1)``-th smallest non-member loss, ``k`` the most non-members allowed
+    in (the largest ``k`` with ``k / n_nonmember <= fpr``): the result is the
+    fraction of members whose loss is *strictly* below that loss (all members
+    when ``k`` reaches every non-member).
+
+    Parameters
+    ----------
+    member_losses, nonmember_losses : array_like
+        Per-sample losses on members and non-members.
+    fpr : float
+        The false-positive rate allowed, in ``[0, 1]``. With few non-members
+        a small ``fpr`` allows none (``fpr < 1 / n_nonmember``): then only
+        members below every non-member count, which is strict but honest.
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; NaN when either side is empty.
+    """
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"fpr: {fpr!r} is out of range; allowed: a number in [0, 1]")
+    members = np.sort(_losses("member_losses", member_losses))
+    nonmembers = np.sort(_losses("nonmember_losses", nonmember_losses))
+    n, m = len(members), len(nonmembers)
+    if n == 0 or m == 0:
+        return float("nan")
+    allowed = _most_allowed(m, fpr)
+    if allowed >= m:
+        return 1.0
+    below = np.searchsorted(members, nonmembers[allowed], side="left")  # members strictly below it
+    return float(below / n)
+
+
+def _most_allowed(m: int, fpr: float) -> int:
+    """Largest ``k`` in ``0..m`` with ``k / m <= fpr``, exact where ``floor(fpr * m)`` rounds the wrong way."""
+    k = min(int(np.floor(fpr * m)), m)
+    while k < m and (k + 1) / m <= fpr:
+        k += 1
+    while k > 0 and k / m > fpr:
+        k -= 1
+    return k
+
+
+def check_mia_samples(value: object) -> int:
+    """Validate ``mia-samples``, the number of members (and of non-members) the attack uses per node.
+
+    0 switches the attack off. Returns the value as an ``int``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
+        raise ValueError(f"mia-samples: {value!r} must be an integer >= 0")
+    return int(value)
+
+
+def attack_samples(
+    train_ids: np.ndarray,
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    n: int,
+    seed: int,
+    *,
+    node: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick the members and non-members the loss-threshold attack is run on, for one node.
+
+    Members are ``n`` of the node's *original* training samples (never
+    received ones: the question is what the node's model reveals about the
+    node's own data). Non-members are ``n`` held-out test samples of the
+    node's classes, with the members' class histogram: in the non-IID
+    partitions a node knows only a few classes, and a non-member of a class
+    the model never saw would have a high loss for that reason alone, making
+    the attack look stronger than it is. Non-members are drawn per class
+    (``min(members of c, test samples of c)`` of class ``c``, without
+    replacement); if a class has too few test samples, the shortfall is
+    filled uniformly at random from the node's classes' remaining test
+    samples, so the histograms then differ only where the test set runs out.
+
+    Parameters
+    ----------
+    train_ids : numpy.ndarray
+        Ids of the node's original training samples.
+    train_labels : numpy.ndarray
+        Their labels, aligned with ``train_ids``.
+    test_labels : numpy.ndarray
+        Labels of the whole test set; non-members are indices into it.
+    n : int
+        How many members, and how many non-members (``mia-samples``).
+    seed : int
+        The run's seed. The draw uses ``numpy.random.default_rng((seed, node))``,
+        so it is reproducible and independent between nodes of one run.
+    node : int
+        The node's partition id (keys the draw; named in errors).
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        ``(member ids, non-member test indices)``, each sorted ``int64`` of
+        length ``n`` (both empty for ``n = 0``).
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is invalid or more than the node has of either kind.
+    """
+    n = check_mia_samples(n)
+    train_ids = np.asarray(train_ids, dtype=np.int64).ravel()
+    train_labels = np.asarray(train_labels, dtype=np.int64).ravel()
+    test_labels = np.asarray(test_labels, dtype=np.int64).ravel()
+    if len(train_ids) != len(train_labels):
+        raise ValueError(f"train_ids and train_labels differ in length: {len(train_ids)} vs {len(train_labels)}")
+    classes = np.unique(train_labels)
+    candidates = np.flatnonzero(np.isin(test_labels, classes))
+    if n > len(train_ids) or n > len(candidates):
+        raise ValueError(
+            f"mia-samples: {n} is more than node {node} can supply (it holds {len(train_ids)} training samples / "
+            f"{len(candidates)} test samples of its classes)"
+        )
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng((int(seed), int(node)))
+    picked = rng.choice(len(train_ids), size=n, replace=False)
+    members = np.sort(train_ids[picked])
+    nonmembers = _matched_nonmembers(train_labels[picked], test_labels, candidates, rng)
+    return members, nonmembers
+
+
+def _matched_nonmembers(
+    member_labels: np.ndarray,
+    test_labels: np.ndarray,
+    candidates: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Test indices matching the members' class histogram, topped up from ``candidates`` where a class runs out."""
+    chosen: list[np.ndarray] = []
+    classes, counts = np.unique(member_labels, return_counts=True)
+    for c, want in zip(classes.tolist(), counts.tolist(), strict=True):
+        pool = candidates[test_labels[candidates] == c]
+        chosen.append(rng.choice(pool, size=min(want, len(pool)), replace=False))
+    taken = np.concatenate(chosen)
+    short = len(member_labels) - len(taken)
+    if short > 0:
+        rest = np.setdiff1d(candidates, taken, assume_unique=True)
+        taken = np.concatenate([taken, rng.choice(rest, size=short, replace=False)])
+    return np.sort(taken).astype(np.int64)
+
+
+# --------------------------------------------------------------------- exposure
+def _id_array(ids: Iterable[int] | np.ndarray) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64).ravel()
+
+
+def exposed_fraction(own_ids: np.ndarray, held_by_others: Iterable[np.ndarray]) -> float:
+    """Fraction of a node's original samples that other nodes received in the exchange.
+
+    A sample of node ``i`` counts as exposed when its id is among the ids
+    that some *other* node *received* (from anyone). Not "holds": in the
+    study's partitioners nodes that share a class can hold the very same
+    sample from the start, and counting that would report exposure even at
+    ``share-ratio = 0``, when nothing was exchanged. Received from anyone,
+    not only from ``i``: once a copy of the sample sits on another node it is
+    out, whoever sent it. Ids ``i`` itself received are not passed here
+    (they are not in others' hands because of ``i``).
+
+    Only copies are seen: a mechanism's fresh (negative) ids match no
+    original id, so a noisy image or a class mean exposes nothing by id.
+
+    Parameters
+    ----------
+    own_ids : numpy.ndarray
+        Ids of the node's original samples.
+    held_by_others : Iterable[numpy.ndarray]
+        The ids each other node received in the exchange (before merging:
+        a received sample the receiver already had still counts).
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``; 0 for a node without samples (nothing to expose).
+    """
+    own = np.unique(_id_array(own_ids))
+    if len(own) == 0:
+        return 0.0
+    arrays = [_id_array(ids) for ids in held_by_others]
+    received = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return float(np.isin(own, received).sum() / len(own))
+
+
+def edge_exposure(own_ids: np.ndarray, sent_ids: np.ndarray) -> float:
+    """Fraction of a node's original samples sent over one edge (fresh ids count for nothing)."""
+    return exposed_fraction(own_ids, [sent_ids])
+
+
+def exposure_report(
+    own: Mapping[int, np.ndarray],
+    sent: Mapping[tuple[int, int], np.ndarray],
+) -> tuple[dict[int, float], dict[tuple[int, int], float]]:
+    """Per-node and per-edge exposure of a whole exchange.
+
+    Parameters
+    ----------
+    own : Mapping[int, numpy.ndarray]
+        Node -> ids of its original samples.
+    sent : Mapping[tuple[int, int], numpy.ndarray]
+        Directed edge ``(src, dst)`` -> ids ``src`` sent to ``dst`` (in the
+        broadcast mode the same ids for every ``dst``). What node ``j``
+        received is the union over the edges into ``j``.
+
+    Returns
+    -------
+    tuple[dict[int, float], dict[tuple[int, int], float]]
+        ``node -> exposed_fraction`` (against what every *other* node
+        received) for every node in ``own``, and ``(src, dst) ->
+        edge_exposure`` of ``src``'s samples for every edge in ``sent``.
+    """
+    received: dict[int, list[np.ndarray]] = {}
+    for (src, dst), ids in sent.items():
+        if src == dst:
+            raise ValueError(f"sent: edge ({src}, {dst}) is a self-loop; allowed: edges between two nodes")
+        if src not in own:
+            raise ValueError(f"sent: edge ({src}, {dst}) starts at node {src}, which has no entry in own")
+        received.setdefault(dst, []).append(_id_array(ids))
+    per_node = {
+        i: exposed_fraction(ids, [arr for j, arrays in received.items() if j != i for arr in arrays])
+        for i, ids in own.items()
+    }
+    per_edge = {(src, dst): edge_exposure(own[src], ids) for (src, dst), ids in sent.items()}
+    return per_node, per_edge
