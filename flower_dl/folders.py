@@ -1,0 +1,738 @@
+"""Nodes that own their data: one folder per node, read by that node alone (``dataset = "folder"``).
+
+A node folder holds only its node's data, in one of two layouts:
+
+``idx``
+    MNIST-format IDX files at the folder's root, as :func:`flower_dl.data.load_idx_dir`
+    reads them: ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``
+    and, for the node's own test set, ``t10k-images-idx3-ubyte[.gz]``,
+    ``t10k-labels-idx1-ubyte[.gz]``. Unlike :func:`~flower_dl.data.load_idx_dir`,
+    nothing below the root is searched: a folder of node folders must not be
+    mistaken for one node's data.
+``png``
+    An image tree ``train/<class>/<file>`` and ``test/<class>/<file>``; any
+    format Pillow reads, converted to 8-bit grayscale (Pillow's ``"L"`` mode) and,
+    when not 28x28, resized to 28x28 with Pillow's LANCZOS filter (the sharpest of
+    its antialiasing filters when shrinking; the aspect ratio is not kept). MNIST
+    digits are white on black: a tree of dark-on-light images must be inverted
+    first.
+
+Classes are the digits ``0``..``9`` (class folder names, IDX label values) or,
+when the folder root holds a ``classes.txt``, the names listed there one per
+line (label = line index; at most 10, the models' outputs). Hidden files and
+folders (names starting with ``.``) are ignored.
+
+Order. The samples of an image tree are ordered by file name across all its
+class folders (natural sort: digit runs compare as numbers, so ``9.png`` comes
+before ``10.png``), ties broken by class index. :func:`split` names a node's
+files by their position in the node's training set, so a folder it wrote reads
+back in exactly the written order, which is the order the node would have had
+from the source dataset (sorted source ids). Sorting class by class would
+regroup the samples by label and change which samples a seeded shuffle or the
+exchange picks.
+
+The test set. A node evaluates on its folder's test part, or on a shared
+``test-dir`` (same layouts; only its test part is read, found as the image tree
+``test/<class>/``, or the ``t10k`` files at its root or in its ``test/``).
+:func:`split` writes the whole source test set once, as ``test/`` at the root
+of its output (``test="shared"``, the default), because today's node
+(``node_state.Node.test_set``) evaluates every node on the whole test set of
+the dataset: the same test samples give the same accuracies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flower_dl.data import IDX_FILES, NUM_CLASSES, DataError, ImageData, _read_idx, partition_indices
+from flower_dl.files import atomic_write_text, default_mode
+
+LAYOUTS: tuple[str, ...] = ("idx", "png")
+TEST_SETS: tuple[str, ...] = ("shared", "own")
+DIGIT_CLASSES: tuple[str, ...] = tuple(str(c) for c in range(NUM_CLASSES))
+CLASSES_FILE = "classes.txt"
+SOURCE_IDS_FILE = "source-ids.txt"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "flower-dl-split"
+MANIFEST_VERSION = 1
+PARTITION_ID = "{partition-id}"
+IMAGE_SIZE = (28, 28)
+RESIZE_FILTER = "LANCZOS"
+"""Pillow resampling filter (``PIL.Image.Resampling``) for images that are not 28x28."""
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """One node's data as read from its folder.
+
+    Attributes
+    ----------
+    train_images, test_images : numpy.ndarray
+        ``uint8`` ``(n, 28, 28)``.
+    train_labels, test_labels : numpy.ndarray
+        ``int64``, indices into ``classes``.
+    classes : tuple[str, ...]
+        Class names; a label is its class's index.
+    source_index : numpy.ndarray
+        ``int64`` local id of each training sample: its position (``arange``).
+    source_ids : numpy.ndarray or None
+        ``int64`` ids of the training samples in the source dataset, when the
+        folder was written by :func:`split` (its ``source-ids.txt``); else ``None``.
+    layout : str
+        ``"idx"`` or ``"png"`` (the image tree), the layout of the node's folder.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: tuple[str, ...]
+    source_index: np.ndarray
+    source_ids: np.ndarray | None
+    layout: str
+
+    def image_data(self) -> ImageData:
+        """The arrays as an :class:`~flower_dl.data.ImageData` (what the rest of flower-dl takes)."""
+        return ImageData(self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+
+def exchange_ids(data: FolderData, partition_id: int) -> np.ndarray:
+    """Sample ids for the exchange, unique across nodes.
+
+    :func:`flower_dl.exchange.merge` dedupes received samples by id, across
+    nodes: positions alone (``source_index``) would collide between nodes and
+    drop distinct samples. A folder written by :func:`split` keeps its source
+    ids, so nodes sharing a source sample dedupe it exactly as a run on the
+    source dataset does; otherwise the id is ``(partition_id + 1) << 32 | position``,
+    which no source id (< 2**32) can equal.
+    """
+    if data.source_ids is not None:
+        return data.source_ids
+    return ((partition_id + 1) << 32) | data.source_index
+
+
+# ------------------------------------------------------------ data-dir template
+def data_dir_for(template: str, partition_id: int, num_nodes: int) -> str:
+    """The data folder of node ``partition_id`` from the run config's ``data-dir`` template.
+
+    ``{partition-id}`` is replaced by the node's partition id. A template
+    without it names one folder for every node, which only a 1-node run may do:
+    nodes that own their data must not silently read the same samples.
+
+    Raises
+    ------
+    DataError
+        Empty template, no ``{partition-id}`` with ``num_nodes > 1``, another
+        ``{...}`` placeholder, or a partition id outside ``0..num_nodes-1``.
+    """
+    if not template:
+        raise DataError(
+            "data-dir: '' is empty; dataset = 'folder' needs a folder per node, e.g. '/data/node-{partition-id}'"
+        )
+    if not 0 <= partition_id < num_nodes:
+        raise DataError(f"data-dir: partition-id {partition_id} is out of range; allowed: 0..{num_nodes - 1}")
+    if PARTITION_ID not in template and num_nodes > 1:
+        raise DataError(
+            f"data-dir: {template!r} has no {PARTITION_ID}; with num-nodes = {num_nodes} every node "
+            f"would read the same folder"
+        )
+    path = template.replace(PARTITION_ID, str(partition_id))
+    unknown = re.search(r"\{[^{}/]*\}", path)
+    if unknown:
+        raise DataError(f"data-dir: {template!r} has an unknown placeholder {unknown.group()}; allowed: {PARTITION_ID}")
+    return path
+
+
+def resolve_data_dir(node_config_dir: str, run_template: str, partition_id: int, num_nodes: int) -> str:
+    """The node's data folder: its node config's ``data-dir`` as is, else the run config's template filled in.
+
+    A SuperNode started with ``--node-config "data-dir=..."`` names the folder
+    on its own machine, which the run config cannot know.
+    """
+    if node_config_dir:
+        return str(node_config_dir)
+    return data_dir_for(run_template, partition_id, num_nodes)
+
+
+# ---------------------------------------------------------------------- reading
+def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_dir: str = "") -> FolderData:
+    """Read node ``node``'s folder (and the shared ``test_dir``, when given), checking everything first.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike
+        The node's folder, in the ``idx`` or ``png`` layout (detected).
+    node : int or str
+        The node's partition id, named in every error.
+    test_dir : str
+        A folder whose test part replaces the node's own (then the node's own
+        test files, if any, are not read).
+
+    Returns
+    -------
+    FolderData
+        Training samples in folder order (see the module docstring) and the test set.
+
+    Raises
+    ------
+    DataError
+        Naming the node, the folder and the file: missing or empty folder, no
+        training data, a class folder or label outside the classes, an image
+        Pillow cannot read, IDX files of different lengths, a malformed
+        ``classes.txt`` or ``source-ids.txt``, no test data.
+    """
+    root = Path(data_dir).expanduser()
+    where = f"node {node}: data-dir {str(data_dir)!r}"
+    if not root.is_dir():
+        raise DataError(f"{where} does not exist or is not a folder")
+    classes = _read_classes(root, where) or DIGIT_CLASSES
+    layout = _detect_layout(root, where)
+    if layout == "idx":
+        train_images, train_labels = _read_idx_part(root, "train", len(classes), where)
+    else:
+        train_images, train_labels = _read_tree(root / "train", "train", classes, where)
+    if len(train_images) == 0:
+        what = "train/" if layout == "png" else IDX_FILES["train_images"]
+        raise DataError(f"{where}: {what} holds no images; a node needs training samples")
+    if test_dir:
+        test_root = Path(test_dir).expanduser()
+        test_where = f"node {node}: test-dir {str(test_dir)!r}"
+        if not test_root.is_dir():
+            raise DataError(f"{test_where} does not exist or is not a folder")
+        test_classes = _read_classes(test_root, test_where)
+        if test_classes is not None and test_classes != classes:
+            raise DataError(
+                f"{test_where}: {CLASSES_FILE} lists {', '.join(test_classes)} but the data-dir "
+                f"{str(data_dir)!r} has classes {', '.join(classes)}; they must be the same"
+            )
+        test_images, test_labels = _read_test_part(test_root, classes, test_where)
+    else:
+        test_images, test_labels = _read_test_part(root, classes, where)
+    n = len(train_images)
+    return FolderData(
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        classes=classes,
+        source_index=np.arange(n, dtype=np.int64),
+        source_ids=_read_source_ids(root, n, where),
+        layout=layout,
+    )
+
+
+def _read_classes(root: Path, where: str) -> tuple[str, ...] | None:
+    """The names in ``root/classes.txt`` (blank lines at the end ignored), or ``None`` without one."""
+    path = root / CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{where}: {CLASSES_FILE} cannot be read as UTF-8 text ({err})") from err
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise DataError(f"{where}: {CLASSES_FILE} lists no classes; allowed: 1..{NUM_CLASSES} names, one a line")
+    if "" in names:
+        raise DataError(f"{where}: {CLASSES_FILE} line {names.index('') + 1} is blank; allowed: one class name a line")
+    if len(names) > NUM_CLASSES:
+        raise DataError(
+            f"{where}: {CLASSES_FILE} lists {len(names)} classes; allowed: at most {NUM_CLASSES} (the models' outputs)"
+        )
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(f"{where}: {CLASSES_FILE} line {i + 1} repeats the class {name!r}; names must be unique")
+        if "/" in name or name.startswith("."):
+            raise DataError(
+                f"{where}: {CLASSES_FILE} line {i + 1}: {name!r} cannot be a folder name; allowed: no '/', no leading '.'"
+            )
+        seen.add(name)
+    return tuple(names)
+
+
+def _idx_file(folder: Path, key: str) -> Path | None:
+    """``folder``'s IDX file for ``key`` (a key of :data:`IDX_FILES`), plain preferred over ``.gz``."""
+    for name in (IDX_FILES[key], IDX_FILES[key] + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _has_idx(folder: Path, part: str) -> bool:
+    return any(_idx_file(folder, f"{part}_{what}") is not None for what in ("images", "labels"))
+
+
+def _detect_layout(root: Path, where: str) -> str:
+    has_tree, has_idx = (root / "train").is_dir(), _has_idx(root, "train")
+    if has_tree and has_idx:
+        raise DataError(
+            f"{where}: holds both train/ and {IDX_FILES['train_images']}[.gz]; keep one layout "
+            f"(allowed: {', '.join(LAYOUTS)})"
+        )
+    if has_tree:
+        return "png"
+    if has_idx:
+        return "idx"
+    if not any(not p.name.startswith(".") for p in root.iterdir()):
+        raise DataError(f"{where} is empty; it must hold this node's data")
+    raise DataError(
+        f"{where}: holds no training data; expected train/<class>/ image folders or "
+        f"{IDX_FILES['train_images']}[.gz] and {IDX_FILES['train_labels']}[.gz]"
+    )
+
+
+def _read_test_part(root: Path, classes: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The test part of ``root``: ``t10k`` files at its root or in ``test/``, else the tree ``test/<class>/``."""
+    for folder in (root, root / "test"):
+        if _has_idx(folder, "test"):
+            prefix = "" if folder == root else "test/"
+            return _read_idx_part(folder, "test", len(classes), where, prefix=prefix)
+    if (root / "test").is_dir():
+        images, labels = _read_tree(root / "test", "test", classes, where)
+        if len(images) == 0:
+            raise DataError(f"{where}: test/ holds no images")
+        return images, labels
+    raise DataError(
+        f"{where}: holds no test data; expected test/<class>/ image folders or {IDX_FILES['test_images']}[.gz] "
+        f"and {IDX_FILES['test_labels']}[.gz]; add them or give a test-dir"
+    )
+
+
+def _read_idx_part(
+    folder: Path, part: str, num_classes: int, where: str, *, prefix: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``part`` (``train``/``test``) images and labels of an IDX folder, checked against each other."""
+    paths = {}
+    for what in ("images", "labels"):
+        path = _idx_file(folder, f"{part}_{what}")
+        if path is None:
+            raise DataError(f"{where}: {prefix}{IDX_FILES[f'{part}_{what}']}[.gz] is missing")
+        paths[what] = path
+    images, labels = (_read_idx_checked(paths[w], prefix + paths[w].name, where) for w in ("images", "labels"))
+    img_name, lbl_name = prefix + paths["images"].name, prefix + paths["labels"].name
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SIZE:
+        raise DataError(f"{where}: {img_name} holds images of shape {images.shape[1:]}; allowed: 28x28")
+    if labels.ndim != 1:
+        raise DataError(f"{where}: {lbl_name} has {labels.ndim} dimensions; a label file has 1")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{where}: {img_name} holds {len(images)} images but {lbl_name} holds {len(labels)} labels; "
+            f"they must be equal"
+        )
+    labels = labels.astype(np.int64)
+    if len(labels) and labels.max() >= num_classes:
+        raise DataError(
+            f"{where}: {lbl_name} holds label {int(labels.max())} but there are {num_classes} classes; "
+            f"allowed: 0..{num_classes - 1}"
+        )
+    return images, labels
+
+
+def _read_idx_checked(path: Path, name: str, where: str) -> np.ndarray:
+    try:
+        return _read_idx(path)
+    except DataError as err:  # "data-dir: '<path>' <reason>": keep the reason, name the node and the file
+        reason = str(err).replace(f"data-dir: {str(path)!r} ", "")
+        raise DataError(f"{where}: {name} {reason}") from err
+    except (OSError, EOFError) as err:  # unreadable, bad or truncated gzip
+        raise DataError(f"{where}: {name} cannot be read ({err})") from err
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key comparing digit runs as numbers (``img_9.png`` < ``img_10.png``)."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+
+
+def _read_tree(part_dir: Path, part: str, classes: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of ``part_dir/<class>/<file>``, in file-name order (see the module docstring)."""
+    label_of = {name: i for i, name in enumerate(classes)}
+    entries: list[tuple[tuple, int, str, Path]] = []
+    for class_dir in _visible(part_dir):
+        rel = f"{part}/{class_dir.name}"
+        if not class_dir.is_dir():
+            raise DataError(f"{where}: {rel} is not a class folder; {part}/ holds one folder per class")
+        if class_dir.name not in label_of:
+            source = CLASSES_FILE if classes != DIGIT_CLASSES else "folder names 0-9"
+            raise DataError(f"{where}: {rel}/ is not a known class; allowed: {', '.join(classes)} ({source})")
+        for path in _visible(class_dir):
+            if path.is_dir():
+                raise DataError(f"{where}: {rel}/{path.name}/ is a folder; a class folder holds only image files")
+            entries.append((natural_key(path.name), label_of[class_dir.name], path.name, path))
+    entries.sort(key=lambda e: e[:3])
+    images = np.empty((len(entries), *IMAGE_SIZE), dtype=np.uint8)
+    for i, (_, label, name, path) in enumerate(entries):
+        images[i] = _read_image(path, f"{part}/{classes[label]}/{name}", where)
+    return images, np.asarray([e[1] for e in entries], dtype=np.int64)
+
+
+def _read_image(path: Path, rel: str, where: str) -> np.ndarray:
+    """One image as ``uint8`` 28x28 grayscale (Pillow ``"L"``, LANCZOS-resized when another size)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            gray = img.convert("L")
+        if gray.size != IMAGE_SIZE:
+            gray = gray.resize(IMAGE_SIZE, getattr(Image.Resampling, RESIZE_FILTER))
+        return np.asarray(gray, dtype=np.uint8)
+    except UnidentifiedImageError as err:
+        raise DataError(f"{where}: {rel} is not a readable image (cannot identify image file)") from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{where}: {rel} is not a readable image ({err})") from err
+
+
+def _read_source_ids(root: Path, n: int, where: str) -> np.ndarray | None:
+    """``root/source-ids.txt`` (one integer a line, one per training sample), or ``None`` without one."""
+    path = root / SOURCE_IDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        tokens = path.read_text(encoding="ascii").split()
+        ids = np.asarray([int(t) for t in tokens], dtype=np.int64)
+    except (OSError, UnicodeDecodeError, ValueError, OverflowError) as err:
+        raise DataError(f"{where}: {SOURCE_IDS_FILE} is not one integer a line ({err})") from err
+    if len(ids) != n:
+        raise DataError(f"{where}: {SOURCE_IDS_FILE} lists {len(ids)} ids for {n} training samples; they must be equal")
+    if len(ids) and ids.min() < 0:
+        raise DataError(f"{where}: {SOURCE_IDS_FILE} holds the negative id {int(ids.min())}; allowed: ids >= 0")
+    return ids
+
+
+# ---------------------------------------------------------------------- writing
+def write_node_folder(
+    out_dir: str | os.PathLike[str],
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    *,
+    layout: str,
+    classes: Sequence[str] | None = None,
+    source_ids: np.ndarray | None = None,
+) -> Path:
+    """Write one node folder that :func:`load_node_folder` reads back identically (arrays, labels, order).
+
+    The folder is built in a hidden staging folder beside ``out_dir`` and
+    renamed into place at the end, so a crash never leaves a half-written node
+    folder (only a hidden ``.<name>.*.tmp`` one). IDX files are written plain,
+    not gzipped: a node then reads them without decompressing in every process
+    (a node folder is small; compress the whole folder to move it). The image
+    tree is ``train/<class>/<position>.png`` (position zero-padded to at least 5
+    digits), so that it reads back in the written order.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The node folder; must not exist or be empty.
+    train_images, test_images : numpy.ndarray
+        ``uint8`` ``(n, 28, 28)``; no test arrays: a folder whose node is given a ``test-dir``.
+    train_labels, test_labels : numpy.ndarray
+        Integer labels, indices into ``classes``.
+    layout : str
+        ``"idx"`` or ``"png"``.
+    classes : sequence of str, optional
+        Class names, written as ``classes.txt`` (none: the digits 0-9, no file).
+    source_ids : numpy.ndarray, optional
+        The training samples' source ids, written as ``source-ids.txt``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written.
+    """
+    names = _check_classes_arg(classes)
+    train_labels = _check_arrays("train", train_images, train_labels, len(names))
+    has_test = test_images is not None or test_labels is not None
+    if has_test:
+        test_labels = _check_arrays("test", test_images, test_labels, len(names))
+    if layout not in LAYOUTS:
+        raise DataError(f"write_node_folder: layout {layout!r} is not known; allowed: {', '.join(LAYOUTS)}")
+    if source_ids is not None:
+        source_ids = np.asarray(source_ids, dtype=np.int64)
+        if source_ids.shape != train_labels.shape:
+            raise DataError(
+                f"write_node_folder: {len(source_ids)} source ids for {len(train_labels)} training samples; "
+                "they must be equal"
+            )
+    out = _check_empty(out_dir, "write_node_folder")
+
+    def write(folder: Path) -> None:
+        if classes is not None:
+            (folder / CLASSES_FILE).write_text("".join(f"{c}\n" for c in names), encoding="utf-8")
+        if source_ids is not None:
+            (folder / SOURCE_IDS_FILE).write_text("".join(f"{i}\n" for i in source_ids.tolist()), encoding="ascii")
+        if layout == "idx":
+            _write_idx(folder, "train", train_images, train_labels)
+            if has_test:
+                _write_idx(folder, "test", test_images, test_labels)
+        else:
+            _write_tree(folder / "train", train_images, train_labels, names)
+            if has_test:
+                _write_tree(folder / "test", test_images, test_labels, names)
+
+    _staged(out, write)
+    return out
+
+
+def _check_classes_arg(classes: Sequence[str] | None) -> tuple[str, ...]:
+    if classes is None:
+        return DIGIT_CLASSES
+    names = tuple(str(c) for c in classes)
+    bad = [c for c in names if not c or c != c.strip() or "/" in c or "\n" in c or c.startswith(".")]
+    if not names or len(names) > NUM_CLASSES or len(set(names)) != len(names) or bad:
+        raise DataError(
+            f"classes: {list(names)!r} is not allowed; allowed: 1..{NUM_CLASSES} unique names, each a "
+            "valid folder name (no '/', no leading '.', no surrounding spaces)"
+        )
+    return names
+
+
+def _check_arrays(part: str, images: np.ndarray | None, labels: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """Check ``part``'s arrays for writing; return the labels as ``int64``."""
+    if images is None or labels is None:
+        raise DataError(f"write_node_folder: {part} images and labels must be given together")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SIZE:
+        raise DataError(
+            f"write_node_folder: {part} images are {images.dtype} {images.shape}; allowed: uint8 (n, 28, 28)"
+        )
+    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"write_node_folder: {part} labels are {labels.dtype} {labels.shape}; allowed: integers ({len(images)},)"
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(
+            f"write_node_folder: {part} labels span {int(labels.min())}..{int(labels.max())}; "
+            f"allowed: 0..{num_classes - 1} (one per class)"
+        )
+    return labels.astype(np.int64)
+
+
+def _check_empty(path: str | os.PathLike[str], who: str) -> Path:
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{who}: output folder {str(path)!r} is a file; choose an empty or new folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise DataError(f"{who}: output folder {str(path)!r} is not empty; choose an empty or new folder")
+    return out
+
+
+def _staged(out: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(folder)`` on a hidden staging folder beside ``out``, then rename it to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        os.chmod(stage, default_mode(directory=True))  # mkdtemp's folders are private (0700)
+        write(stage)
+        os.replace(stage, out)  # onto a missing or empty folder
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An ``uint8`` array as an IDX file: ``0 0 8 ndim``, each size as big-endian uint32, the bytes."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    return header + array.tobytes()
+
+
+def _write_idx(folder: Path, part: str, images: np.ndarray, labels: np.ndarray) -> None:
+    (folder / IDX_FILES[f"{part}_images"]).write_bytes(idx_bytes(images))
+    (folder / IDX_FILES[f"{part}_labels"]).write_bytes(idx_bytes(labels.astype(np.uint8)))
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One ``uint8`` 28x28 image as a grayscale PNG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_tree(part_dir: Path, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> None:
+    """``part_dir/<class>/<position>.png``, one folder per class present."""
+    width = max(5, len(str(len(images) - 1)))
+    for label in np.unique(labels).tolist():
+        (part_dir / classes[label]).mkdir(parents=True)
+    for i, (image, label) in enumerate(zip(images, labels.tolist())):
+        (part_dir / classes[label] / f"{i:0{width}d}.png").write_bytes(png_bytes(image))
+
+
+# ------------------------------------------------------------------------ split
+def split(
+    data: ImageData,
+    *,
+    partitioner: str,
+    num_nodes: int,
+    digits_per_node: int = 3,
+    alpha: float = 0.5,
+    seed: int = 0,
+    out_dir: str | os.PathLike[str],
+    layout: str,
+    source: str,
+    test: str = "shared",
+    classes: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Write a dataset as one folder per node, ``node-<partition-id>``, plus ``manifest.json``.
+
+    Node ``i``'s folder holds exactly the training samples a run on the source
+    dataset gives node ``i`` (:func:`flower_dl.data.partition_indices` with the
+    same parameters), in the same order, and their source ids
+    (``source-ids.txt``): a run on the folders trains on the same data and
+    dedupes exchanged samples the same way, so it gives the same accuracies.
+
+    Parameters
+    ----------
+    data : ImageData
+        The source dataset.
+    partitioner, num_nodes, digits_per_node, alpha, seed
+        As in :func:`flower_dl.data.partition_indices` (run-config ``partitioner``,
+        ``num-nodes``, ``digits-per-node``, ``dirichlet-alpha``, ``seed``).
+    out_dir : str or os.PathLike
+        Must not exist or be empty.
+    layout : str
+        ``"idx"`` or ``"png"``.
+    source : str
+        The source's name (e.g. ``"mnist-5k"``), recorded in the manifest.
+    test : str
+        ``"shared"`` (default): the whole source test set, once, as ``out_dir/test/``
+        (the manifest's ``test-dir`` is ``out_dir``), which is what today's nodes
+        evaluate on. ``"own"``: each node's folder holds the source test samples
+        of the classes present in its training partition (a node then measures
+        only the classes it knows).
+    classes : sequence of str, optional
+        Class names (written as ``classes.txt``); none: the digits 0-9.
+
+    Returns
+    -------
+    dict
+        The manifest as written (see :func:`load_manifest`).
+    """
+    if layout not in LAYOUTS:
+        raise DataError(f"split: layout {layout!r} is not known; allowed: {', '.join(LAYOUTS)}")
+    if test not in TEST_SETS:
+        raise DataError(f"split: test {test!r} is not known; allowed: {', '.join(TEST_SETS)}")
+    out = _check_empty(out_dir, "split")
+    names = _check_classes_arg(classes)
+    parts = partition_indices(
+        data.train_labels, partitioner, num_nodes, digits_per_node=digits_per_node, alpha=alpha, seed=seed
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    nodes = []
+    for pid, ids in enumerate(parts):
+        labels = data.train_labels[ids]
+        entry: dict[str, Any] = {
+            "partition-id": pid,
+            "folder": f"node-{pid}",
+            "train-samples": len(ids),
+            "train-per-class": _per_class(labels, len(names)),
+        }
+        test_images = test_labels = None
+        if test == "own":
+            keep = np.isin(data.test_labels, np.unique(labels))
+            test_images, test_labels = data.test_images[keep], data.test_labels[keep]
+            entry["test-samples"] = len(test_labels)
+            entry["test-per-class"] = _per_class(test_labels, len(names))
+        write_node_folder(
+            out / entry["folder"], data.train_images[ids], labels, test_images, test_labels,
+            layout=layout, classes=classes, source_ids=ids,
+        )  # fmt: skip
+        nodes.append(entry)
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "format-version": MANIFEST_VERSION,
+        "source": source,
+        "layout": layout,
+        "classes": list(names),
+        "num-nodes": num_nodes,
+        "partitioner": partitioner,
+        "digits-per-node": digits_per_node,
+        "dirichlet-alpha": alpha,
+        "seed": seed,
+        "test": test,
+        "data-dir": f"node-{PARTITION_ID}",
+        "test-dir": "." if test == "shared" else "",
+        "source-ids": SOURCE_IDS_FILE,
+        "nodes": nodes,
+    }
+    if test == "shared":
+        _write_shared_test(out, data, layout, names, classes is not None)
+        manifest["test-samples"] = len(data.test_labels)
+        manifest["test-per-class"] = _per_class(data.test_labels, len(names))
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks the split complete
+    return manifest
+
+
+def _per_class(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(labels, minlength=num_classes).tolist()
+
+
+def _write_shared_test(out: Path, data: ImageData, layout: str, names: tuple[str, ...], named: bool) -> None:
+    """The whole test set as ``out/test/`` (``t10k`` files or ``<class>/`` folders); ``classes.txt`` beside it."""
+    labels = _check_arrays("test", data.test_images, data.test_labels, len(names))
+    if named:
+        atomic_write_text(out / CLASSES_FILE, "".join(f"{c}\n" for c in names))
+    if layout == "idx":
+        _staged(out / "test", lambda folder: _write_idx(folder, "test", data.test_images, labels))
+    else:
+        _staged(out / "test", lambda folder: _write_tree(folder, data.test_images, labels, names))
+
+
+def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a split's ``manifest.json`` (``path``: the file or its folder).
+
+    ``data-dir`` (a template with ``{partition-id}``) and ``test-dir`` are
+    stored relative to the manifest's folder, so a split can be moved; they are
+    returned absolute, ready for the run config (``test-dir`` stays ``""`` for
+    ``test = "own"``).
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, not a flower-dl split manifest, or a newer format version.
+    """
+    file = Path(path).expanduser()
+    if file.is_dir():
+        file = file / MANIFEST_FILE
+    if not file.is_file():
+        raise DataError(f"manifest: {str(file)!r} does not exist; a finished split writes {MANIFEST_FILE} last")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"manifest: {str(file)!r} cannot be read as JSON ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise DataError(f"manifest: {str(file)!r} is not a flower-dl split manifest (format {MANIFEST_FORMAT!r})")
+    version = manifest.get("format-version")
+    if version != MANIFEST_VERSION:
+        raise DataError(
+            f"manifest: {str(file)!r} has format-version {version!r}; this flower-dl reads {MANIFEST_VERSION}"
+        )
+    missing = [k for k in ("data-dir", "test-dir", "num-nodes", "nodes", "layout") if k not in manifest]
+    if missing:
+        raise DataError(f"manifest: {str(file)!r} lacks {', '.join(missing)}")
+    base = file.parent.resolve()
+    manifest["data-dir"] = str(base / manifest["data-dir"])
+    manifest["test-dir"] = str((base / manifest["test-dir"]).resolve()) if manifest["test-dir"] else ""
+    return manifest
