@@ -290,6 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         on_cell_start=lambda cell: progress.start_cell(cell.label),
         on_line=progress.line,
         on_cell_end=lambda cell, result: _cell_ended(progress, cell, result, sweep.log_path(table)),
+        separate_runs=args.separate_runs,
     )
     progress.close()
     return _sweep_summary(outcome, table)
@@ -384,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--runs-dir", help="keep each cell's run folder here (default: discarded)")
     sw.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
     sw.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node (default: 0)")
+    sw.add_argument(
+        "--separate-runs", action="store_true",
+        help="one Flower run per cell (default: cells with the same num-nodes share one run)",
+    )  # fmt: skip
     sw.set_defaults(func=cmd_sweep)
 
     dl = sub.add_parser("deploy-local", help="start a SuperLink and N SuperNodes on 127.0.0.1 (until Ctrl-C)")

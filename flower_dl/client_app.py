@@ -10,7 +10,8 @@ of :mod:`flower_dl.protocol`:
                     into its training set; replies with the summaries of the leakage
                     hook, never raw data (and, when asked, the initial model);
 ``train``           local SGD epochs on own + received data, as the message's config says
-                    (first evaluating the received model, when asked: one message a round);
+                    (first evaluating the received model, when asked: one message a round;
+                    adding the correction it is sent, if any, at every step);
 ``evaluate``        accuracy and loss of the model it is sent, on its test set.
 
 Everything a handler needs comes from the message (its run config, the
@@ -173,15 +174,17 @@ def train(msg: Message, context: Context) -> Message:
     seed = seed_of(cfg.seed, node.partition_id, request.server_round)
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
+    correction = None if request.correction is None else request.correction.to_torch_state_dict()
     started = time.perf_counter()
     loss = training.train(
         model, train_x, train_y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
-        batch_size=cfg.batch_size, generator=generator, proximal_mu=request.proximal_mu,
+        batch_size=cfg.batch_size, generator=generator, proximal_mu=request.proximal_mu, correction=correction,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     arrays = ArrayRecord(model.cpu().state_dict())
+    steps = training.num_steps(len(train_y), cfg.local_epochs, cfg.batch_size)
     return protocol.train_reply(
-        msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), evaluation=evaluation
+        msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), num_steps=steps, evaluation=evaluation
     )
 
 

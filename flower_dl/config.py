@@ -23,8 +23,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from flower_dl.compression import check_compression
 from flower_dl.data import DATASETS, PARTITIONERS
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
+from flower_dl.topology.schedules import check_gossip_steps, check_schedule
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "decentralized",
@@ -37,6 +39,8 @@ STRATEGY_NAMES: tuple[str, ...] = (
     "fedmedian",
     "fedtrimmedavg",
     "krum",
+    "gradient-tracking",
+    "choco",
 )
 """Names accepted by the ``strategy`` key (the registry in ``flower_dl.strategies`` maps them)."""
 
@@ -82,6 +86,14 @@ class RunConfig:
     momentum: float = 0.5
     batch_size: int = 64
     proximal_mu: float = 0.01
+    # decentralized gossip
+    mixing_schedule: str = "static"
+    gossip_steps: int = 1
+    epidemic_peers: int = 2
+    compression: str = "top-k"
+    compression_ratio: float = 0.1
+    qsgd_levels: int = 16
+    choco_gamma: float = 0.5
     # run
     seed: int = 42
     node_wait_timeout: float = 120.0
@@ -121,6 +133,13 @@ class RunConfig:
         if "/" in self.run_name or self.run_name in (".", ".."):
             raise ConfigError(f"run-name: {self.run_name!r} is not a plain folder name (no '/')")
         check_topology(self.topology, self.num_nodes, edges=self.edges, degree=self.degree, prob=self.edge_prob)
+        _range("choco-gamma", self.choco_gamma, 0.0, 1.0, "a number in (0, 1]", strict_low=True)
+        try:
+            check_schedule(self.mixing_schedule, self.num_nodes, self.epidemic_peers)
+            check_gossip_steps(self.gossip_steps)
+            check_compression(self.compression, self.compression_ratio, self.qsgd_levels)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     # ------------------------------------------------------------------ I/O
     @classmethod

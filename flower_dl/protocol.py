@@ -25,9 +25,11 @@ message            sender  records: keys                                        
                            ``metrics``: num-train-examples, ``new-from:{src}``;
                            [``initial-model``: the model's arrays]
 ``train``          server  ``run-config``; ``arrays``: the model to train;              train it locally (evaluate it
-                           ``config``: server-round, [proximal-mu], [evaluate-first]   first, if asked)
+                           ``config``: server-round, [proximal-mu], [evaluate-first];  first, if asked; add the
+                           [``correction``: an array per parameter]                    correction at every step)
   reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model (and the
-                           train-seconds, num-examples, [eval-loss, eval-acc]          received one's accuracy)
+                           train-seconds, num-examples, num-steps,                     received one's accuracy)
+                           [eval-loss, eval-acc]
 ``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
                            server-round
   reply            node    ``metrics``: eval-loss, eval-acc, num-examples               its accuracy and loss
@@ -37,7 +39,9 @@ message            sender  records: keys                                        
 (``FedAvg(arrayrecord_key="arrays", configrecord_key="config")``), so a node
 answers Flower's built-in strategies and flower-dl's alike; ``proximal-mu`` is
 the key Flower's ``FedProx`` sends. A node never reads the strategy's name:
-what it must do is in the ``config`` record.
+what it must do is in the ``config`` record, and a ``correction`` record (gradient
+tracking's ``c_i``, :mod:`flower_dl.strategies.gradient_tracking`) is added to the
+gradient at every local step when a strategy sends one.
 
 Parsers of the server's side turn replies into plain Python and numpy values
 (:class:`NodeInfo`, :class:`Share`, :class:`~flower_dl.privacy.NodeSummary`, dicts of metrics named
@@ -77,6 +81,7 @@ INITIAL_MODEL = "initial-model"
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"
+CORRECTION = "correction"
 
 # keys inside records
 SERVER_ROUND = "server-round"
@@ -84,6 +89,7 @@ PROXIMAL_MU = "proximal-mu"
 EVALUATE_FIRST = "evaluate-first"
 """In a ``train`` config: evaluate the received model before training it (one message a round)."""
 NUM_EXAMPLES = "num-examples"
+NUM_STEPS = "num-steps"
 """The weighting key of Flower's strategies (``weighted_by_key``)."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
 _SAMPLE_FIELDS = ("ids", "src", "images", "labels")
@@ -342,11 +348,16 @@ class TrainRequest:
     """FedProx's proximal term (0: none)."""
     evaluate_first: bool
     """Evaluate the received model on the test set before training it."""
+    correction: ArrayRecord | None = None
+    """Added to the gradient at every local step (same keys as ``arrays``); ``None``: none."""
 
 
-def train_content(arrays: ArrayRecord, config: ConfigRecord) -> RecordDict:
+def train_content(arrays: ArrayRecord, config: ConfigRecord, correction: ArrayRecord | None = None) -> RecordDict:
     """The content of a ``train`` or ``evaluate`` message (without its ``run-config``)."""
-    return RecordDict({ARRAYS: arrays, CONFIG: config})
+    content = RecordDict({ARRAYS: arrays, CONFIG: config})
+    if correction is not None:
+        content[CORRECTION] = correction
+    return content
 
 
 def parse_train_request(msg: Message) -> TrainRequest:
@@ -356,6 +367,7 @@ def parse_train_request(msg: Message) -> TrainRequest:
         server_round=int(config.get(SERVER_ROUND, 0)),
         proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
         evaluate_first=bool(config.get(EVALUATE_FIRST, False)),
+        correction=msg.content.array_records.get(CORRECTION),
     )
 
 
@@ -371,10 +383,13 @@ def train_reply(
     loss: float,
     seconds: float,
     num_examples: int,
+    num_steps: int = 0,
     evaluation: tuple[float, float] | None = None,
 ) -> Message:
     """The trained model and its metrics; ``evaluation = (loss, accuracy)`` of the received model, if asked."""
-    metrics = MetricRecord({"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples)})
+    metrics = MetricRecord(
+        {"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples), NUM_STEPS: int(num_steps)}
+    )
     if evaluation is not None:
         metrics["eval-loss"], metrics["eval-acc"] = evaluation
     return Message(RecordDict({ARRAYS: arrays, METRICS: metrics}), reply_to=msg)
@@ -388,6 +403,16 @@ def evaluate_reply(msg: Message, *, loss: float, accuracy: float, num_examples: 
 def reply_arrays(reply: Message) -> ArrayRecord:
     """The model a ``train`` reply carries."""
     return reply.content[ARRAYS]
+
+
+def num_steps(reply: Message) -> int:
+    """The local SGD steps a ``train`` reply's model took (0 from a node that does not say)."""
+    return int(reply.content[METRICS].get(NUM_STEPS, 0))
+
+
+def arrays_nbytes(record: ArrayRecord) -> int:
+    """Payload bytes of a model: what one copy of it costs on the wire, framing left out."""
+    return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in record.values())
 
 
 def train_columns(reply: Message) -> dict[str, float]:

@@ -46,6 +46,7 @@ COLUMNS: tuple[str, ...] = (
     "num-train-examples",
     "leakage",
     "consensus-distance",
+    "gossip-bytes",
     "failed",
 )
 """Columns of ``metrics.csv`` (empty cell = not measured)."""
@@ -190,7 +191,12 @@ def summary_of(
     failures: Sequence[Mapping[str, Any]],
     wall_time_s: float,
 ) -> dict[str, Any]:
-    """``summary.json``: the last round's per-node accuracy and its mean/min/max, leakage, failures."""
+    """``summary.json``: the last round's per-node accuracy and its mean/min/max, leakage, bytes, failures.
+
+    ``gossip-bytes-total`` sums the ``gossip-bytes`` column: every byte the
+    nodes would have sent in training (model exchange, not the data exchange
+    phase, whose bytes are in ``edges.csv``).
+    """
     final = {r["node"]: r.get("accuracy") for r in rows if r["round"] == num_rounds}
     last = [a for a in final.values() if a is not None]
     return {
@@ -201,6 +207,7 @@ def summary_of(
         "accuracy-max": float(np.max(last)) if last else None,
         "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
         "leakage-mean": float(np.nanmean(list(leakage.values()))),
+        "gossip-bytes-total": int(sum(r.get("gossip-bytes") or 0 for r in rows)),
         "failures": list(failures),
         "wall-time-s": wall_time_s,
     }

@@ -62,7 +62,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     )
     for node in range(cfg.num_nodes):
         log(INFO, "leakage of node %d: %.6f", node, report.leakage[node])
-    strategy = build_strategy(cfg, topology.W, nodes.node_ids)
+    strategy = build_strategy(cfg, topology.W, nodes.node_ids, topology.graph.edges())
     for pid, reason in exchanged.failed.items():
         strategy.history.fail(0, pid, "exchange", reason)
     strategy.start(

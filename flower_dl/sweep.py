@@ -53,9 +53,15 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "num-nodes",
     "local-epochs",
     "num-server-rounds",
+    "mixing-schedule",
+    "gossip-steps",
+    "compression",
+    "compression-ratio",
 )
 TABLE_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
-TEXT_COLUMNS: tuple[str, ...] = ("cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology")
+TEXT_COLUMNS: tuple[str, ...] = (
+    "cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology", "mixing-schedule", "compression",
+)  # fmt: skip
 
 _PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")
 

@@ -9,7 +9,7 @@ the model is handed back in the default layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -79,13 +79,18 @@ def train(
     batch_size: int,
     generator: torch.Generator | None = None,
     proximal_mu: float = 0.0,
+    correction: Mapping[str, torch.Tensor] | None = None,
 ) -> float:
     """Train ``model`` in place with SGD; return the mean loss of the last epoch.
 
     Each epoch visits the samples in a fresh random order (drawn from
     ``generator``) in mini-batches sliced from the preloaded tensors. With
     ``proximal_mu > 0`` the FedProx term ``mu/2 * ||w - w0||^2`` is added,
-    ``w0`` being the weights the round started from.
+    ``w0`` being the weights the round started from. With a ``correction``
+    (parameter name -> tensor; gradient tracking's ``c_i``), every step also
+    moves each parameter by ``-lr * c``, outside the momentum buffer, as the
+    K-GT reference implementation applies its control variable: the
+    correction is a constant of the round, not a gradient to accelerate.
     """
     n = len(labels)
     if n == 0:
@@ -94,6 +99,7 @@ def train(
         device = next(model.parameters()).device
         optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=momentum)
         anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
+        shifts = _shifts(model, correction, lr)
         model.train()
         last_loss = float("nan")
         for _ in range(epochs):
@@ -110,10 +116,32 @@ def train(
                     loss = loss + 0.5 * proximal_mu * prox
                 loss.backward()
                 optimizer.step()
+                if shifts:
+                    with torch.no_grad():
+                        for p, shift in shifts:
+                            p.sub_(shift)
                 total += loss.item() * len(idx)
                 count += len(idx)
             last_loss = total / count
     return last_loss
+
+
+def num_steps(num_examples: int, epochs: int, batch_size: int) -> int:
+    """The SGD steps :func:`train` takes: ``epochs`` times the mini-batches of an epoch."""
+    return epochs * -(-num_examples // batch_size)
+
+
+def _shifts(
+    model: nn.Module, correction: Mapping[str, torch.Tensor] | None, lr: float
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(parameter, lr * c)`` pairs of a correction (in the parameter's layout); empty without one."""
+    if correction is None:
+        return []
+    params = dict(model.named_parameters())
+    unknown = sorted(set(correction) - set(params))
+    if unknown:
+        raise ValueError(f"correction: {unknown[0]!r} is not a parameter of the model; allowed: {sorted(params)}")
+    return [(params[name], lr * c.to(params[name].dtype).reshape(params[name].shape)) for name, c in correction.items()]
 
 
 @torch.no_grad()

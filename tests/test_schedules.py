@@ -1,4 +1,4 @@
-"""Tests for flower_dl.strategies.schedules: every round's W(t) checked as math, on several graphs and seeds."""
+"""Tests for flower_dl.topology.schedules: every round's W(t) checked as math, on several graphs and seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy import sparse as sp
 
-from flower_dl.strategies.schedules import (
+from flower_dl.topology import STUDY_EDGES, complete_graph, edge_list_graph, k_regular_graph, mixing_matrix, ring_graph
+from flower_dl.topology.schedules import (
     PROMISES_DOUBLY_STOCHASTIC,
     SCHEDULES,
     SPARSE_ABOVE,
@@ -23,7 +24,6 @@ from flower_dl.strategies.schedules import (
     round_support,
     validate_round,
 )
-from flower_dl.topology import STUDY_EDGES, complete_graph, edge_list_graph, k_regular_graph, mixing_matrix, ring_graph
 
 ROUNDS = range(1, 51)
 PEERS = 2

@@ -86,9 +86,11 @@ def test_decentralized_mixes_the_arrived_models_and_records_the_failures() -> No
     assert strategy.history.consensus[1] == pytest.approx(40 / 9)  # sum_i ||x_i - mean||^2 / 3, by hand
     assert metrics["train-loss"] == pytest.approx((1.0 * 10 + 2.0 * 30) / 40)  # weighted by num-examples
     assert metrics["consensus-distance"] == pytest.approx(40 / 9)
+    # gossip-bytes: one 8-byte model to each arrived neighbour; node 2 neither sends nor receives
     assert strategy.history.columns == {
-        (1, 0): {"train-loss": 1.0, "train-seconds": 0.5, "num-train-examples": 10},
-        (1, 1): {"train-loss": 2.0, "train-seconds": 0.5, "num-train-examples": 30},
+        (1, 0): {"train-loss": 1.0, "train-seconds": 0.5, "num-train-examples": 10, "gossip-bytes": 8},
+        (1, 1): {"train-loss": 2.0, "train-seconds": 0.5, "num-train-examples": 30, "gossip-bytes": 8},
+        (1, 2): {"gossip-bytes": 0},
     }
     assert strategy.history.failures == [
         {"round": 1, "node": 2, "stage": "train", "reason": "RuntimeError: out of memory"}
@@ -187,10 +189,14 @@ def test_flower_strategies_record_per_node_results_and_failures(name) -> None:
     assert np.allclose(arrays["w"].numpy(), [(4 * 10 + 0 * 30) / 40, (0 * 10 + 8 * 30) / 40])  # FedAvg, by hand
     assert metrics["train-loss"] == pytest.approx((1.0 * 10 + 3.0 * 30) / 40)
     assert strategy.history.consensus[1] == 0.0
-    assert strategy.history.columns[(1, 1)] == {"train-loss": 3.0, "train-seconds": 0.5, "num-train-examples": 30}
+    # gossip-bytes: the upload, one 2-float32 model; node 2's was lost
+    assert strategy.history.columns[(1, 1)] == {
+        "train-loss": 3.0, "train-seconds": 0.5, "num-train-examples": 30, "gossip-bytes": 8,
+    }  # fmt: skip
+    assert strategy.history.columns[(1, 2)] == {"gossip-bytes": 0}
     assert strategy.history.failures == [{"round": 1, "node": 2, "stage": "train", "reason": "ValueError: bad batch"}]
 
     metrics = strategy.aggregate_evaluate(1, [evaluate_reply(100, 0.6, 1.0), evaluate_reply(102, 0.8, 0.5)])
     assert metrics["eval-acc"] == pytest.approx(0.7)
-    assert strategy.history.columns[(1, 2)] == {"accuracy": 0.8, "loss": 0.5}
+    assert strategy.history.columns[(1, 2)] == {"gossip-bytes": 0, "accuracy": 0.8, "loss": 0.5}
     assert strategy.history.failures[-1] == {"round": 1, "node": 1, "stage": "evaluate", "reason": NO_REPLY}

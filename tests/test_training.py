@@ -117,3 +117,35 @@ def test_momentum_sgd_is_bit_identical_to_torch_optim_sgd(momentum):
             opt.step()
     for a, b in zip(ours.parameters(), reference.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp"])
+def test_a_correction_moves_every_step_outside_the_momentum(name):
+    """Gradient tracking's correction: each step is ``w <- w - lr (momentum step) - lr c``."""
+    x, y = _data(64)
+    ours, reference = build_model(name, seed=1), build_model(name, seed=1)
+    correction = {k: torch.full_like(p, 0.01 * (i + 1)) for i, (k, p) in enumerate(ours.named_parameters())}
+    kwargs = dict(epochs=1, lr=0.05, momentum=0.5, batch_size=32)
+    torch.manual_seed(5)
+    train(ours, x, y, generator=torch.Generator().manual_seed(3), correction=correction, **kwargs)
+    # by hand: torch's SGD on the loss, then the correction's shift, per step
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05, momentum=0.5)
+    torch.manual_seed(5)
+    reference.train()
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(3))
+    for start in (0, 32):
+        idx = order[start : start + 32]
+        optimizer.zero_grad()
+        F.cross_entropy(reference(x[idx]), y[idx]).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for k, p in reference.named_parameters():
+                p -= 0.05 * correction[k]
+    for (key, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_num_steps_counts_the_mini_batches():
+    from flower_dl.training import num_steps
+
+    assert num_steps(64, 1, 32) == 2 and num_steps(65, 3, 32) == 9 and num_steps(0, 2, 32) == 0

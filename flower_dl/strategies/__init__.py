@@ -1,32 +1,47 @@
 """Strategies, chosen by the run-config key ``strategy``.
 
-``decentralized`` is flower-dl's own D-PSGD (:mod:`~flower_dl.strategies.decentralized`,
-on the decentralized base of :mod:`~flower_dl.strategies.base`); every other
-name is one of Flower's built-in strategies run as the parameter-server
-baseline on the same exchanged data (:mod:`~flower_dl.strategies.server`).
+flower-dl's decentralized algorithms, each a small subclass of the
+decentralized base of :mod:`~flower_dl.strategies.base` (gossip emulated on
+the server), each mixing with the run's schedule (``mixing-schedule``,
+``gossip-steps``):
+
+=====================  =====================================================  =========================================
+``strategy``           algorithm                                              module
+=====================  =====================================================  =========================================
+``decentralized``      D-PSGD (Lian et al., NeurIPS 2017)                     :mod:`~flower_dl.strategies.decentralized`
+``gradient-tracking``  K-GT (Liu, Lin, Koloskova, Stich 2023)                 :mod:`~flower_dl.strategies.gradient_tracking`
+``choco``              Choco-SGD (Koloskova, Stich, Jaggi, ICML 2019)         :mod:`~flower_dl.strategies.choco`
+=====================  =====================================================  =========================================
+
+Every other name is one of Flower's built-in strategies run as the
+parameter-server baseline on the same exchanged data
+(:mod:`~flower_dl.strategies.server`).
 Every strategy records per-node results in its ``history``
 (:class:`~flower_dl.strategies.history.NodeHistory`), which is all the
 ServerApp reads after the run.
 
 Adding a strategy: one module with one class, and one line in :data:`REGISTRY`
+(a decentralized one: one entry in :data:`DECENTRALIZED_KWARGS`)
 (and its name in ``config.STRATEGY_NAMES``, which the run config validates
 without importing Flower's strategies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from flwr.serverapp import strategy as fl
 
 from flower_dl.config import STRATEGY_NAMES, RunConfig
-from flower_dl.strategies.base import EvaluationPlan
+from flower_dl.strategies.base import DecentralizedStrategy, EvaluationPlan, GossipSchedule
+from flower_dl.strategies.choco import Choco
 from flower_dl.strategies.decentralized import Decentralized
+from flower_dl.strategies.gradient_tracking import GradientTracking
 from flower_dl.strategies.server import FLOWER_STRATEGIES, parameter_server
 
-Builder = Callable[[RunConfig, np.ndarray, Mapping[int, int]], fl.Strategy]
+Builder = Callable[[RunConfig, np.ndarray, Mapping[int, int], Iterable[tuple[int, int]]], fl.Strategy]
 
 
 FLOWER_KWARGS: dict[str, dict[str, Callable[[RunConfig], Any]]] = {
@@ -39,7 +54,7 @@ def _flower(name: str) -> Builder:
     cls = parameter_server(FLOWER_STRATEGIES[name])
     extra = FLOWER_KWARGS.get(name, {})
 
-    def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
+    def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int], edges=()) -> fl.Strategy:
         n = cfg.num_nodes
         return cls(
             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
@@ -50,8 +65,40 @@ def _flower(name: str) -> Builder:
     return make
 
 
-def _decentralized(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
-    return Decentralized(W, node_ids, cfg.to_run_config(), evaluation_plan(cfg))
+DECENTRALIZED_KWARGS: dict[str, tuple[type[DecentralizedStrategy], dict[str, Callable[[RunConfig], Any]]]] = {
+    "decentralized": (Decentralized, {}),
+    "gradient-tracking": (GradientTracking, {"lr": lambda cfg: cfg.lr}),
+    "choco": (
+        Choco,
+        {
+            "gamma": lambda cfg: cfg.choco_gamma,
+            "method": lambda cfg: cfg.compression,
+            "ratio": lambda cfg: cfg.compression_ratio,
+            "levels": lambda cfg: cfg.qsgd_levels,
+            "seed": lambda cfg: cfg.seed,
+        },
+    ),
+}
+"""flower-dl's decentralized algorithms and the run-config values each takes beyond the base's."""
+
+
+def _decentralized(name: str) -> Builder:
+    cls, extra = DECENTRALIZED_KWARGS[name]
+
+    def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int], edges=()) -> fl.Strategy:
+        return cls(
+            W, node_ids, cfg.to_run_config(), evaluation_plan(cfg), gossip_schedule(cfg, edges),
+            **{key: value(cfg) for key, value in extra.items()},
+        )  # fmt: skip
+
+    return make
+
+
+def gossip_schedule(cfg: RunConfig, edges: Iterable[tuple[int, int]] = ()) -> GossipSchedule:
+    """The mixing matrices the run config asks for, on the topology's ``edges``."""
+    return GossipSchedule(
+        cfg.mixing_schedule, cfg.gossip_steps, cfg.seed, cfg.epidemic_peers, tuple((int(u), int(v)) for u, v in edges)
+    )
 
 
 def evaluation_plan(cfg: RunConfig) -> EvaluationPlan:
@@ -59,10 +106,20 @@ def evaluation_plan(cfg: RunConfig) -> EvaluationPlan:
     return EvaluationPlan(cfg.num_server_rounds, cfg.evaluate_every, cfg.evaluate_in_train)
 
 
-REGISTRY: dict[str, Builder] = {"decentralized": _decentralized, **{name: _flower(name) for name in FLOWER_STRATEGIES}}
+REGISTRY: dict[str, Builder] = {
+    "decentralized": _decentralized("decentralized"),
+    **{name: _flower(name) for name in FLOWER_STRATEGIES},
+    "gradient-tracking": _decentralized("gradient-tracking"),
+    "choco": _decentralized("choco"),
+}
 assert tuple(REGISTRY) == STRATEGY_NAMES, "config.STRATEGY_NAMES and REGISTRY must agree"
 
 
-def build_strategy(cfg: RunConfig, mixing_matrix: np.ndarray, node_ids: Mapping[int, int]) -> fl.Strategy:
-    """The strategy named by ``cfg.strategy``, for the nodes ``node_ids`` (partition-id -> Flower node id)."""
-    return REGISTRY[cfg.strategy](cfg, mixing_matrix, node_ids)
+def build_strategy(
+    cfg: RunConfig, mixing_matrix: np.ndarray, node_ids: Mapping[int, int], edges: Iterable[tuple[int, int]] = ()
+) -> fl.Strategy:
+    """The strategy named by ``cfg.strategy``, for the nodes ``node_ids`` (partition-id -> Flower node id).
+
+    ``edges`` are the topology's (``random-matching`` draws its pairs among them).
+    """
+    return REGISTRY[cfg.strategy](cfg, mixing_matrix, node_ids, edges)

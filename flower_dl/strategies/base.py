@@ -16,6 +16,9 @@ the replies, and hands the arrived ones to :meth:`DecentralizedStrategy.update`,
 the one hook an algorithm must write (D-PSGD: write the trained models into
 the stack, then mix with ``W``). What a node is sent is
 :meth:`DecentralizedStrategy.train_content`, which an algorithm may extend.
+Which matrices a round mixes with is :meth:`DecentralizedStrategy.mixings`,
+from the run's :class:`GossipSchedule` (``mixing-schedule``, ``gossip-steps``);
+what each node would have sent is recorded as its ``gossip-bytes``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from flower_dl import protocol
 from flower_dl.grid import split_replies
 from flower_dl.strategies.history import NodeHistory
 from flower_dl.strategies.mixing import consensus_distance
+from flower_dl.topology import schedules
 
 
 class ParameterStack:
@@ -50,6 +54,8 @@ class ParameterStack:
         self.sizes = [int(a.size) for a in arrays]
         flat = np.concatenate([a.astype(np.float32).ravel() for a in arrays])
         self.matrix = np.tile(flat, (num_nodes, 1))
+        self.nbytes = sum(a.nbytes for a in arrays)
+        """Bytes of one model on the wire (its arrays in their own dtypes)."""
 
     def flatten(self, record: ArrayRecord) -> np.ndarray:
         """ArrayRecord -> flat float32 vector (same key order as the template)."""
@@ -57,9 +63,12 @@ class ParameterStack:
 
     def record(self, node: int | None) -> ArrayRecord:
         """Node ``node``'s model as an ArrayRecord (``None``: the average model)."""
+        return self.as_record(self.matrix.mean(axis=0) if node is None else self.matrix[node])
+
+    def as_record(self, row: np.ndarray) -> ArrayRecord:
+        """A flat vector (a model, or a per-parameter quantity such as a correction) as an ArrayRecord."""
         out = ArrayRecord()
         offset = 0
-        row = self.matrix.mean(axis=0) if node is None else self.matrix[node]
         for key, shape, dtype, size in zip(self.keys, self.shapes, self.dtypes, self.sizes):
             out[key] = Array(row[offset : offset + size].reshape(shape).astype(dtype, copy=False))
             offset += size
@@ -94,6 +103,51 @@ class EvaluationPlan:
     def evaluate_message(self, server_round: int) -> bool:
         """Whether an ``evaluate`` message follows ``server_round``."""
         return self.measured(server_round) and (not self.in_train or server_round == self.num_rounds)
+
+
+@dataclass(frozen=True)
+class GossipSchedule:
+    """The mixing matrices of each round: ``mixing-schedule`` and ``gossip-steps`` (:mod:`flower_dl.topology.schedules`).
+
+    ``static`` mixes with the topology's ``W`` every step. The other schedules
+    draw each step's ``W(t)`` from ``(seed, round, step)`` alone, so any round's
+    matrices can be re-derived from ``config.json``; each is validated as it
+    is drawn (non-negative, rows summing to 1, only on the pairs allowed that
+    step, doubly stochastic where the schedule promises it), and a bad one
+    stops the run.
+    """
+
+    name: str = "static"
+    steps: int = 1
+    seed: int = 0
+    epidemic_peers: int = 1
+    edges: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def ignores_topology(self) -> bool:
+        """Whether the schedule picks its peers regardless of the topology's edges."""
+        return self.name in ("one-peer-exponential", "epidemic")
+
+    def matrices(self, server_round: int, W: np.ndarray | sparse.spmatrix) -> list[np.ndarray | sparse.spmatrix]:
+        """The ``gossip-steps`` mixing matrices of ``server_round``, in the order they are applied."""
+        if self.name == "static":
+            return [W] * self.steps
+        n = W.shape[0]
+        out = []
+        for step in range(self.steps):
+            Wt = schedules.mixing_at(
+                self.name, server_round, num_nodes=n, edges=self.edges, seed=self.seed,
+                epidemic_peers=self.epidemic_peers, step=step, gossip_steps=self.steps,
+            )  # fmt: skip
+            support = schedules.round_support(
+                self.name, server_round, num_nodes=n, edges=self.edges, step=step, gossip_steps=self.steps
+            )
+            doubly = schedules.promises_doubly_stochastic(self.name)
+            schedules.validate_round(
+                Wt, support=support, doubly_stochastic=doubly, schedule=self.name, round_=server_round
+            )
+            out.append(Wt.astype(np.float32))
+        return out
 
 
 class PerNode:
@@ -193,23 +247,33 @@ class DecentralizedStrategy(PerNode, Strategy):
         node_ids: Mapping[int, int],
         run_config: Mapping[str, Any] | None = None,
         evaluation: EvaluationPlan | None = None,
+        schedule: GossipSchedule | None = None,
     ) -> None:
         super().__init__(node_ids=node_ids, run_config=run_config or {}, evaluation=evaluation)
         if mixing_matrix.shape != (self.num_nodes, self.num_nodes):
             raise ValueError(f"mixing matrix has shape {mixing_matrix.shape}; expected {self.num_nodes} nodes")
         # large graphs: a sparse float32 W keeps the product (n, P) float32 and cheap
         self.W = sparse.csr_matrix(mixing_matrix, dtype=np.float32) if self.num_nodes > 64 else mixing_matrix
+        self.schedule = schedule or GossipSchedule()
         self.stack: ParameterStack | None = None
 
     def summary(self) -> None:
         """Log the strategy's set-up."""
         log(INFO, "\t└──> %s: %d nodes, one model per node (gossip emulated on the server)",
             type(self).__name__, self.num_nodes)  # fmt: skip
+        log(INFO, "\t└──> mixing-schedule %s, %d gossip step(s) per round%s", self.schedule.name,
+            self.schedule.steps, " (the topology's edges are ignored)" if self.schedule.ignores_topology else "")  # fmt: skip
 
     # ------------------------------------------------------------- hooks
-    def mixing(self, server_round: int) -> np.ndarray | sparse.spmatrix:
-        """The mixing matrix ``W`` of ``server_round`` (static: the topology's ``W`` every round)."""
-        return self.W
+    def mixings(self, server_round: int) -> list[np.ndarray | sparse.spmatrix]:
+        """The mixing matrices of ``server_round``, one per gossip step (:class:`GossipSchedule`)."""
+        return self.schedule.matrices(server_round, self.W)
+
+    def record_gossip_bytes(self, server_round: int, vectors_sent: np.ndarray, vector_bytes: np.ndarray | int) -> None:
+        """Record each node's ``gossip-bytes``: vectors it sent that round times the bytes of each."""
+        sent = np.asarray(vectors_sent, dtype=np.int64) * np.asarray(vector_bytes, dtype=np.int64)
+        for pid in range(self.num_nodes):
+            self.history.record(server_round, pid, {"gossip-bytes": int(sent[pid])})
 
     def train_content(self, node: int, config: ConfigRecord) -> RecordDict:
         """What ``node`` is sent to train: its own model and the round's config."""

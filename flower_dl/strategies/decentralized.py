@@ -3,11 +3,13 @@
 Each round every node trains its own model locally, then replaces it with the
 weighted average of its neighbours' models, ``x_i <- sum_j W_ij x_j``: one
 matrix product over the stacked, flattened parameters
-(:func:`~flower_dl.strategies.mixing.mix`).
+(:func:`~flower_dl.strategies.mixing.mix`), once per gossip step of the
+round's schedule (``mixing-schedule``, ``gossip-steps``).
 
-A node whose training reply did not arrive keeps its previous model; for the
-others the mixing weights are re-normalised over the models that did arrive
-(see :mod:`flower_dl.strategies.mixing`), so every row still sums to 1.
+A node whose training reply did not arrive keeps its previous model and sends
+nothing; for the others the mixing weights are re-normalised over the models
+that did arrive (see :mod:`flower_dl.strategies.mixing`), so every row still
+sums to 1. Each node's ``gossip-bytes`` is one model per receiver per step.
 """
 
 from __future__ import annotations
@@ -17,11 +19,22 @@ from flwr.app import Message
 
 from flower_dl import protocol
 from flower_dl.strategies.base import DecentralizedStrategy
-from flower_dl.strategies.mixing import mix
+from flower_dl.strategies.mixing import mix, sent_per_node
+
+
+def dpsgd_round(mixings, X: np.ndarray, arrived: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One D-PSGD gossip phase over trained models ``X``: ``X <- W_m' ... W_1' X``; also each node's vectors sent."""
+    sent = np.zeros(len(X), dtype=np.int64)
+    if not arrived.any():
+        return X, sent
+    for W in mixings:
+        X = mix(W, X, arrived)
+        sent += sent_per_node(W, arrived)
+    return X, sent
 
 
 class Decentralized(DecentralizedStrategy):
-    """D-PSGD: write the trained models into the stack, then ``X <- W' X``."""
+    """D-PSGD: write the trained models into the stack, then ``X <- W' X`` per gossip step."""
 
     def update(self, server_round: int, replies: dict[int, Message]) -> None:
         assert self.stack is not None
@@ -29,5 +42,5 @@ class Decentralized(DecentralizedStrategy):
         for pid, reply in replies.items():
             self.stack.matrix[pid] = self.stack.flatten(protocol.reply_arrays(reply))
             arrived[pid] = True
-        if arrived.any():
-            self.stack.matrix = mix(self.mixing(server_round), self.stack.matrix, arrived)
+        self.stack.matrix, sent = dpsgd_round(self.mixings(server_round), self.stack.matrix, arrived)
+        self.record_gossip_bytes(server_round, sent, self.stack.nbytes)

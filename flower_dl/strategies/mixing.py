@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from flower_dl.topology.schedules import models_sent
+
 
 def mix(W: np.ndarray | sparse.spmatrix, X: np.ndarray, arrived: np.ndarray | None = None) -> np.ndarray:
     """One gossip step ``X <- W' X`` over stacked parameters.
@@ -50,6 +52,17 @@ def effective_mixing(W: np.ndarray | sparse.spmatrix, arrived: np.ndarray) -> np
         W_eff[i] = 0.0
         W_eff[i, i] = 1.0
     return W_eff
+
+
+def sent_per_node(W: np.ndarray | sparse.spmatrix, arrived: np.ndarray | None = None) -> np.ndarray:
+    """Vectors each node sends in one gossip step: its receivers under the applicable mixing (int64, shape (n,)).
+
+    A node ``j`` sends to every ``i != j`` with ``W'_ij > 0`` (:func:`effective_mixing`
+    when some nodes did not arrive: a node that did not arrive sends nothing).
+    """
+    if arrived is not None and not arrived.all():
+        W = effective_mixing(W, arrived)
+    return models_sent(W)
 
 
 def consensus_distance(X: np.ndarray) -> float:

@@ -7,7 +7,7 @@ aggregation it records each node's metrics and each failed or missing reply
 in the strategy's :class:`~flower_dl.strategies.history.NodeHistory`, as
 flower-dl's decentralized strategies do (Flower's own strategies only log a
 failure and drop it). Every node holds the one global model, so the consensus
-distance is 0.
+distance is 0; a node's ``gossip-bytes`` is its upload, the trained model.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
+from flower_dl import protocol
 from flower_dl.strategies.base import PerNode
 
 
@@ -42,6 +43,9 @@ class ParameterServer(PerNode):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         got = self.collect_train(server_round, replies)
         self.history.consensus[server_round] = 0.0  # one model, held by every node
+        for pid in self.node_ids:  # a node's communication is its upload (none when its reply was lost)
+            nbytes = protocol.arrays_nbytes(protocol.reply_arrays(got[pid])) if pid in got else 0
+            self.history.record(server_round, pid, {"gossip-bytes": nbytes})
         # by partition-id, not by arrival: the weighted average's float sums then come out the same every run
         return super().aggregate_train(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
 
