@@ -75,11 +75,25 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     try:
         cfg = RunConfig.from_run_config(fused)
         build_topology(cfg)
-        if cfg.dataset != "mnist-5k" and cfg.data_dir:
+        if cfg.dataset == "folder":
+            _check_node_folders(cfg)
+        elif cfg.dataset != "mnist-5k" and cfg.data_dir:
             check_data_dir(cfg.data_dir)
     except ValueError as err:
         raise CliError(str(err)) from err
     return cfg
+
+
+def _check_node_folders(cfg) -> None:
+    """In a simulation every node's folder is on this machine: each must exist before anything starts."""
+    from flower_dl.folders import data_dir_for
+
+    for pid in range(cfg.num_nodes):
+        path = Path(data_dir_for(cfg.data_dir, pid, cfg.num_nodes)).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"data-dir: node {pid}'s folder {str(path)!r} does not exist or is not a folder")
+    if cfg.test_dir and not Path(cfg.test_dir).expanduser().is_dir():
+        raise ValueError(f"test-dir: {cfg.test_dir!r} does not exist or is not a folder")
 
 
 # --------------------------------------------------------------------- run
@@ -315,17 +329,26 @@ def _sweep_summary(outcome: SweepOutcome, table: Path) -> int:
     return 1 if failed else 0
 
 
+def _fitting_topology(num_nodes: int) -> str:
+    """Run-config text choosing a topology for ``num_nodes``: the default ``edges`` is the study's 5-node tree."""
+    if num_nodes == 5:
+        return ""
+    return " topology='ring'" if num_nodes >= 3 else " topology='full'"
+
+
 def cmd_deploy_local(args: argparse.Namespace) -> int:
     """``flower-dl deploy-local``: a SuperLink and N SuperNodes on 127.0.0.1 until Ctrl-C."""
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flower-dl-deploy-")).resolve()
     with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir) as dep:
         home = dep.env["FLWR_HOME"]
+        folder = " dataset='folder'" if "{partition-id}" in args.data_dir else ""
         print(
             f"{PROG}: SuperLink on {dep.superlink_address} (insecure, loopback only) and "
             f"{args.num_nodes} SuperNodes (partition-id 0..{args.num_nodes - 1}); logs in {workdir}\n"
             f"Run the app against it from another shell:\n"
             f"  FLWR_HOME={home} flwr run . {CONNECTION} --stream "
-            f"--run-config \"num-nodes={args.num_nodes} results-dir='$PWD/results'\"\n"
+            f'--run-config "num-nodes={args.num_nodes}{_fitting_topology(args.num_nodes)}{folder} '
+            f"results-dir='$PWD/results'\"\n"
             f"Press Ctrl-C (or send SIGTERM) to stop every process.",
             flush=True,
         )
@@ -335,6 +358,43 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     print(f"{PROG}: local deployment stopped", flush=True)
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    """``flower-dl split``: one folder per node from a dataset and a partitioner, plus ``manifest.json``."""
+    from flower_dl import folders
+    from flower_dl.data import DataError, load_dataset
+
+    app_dir = Path(args.app).resolve()
+    overrides = parse_overrides(args.run_config)
+    overrides.setdefault("topology", "full")  # a split needs no graph: any num-nodes is fine
+    if overrides.get("dataset") == "folder":
+        raise CliError("dataset: 'folder' cannot be split; name the source dataset (mnist-5k, mnist, fashion-mnist)")
+    cfg = resolve_config(app_dir, overrides)
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CliError(f"--out: {str(out)!r} is not an empty folder; split writes only into a new or empty one")
+    try:
+        manifest = folders.split(
+            load_dataset(cfg.dataset, cfg.data_dir), partitioner=cfg.partitioner, num_nodes=cfg.num_nodes,
+            digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed, out_dir=out,
+            layout=args.layout, source=cfg.dataset, test=args.test,
+        )  # fmt: skip
+    except DataError as err:
+        raise CliError(str(err)) from err
+    sizes = ", ".join(f"node {node['partition-id']}: {node['train-samples']}" for node in manifest["nodes"])
+    test_dir = f" test-dir='{out}'" if args.test == "shared" else ""
+    print(
+        f"{PROG}: wrote {cfg.num_nodes} node folders ({args.layout}) and manifest.json to {out} "
+        f"(training samples per node: {sizes})\n"
+        f"Run on them (simulation):\n"
+        f"  {PROG} run -c \"dataset='folder' data-dir='{out}/node-{{partition-id}}'{test_dir} num-nodes={cfg.num_nodes}"
+        f'{_fitting_topology(cfg.num_nodes)}"\n'
+        f'On separate machines, give SuperNode i --node-config "partition-id=i num-partitions={cfg.num_nodes} '
+        f"data-dir='<its copy of node-i>'\" and run with --run-config \"dataset='folder'{test_dir}\"",
+        flush=True,
+    )
     return 0
 
 
@@ -393,9 +453,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("deploy-local", help="start a SuperLink and N SuperNodes on 127.0.0.1 (until Ctrl-C)")
     dl.add_argument("--num-nodes", "-n", type=int, default=5, help="SuperNodes to start (default: 5)")
-    dl.add_argument("--data-dir", default="", help="data-dir passed to every SuperNode's node config")
+    dl.add_argument(
+        "--data-dir", default="",
+        help="data-dir of every SuperNode's node config; with {partition-id}, each SuperNode's own folder",
+    )  # fmt: skip
     dl.add_argument("--workdir", help="folder for logs and state (default: a new temporary folder)")
     dl.set_defaults(func=cmd_deploy_local)
+
+    sp = sub.add_parser("split", help="write one data folder per node (dataset = 'folder') and a manifest")
+    sp.add_argument("app", nargs="?", default=".", help="the flower-dl app folder (default: .)")
+    sp.add_argument(
+        "--run-config", "-c", action="append",
+        help="dataset, data-dir, partitioner, num-nodes, digits-per-node, dirichlet-alpha, seed (as for run)",
+    )  # fmt: skip
+    sp.add_argument("--out", "-o", required=True, help="output folder (new or empty)")
+    sp.add_argument("--layout", choices=["idx", "png"], default="idx", help="IDX files or a PNG tree (default: idx)")
+    sp.add_argument(
+        "--test", choices=["shared", "own"], default="shared",
+        help="shared: the whole test set once, as OUT/test (default); own: each node the test samples of its classes",
+    )  # fmt: skip
+    sp.set_defaults(func=cmd_split)
 
     rp = sub.add_parser("report", help="figures (PNG, SVG) and a Markdown summary from a results table")
     rp.add_argument("table", help="results table (.csv or .xlsx)")

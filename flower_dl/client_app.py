@@ -29,7 +29,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from flower_dl import crypto, exchange, import_in_background, privacy, protocol
+from flower_dl import crypto, exchange, import_in_background, mechanisms, membership, privacy, protocol
 from flower_dl.node_state import Node, node_for, seed_of
 
 # torch is imported only by the train and evaluate handlers (and by the one
@@ -79,6 +79,7 @@ def identify(msg: Message, context: Context) -> Message:
     _warm_up_torch_in_simulation_worker()
     node = node_for(msg, context)
     node.start_cell()
+    node.check_data()  # a config this node's data cannot serve fails the run here, before any training
     info = protocol.NodeInfo(node.partition_id, len(node.own_ids()), node.key_pair().public_bytes)
     return protocol.identify_reply(msg, info)
 
@@ -92,11 +93,13 @@ def share(msg: Message, context: Context) -> Message:
     _maybe_fail("share", pid)
     rng = np.random.default_rng(seed_of(cfg.seed, pid, 7))
     shares = exchange.draw_shares(node.own_ids(), cfg.share_ratio, list(public_keys), cfg.exchange_mode, rng)
-    drawn = {key: node.own_samples(positions) for key, positions in shares.items()}
+    drawn = _apply_mechanism(node, {key: node.own_samples(positions) for key, positions in shares.items()})
+    _, own_images, _ = node.own_samples()
     node.store_sent(
         {key: ids for key, (ids, _, _) in drawn.items()},
         {key: privacy.intensity_distribution(images) for key, (_, images, _) in drawn.items()},
         {key: privacy.label_distribution(labels) for key, (_, _, labels) in drawn.items()},
+        {key: mechanisms.nn_distance(images, own_images) for key, (_, images, _) in drawn.items()},
     )
     if not cfg.exchange_encryption:
         return protocol.share_reply_plain(msg, drawn)
@@ -108,6 +111,26 @@ def share(msg: Message, context: Context) -> Message:
         sealed[j] = crypto.seal_samples(keys, public, pid, j, ids, images, labels, context=_edge_context(context))
         counts[j] = len(ids)
     return protocol.share_reply_sealed(msg, sealed, counts)
+
+
+def _apply_mechanism(
+    node: Node, drawn: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """What is sent for each share: the drawn samples (``raw``), noisy copies or class means (``exchange-mechanism``)."""
+    cfg, pid = node.cfg, node.partition_id
+    if cfg.exchange_mechanism == "raw":
+        return drawn
+    rng = np.random.default_rng(seed_of(cfg.seed, pid, 8))
+    _, own_images, own_labels = node.own_samples()
+    out, issued = {}, 0
+    for key, (ids, images, labels) in sorted(drawn.items()):
+        sent_images, sent_labels, sent_ids = mechanisms.apply_mechanism(
+            cfg.exchange_mechanism, images, labels, ids, node=pid, rng=rng, noise_std=cfg.exchange_noise,
+            mixup_size=cfg.mixup_size, own_images=own_images, own_labels=own_labels, fresh_start=issued,
+        )  # fmt: skip
+        issued += len(ids)
+        out[key] = (sent_ids, sent_images, sent_labels)
+    return out
 
 
 @app.query("receive")
@@ -138,6 +161,9 @@ def summary(node: Node) -> privacy.NodeSummary:
         sent_labels=node.sent("labels"),
         num_train_examples=len(train.ids),
         new_from=train.new_per_source,
+        own_ids=node.own_ids(),
+        received_ids=node.received_ids(),
+        sent_nn_distance={key: float(v[0]) for key, v in node.sent("nn-distance").items()},
     )
 
 
@@ -166,11 +192,11 @@ def train(msg: Message, context: Context) -> Message:
     from flower_dl import training
     from flower_dl.models import load_model
 
-    train_x, train_y, test_x, test_y = node.tensors()
+    train_x, train_y, _test_x, _test_y = node.tensors()
     model = load_model(cfg.model, request.arrays, train_x.device)
     # the received model is the previous round's result (for D-PSGD: after its mixing): evaluating it
     # here saves the round a second message to every node
-    evaluation = training.evaluate(model, test_x, test_y) if request.evaluate_first else None
+    evaluation = _evaluate(node, model) if request.evaluate_first else None
     seed = seed_of(cfg.seed, node.partition_id, request.server_round)
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
@@ -194,10 +220,29 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = node_for(msg, context)
     arrays, server_round = protocol.parse_evaluate_request(msg)
     _maybe_fail("evaluate", node.partition_id, server_round)
-    from flower_dl import training  # imports torch (ArrayRecord.to_torch_state_dict needs it)
     from flower_dl.models import load_model
 
     _, _, test_x, test_y = node.tensors()
     model = load_model(node.cfg.model, arrays, test_x.device)
+    return protocol.evaluate_reply(msg, _evaluate(node, model), num_examples=len(test_y))
+
+
+def _evaluate(node: Node, model) -> protocol.Evaluation:
+    """Accuracy and loss of ``model`` on the node's test set, and the membership attack on it (``mia-samples``).
+
+    The attack (loss threshold, Yeom et al. 2018; :mod:`flower_dl.membership`) tells the node's own
+    original training samples from held-out test samples of its classes by the model's loss on them.
+    """
+    from flower_dl import training
+
+    _, _, test_x, test_y = node.tensors()
     loss, acc = training.evaluate(model, test_x, test_y)
-    return protocol.evaluate_reply(msg, loss=loss, accuracy=acc, num_examples=len(test_y))
+    if node.cfg.mia_samples == 0:
+        return protocol.Evaluation(loss, acc)
+    members_x, members_y, nonmembers = node.attack_tensors()
+    member_losses = training.sample_losses(model, members_x, members_y)
+    nonmember_losses = training.sample_losses(model, test_x[nonmembers], test_y[nonmembers])
+    return protocol.Evaluation(
+        loss, acc, membership.attack_auc(member_losses, nonmember_losses),
+        membership.tpr_at_fpr(member_losses, nonmember_losses, 0.01),
+    )  # fmt: skip

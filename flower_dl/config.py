@@ -25,6 +25,8 @@ from typing import Any
 
 from flower_dl.compression import check_compression
 from flower_dl.data import DATASETS, PARTITIONERS
+from flower_dl.mechanisms import check_mechanism
+from flower_dl.membership import check_mia_samples
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
 from flower_dl.topology.schedules import check_gossip_steps, check_schedule
 
@@ -68,6 +70,7 @@ class RunConfig:
     # data
     dataset: str = "mnist-5k"
     data_dir: str = ""
+    test_dir: str = ""
     partitioner: str = "digits-per-node"
     digits_per_node: int = 3
     dirichlet_alpha: float = 0.5
@@ -75,6 +78,10 @@ class RunConfig:
     share_ratio: float = 0.1
     exchange_mode: str = "broadcast"
     exchange_encryption: bool = True
+    exchange_mechanism: str = "raw"
+    exchange_noise: float = 0.1
+    mixup_size: int = 4
+    mia_samples: int = 200
     # model and training
     model: str = "mlp"
     strategy: str = "decentralized"
@@ -107,7 +114,7 @@ class RunConfig:
             _check_type(f.name, getattr(self, f.name), f.type)
         _choice("topology", self.topology, TOPOLOGIES)
         _choice("mixing", self.mixing, MIXINGS)
-        _choice("dataset", self.dataset, DATASETS)
+        _choice("dataset", self.dataset, (*DATASETS, "folder"))
         _choice("partitioner", self.partitioner, PARTITIONERS)
         _choice("model", self.model, MODEL_NAMES)
         _choice("strategy", self.strategy, STRATEGY_NAMES)
@@ -138,6 +145,8 @@ class RunConfig:
             check_schedule(self.mixing_schedule, self.num_nodes, self.epidemic_peers)
             check_gossip_steps(self.gossip_steps)
             check_compression(self.compression, self.compression_ratio, self.qsgd_levels)
+            check_mechanism(self.exchange_mechanism, self.exchange_noise, self.mixup_size)
+            check_mia_samples(self.mia_samples)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

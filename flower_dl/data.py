@@ -88,9 +88,9 @@ def _decoded(kind: str, sources: list[Path], decode: Callable[[], ImageData]) ->
 
     Decoding happens in every process that loads a dataset: every simulation
     worker and, on a deployment, every message a SuperNode handles (each runs
-    in a fresh process). Gunzipping full-size MNIST takes ~0.4 s of CPU,
-    parsing ``mnist-5k`` ~0.15 s; reading the decoded arrays back from one
-    uncompressed ``.npz`` takes a few hundredths. The file is named by a hash
+    in a fresh process). Gunzipping a full-size dataset or parsing ``mnist-5k``
+    costs each of them far more than reading the decoded arrays back from one
+    uncompressed ``.npz`` (the one-liner in docs/performance.md measures both). The file is named by a hash
     of ``kind`` and the sources' paths, sizes and modification times (a
     changed source is decoded again) and written atomically; a cache that
     cannot be read or written is ignored (then every process decodes).

@@ -9,7 +9,8 @@ Two kinds of state, kept apart on purpose:
   keyed by the *cell* (a hash of the run config, :meth:`RunConfig.cell_id`),
   so that runs of different configs never see each other's state; a node
   drops other cells' records when it is identified for a new one.
-* What is derived from it (the decoded dataset, the node's partition, its
+* What is derived from it (the decoded dataset or the node's own folder
+  (``dataset = "folder"``, :mod:`flower_dl.folders`), the node's partition, its
   training set and tensors, the test tensors) is kept in one per-process
   cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
   serves many nodes and many rounds: it builds each node's tensors once.
@@ -29,6 +30,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 from flower_dl import crypto, exchange, protocol
 from flower_dl.config import RunConfig
 from flower_dl.data import ImageData, load_dataset, partition_indices
+from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
+from flower_dl.mechanisms import check_mixup_size
+from flower_dl.membership import attack_samples
 
 if TYPE_CHECKING:
     import torch
@@ -104,13 +108,40 @@ class Node:
     def cell(self) -> str:
         return self.cfg.cell_id
 
-    def dataset(self) -> ImageData:
+    @property
+    def owns_its_data(self) -> bool:
+        """``dataset = "folder"``: the node reads its own folder, not a partition of a shared dataset."""
+        return self.cfg.dataset == "folder"
+
+    def data_key(self) -> tuple:
+        """What the node's data depends on (a cache key)."""
         cfg = self.cfg
-        return CACHE.get(("dataset", cfg.dataset, cfg.data_dir), lambda: load_dataset(cfg.dataset, cfg.data_dir))
+        if self.owns_its_data:
+            return ("folder", self.folder_path(), cfg.test_dir, self.partition_id)
+        return ("dataset", cfg.dataset, cfg.data_dir)
+
+    def folder_path(self) -> str:
+        """The node's own folder: its node config's ``data-dir``, else the run config's template filled in."""
+        node_dir = self.context.node_config.get("data-dir")
+        return resolve_data_dir(str(node_dir or ""), self.cfg.data_dir, self.partition_id, self.cfg.num_nodes)
+
+    def folder(self) -> FolderData:
+        """The node's own folder, read and checked once per process (``dataset = "folder"``)."""
+        return CACHE.get(
+            self.data_key(),
+            lambda: load_node_folder(self.folder_path(), node=self.partition_id, test_dir=self.cfg.test_dir),
+        )
+
+    def dataset(self) -> ImageData:
+        """The whole shared dataset, of which the node's partition is a part (not for ``folder``)."""
+        cfg = self.cfg
+        return CACHE.get(self.data_key(), lambda: load_dataset(cfg.dataset, cfg.data_dir))
 
     def own_ids(self) -> np.ndarray:
-        """Ids of the node's original samples (sorted)."""
+        """Ids of the node's original samples (sorted; unique across nodes, see :func:`folders.exchange_ids`)."""
         cfg = self.cfg
+        if self.owns_its_data:
+            return exchange_ids(self.folder(), self.partition_id)
         key = (
             "partition", cfg.dataset, cfg.data_dir, cfg.partitioner, cfg.num_nodes,
             cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed,
@@ -128,13 +159,68 @@ class Node:
 
     def own_samples(self, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(ids, images, labels)`` of the node's original samples (those at ``positions`` only)."""
-        ids = self.own_ids() if positions is None else self.own_ids()[positions]
+        ids = self.own_ids()
+        if self.owns_its_data:
+            folder = self.folder()
+            images, labels = folder.train_images, folder.train_labels
+            if positions is None:
+                return ids, images, labels
+            return ids[positions], images[positions], labels[positions]
+        ids = ids if positions is None else ids[positions]
         data = self.dataset()
         return ids, data.train_images[ids], data.train_labels[ids]
 
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
-        data = self.dataset()
+        """The node's test images and labels (its folder's, or ``test-dir``'s; else the dataset's)."""
+        data = self.folder() if self.owns_its_data else self.dataset()
         return data.test_images, data.test_labels
+
+    def check_data(self) -> None:
+        """Refuse a run config this node's data cannot serve, naming the key, the node and what it holds.
+
+        Called when the node is identified, so that the run stops before any
+        training: ``mixup-size`` above its smallest class, ``mia-samples``
+        above what it can supply.
+        """
+        cfg = self.cfg
+        _, _, labels = self.own_samples()
+        if cfg.exchange_mechanism == "mixup":
+            check_mixup_size(cfg.mixup_size, self.partition_id, labels)
+        if cfg.mia_samples:
+            self.attack_samples()
+
+    def attack_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (in its own samples) of the attack's members, and test indices of its non-members."""
+        cfg = self.cfg
+
+        def draw() -> tuple[np.ndarray, np.ndarray]:
+            ids, _, labels = self.own_samples()
+            _, test_labels = self.test_set()
+            members, nonmembers = attack_samples(ids, labels, test_labels, cfg.mia_samples, cfg.seed,
+                                                 node=self.partition_id)  # fmt: skip
+            return np.searchsorted(ids, members), nonmembers
+
+        return CACHE.get(("attack", *self.data_key(), self.own_key(), cfg.mia_samples), draw)
+
+    def own_key(self) -> tuple:
+        """What the node's own samples depend on beyond its data (its partition)."""
+        cfg = self.cfg
+        return (cfg.partitioner, cfg.num_nodes, cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed, self.partition_id)
+
+    def attack_tensors(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """``(members_x, members_y, non-member test indices)`` for the membership attack, on the node's device."""
+        import torch
+
+        from flower_dl.data import to_tensor
+
+        dev = device()
+
+        def build() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+            positions, nonmembers = self.attack_samples()
+            _, images, labels = self.own_samples(positions)
+            return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev), nonmembers
+
+        return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.cfg.mia_samples, str(dev)), build)
 
     # --------------------------------------------------------- stored state
     def _key(self, name: str) -> str:
@@ -164,15 +250,27 @@ class Node:
         record = self.context.state.get(self._key(_RECEIVED))
         return None if record is None else {k: record[k].numpy() for k in record}
 
+    def received_ids(self) -> dict[int, np.ndarray]:
+        """Source -> ids of everything received from it (before deduplication)."""
+        received = self.received()
+        if received is None:
+            return {}
+        return {int(src): received["ids"][received["src"] == src] for src in np.unique(received["src"])}
+
     def store_sent(
-        self, ids: dict[int, np.ndarray], intensity: dict[int, np.ndarray], labels: dict[int, np.ndarray]
+        self,
+        ids: dict[int, np.ndarray],
+        intensity: dict[int, np.ndarray],
+        labels: dict[int, np.ndarray],
+        nn_distance: dict[int, float],
     ) -> None:
-        """Keep, per share key, the ids of what was sent and its distributions (for the leakage hook)."""
+        """Keep, per share key, the ids of what was sent, its distributions and its distance to real images."""
         record = ArrayRecord()
         for key in ids:
             record[f"ids:{key}"] = Array(np.asarray(ids[key], dtype=np.int64))
             record[f"intensity:{key}"] = Array(intensity[key])
             record[f"labels:{key}"] = Array(labels[key])
+            record[f"nn-distance:{key}"] = Array(np.array([nn_distance[key]], dtype=np.float64))
         self.context.state[self._key(_SENT)] = record
 
     def sent(self, what: str) -> dict[int, np.ndarray]:
@@ -230,7 +328,7 @@ class Node:
             return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev)
 
         train_x, train_y = CACHE.get(("tensors", *self._train_key()[1:], str(dev)), train)
-        test_x, test_y = CACHE.get(("test-tensors", self.cfg.dataset, self.cfg.data_dir, str(dev)), test)
+        test_x, test_y = CACHE.get(("test-tensors", *self.data_key(), str(dev)), test)
         return train_x, train_y, test_x, test_y
 
 

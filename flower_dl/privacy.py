@@ -13,7 +13,7 @@ these summaries to the server, never raw images.
 Divergences come from scipy: ``scipy.special.rel_entr`` for KL and
 ``scipy.spatial.distance.jensenshannon`` for JS, imported by the divergence
 functions (the server's side): nodes only compute the distributions, and
-scipy.spatial would add ~0.25 s to every ClientApp process's start.
+importing scipy.spatial would lengthen every ClientApp process's start.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flower_dl.exchange import payload_for
+from flower_dl.membership import edge_exposure, exposure_report
 
 SMOOTHING = 1e-5
 """Added to every entry of both distributions before the log (the study's eps)."""
@@ -139,6 +140,12 @@ class NodeSummary:
     num_train_examples: int
     new_from: dict[int, int] = field(default_factory=dict)
     """Source -> how many of its samples were new to this node."""
+    own_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Ids of the node's original samples (for exposure: which of them other nodes received)."""
+    received_ids: dict[int, np.ndarray] = field(default_factory=dict)
+    """Source -> ids of every item received from it (fresh ids for items a mechanism made)."""
+    sent_nn_distance: dict[int, float] = field(default_factory=dict)
+    """Share key -> mean RMS pixel distance of the sent items to their nearest original image of the sender."""
 
     def sent_to(self, dst: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Intensity and label distributions of what went to neighbour ``dst`` (None: nothing was drawn)."""
@@ -157,6 +164,10 @@ class ExchangeReport:
     """Node -> ``leak_i`` (NaN for a node that failed in the exchange)."""
     maps: dict[int, dict[str, np.ndarray]]
     """Node -> ``original`` / ``exchanged`` / ``transmitted`` intensity maps."""
+    exposure: dict[int, float] = field(default_factory=dict)
+    """Node -> ``exposed-fraction``: of its original samples, those some other node received (by id)."""
+    nn_distance: dict[int, float] = field(default_factory=dict)
+    """Node -> mean over its sent items of the RMS pixel distance to its nearest original image (0: copies)."""
 
 
 def exchange_report(
@@ -193,7 +204,26 @@ def exchange_report(
     leak.update(leakage(share_ratio, sent_maps, exchanged))
     leak.update({i: float("nan") for i in failed})
     maps = {i: _maps(s, neighbours[i]) for i, s in summaries.items()}
-    return ExchangeReport(edges, leak, maps)
+    return ExchangeReport(edges, leak, maps, *node_exposure(summaries, edges))
+
+
+def node_exposure(
+    summaries: Mapping[int, NodeSummary], edges: Sequence[Mapping[str, Any]]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Per node: ``exposed-fraction`` (from the ids every node reported) and the count-weighted mean ``nn-distance``.
+
+    A node that failed in the exchange reported nothing: it has neither (its
+    samples other nodes received still count for the node they came from).
+    """
+    own = {i: s.own_ids for i, s in summaries.items()}
+    received = {(src, j): ids for j, s in summaries.items() for src, ids in s.received_ids.items() if src in own}
+    exposure, _ = exposure_report(own, received)
+    nn: dict[int, float] = {}
+    for i in summaries:
+        rows = [r for r in edges if r["src"] == i and r.get("nn-distance") is not None and r["samples-sent"] > 0]
+        weight = sum(r["samples-sent"] for r in rows)
+        nn[i] = sum(r["nn-distance"] * r["samples-sent"] for r in rows) / weight if weight else 0.0
+    return exposure, nn
 
 
 def _edge_row(
@@ -210,6 +240,11 @@ def _edge_row(
         row["failed"] = "; ".join(f"node {x} failed in the exchange" for x in (i, j) if x in failed)
     if j in summaries:
         row["new-samples"] = int(summaries[j].new_from.get(i, 0))
+        if i in summaries:
+            got = summaries[j].received_ids.get(i, np.zeros(0, np.int64))
+            row["exposed-fraction"] = edge_exposure(summaries[i].own_ids, got)
+    if i in summaries and summaries[i].sent_nn_distance and count > 0:
+        row["nn-distance"] = payload_for(summaries[i].sent_nn_distance, j)
     sent = summaries[i].sent_to(j) if i in summaries else None
     if sent is None or j not in summaries or count <= 0:
         return row, None

@@ -177,7 +177,8 @@ class RayHead:
 
     Flower's simulation process starts Ray itself (``ray.init``) once ``flwr
     run`` has packaged and submitted the app and the process has imported
-    Flower: on 2 cores, 4-7 s on the way to round 1. Started here, beside the
+    Flower: on a small machine, a large share of the start-up to round 1
+    (``benchmarks/bench_round_time.py --startup-only`` measures it). Started here, beside the
     SuperLink (``python -m flower_dl.ray_head``: the cluster ``ray.init``
     would start, see that module), Ray comes up while the SuperLink starts
     and ``flwr run`` runs; Flower's ``ray.init`` joins it through
@@ -332,7 +333,7 @@ def local_deployment(
     """A deployment-mode SuperLink and ``num_nodes`` SuperNodes on 127.0.0.1.
 
     SuperNode ``i`` is started with ``--node-config "partition-id=i
-    num-partitions=N"`` (plus ``data-dir`` if given). Insecure (no TLS):
+    num-partitions=N"`` (plus ``data-dir`` if given, its ``{partition-id}`` replaced by i). Insecure (no TLS):
     loopback only. Every process is stopped on exit. ``partition_ids``
     overrides which ids the SuperNodes get (to test a bad deployment).
     """
@@ -349,8 +350,8 @@ def local_deployment(
             raise _startup_error(err, log) from err
         for index, pid in enumerate(partition_ids if partition_ids is not None else range(num_nodes)):
             node_config = f"partition-id={pid} num-partitions={num_nodes}"
-            if data_dir:
-                node_config += f' data-dir="{data_dir}"'
+            if data_dir:  # a template names each SuperNode's own folder
+                node_config += f' data-dir="{data_dir.replace("{partition-id}", str(pid))}"'
             node_port = free_port()
             cmd = [
                 bin_path("flower-supernode"),

@@ -21,18 +21,21 @@ message            sender  records: keys                                        
                            ``sources``: src, public-keys;
                            [``initial-model``: model, seed]                            (one node: build the model)
   reply            node    ``summaries``: original-/exchanged-intensity and -labels,   the leakage hook's summaries
-                           ``sent-intensity:{k}``, ``sent-labels:{k}``;
-                           ``metrics``: num-train-examples, ``new-from:{src}``;
+                           ``sent-intensity:{k}``, ``sent-labels:{k}``, own-ids,       (sample ids, never images:
+                           ``received-ids:{src}``;                                     exposure is counted on them)
+                           ``metrics``: num-train-examples, ``new-from:{src}``,
+                           ``nn-distance:{k}``;
                            [``initial-model``: the model's arrays]
 ``train``          server  ``run-config``; ``arrays``: the model to train;              train it locally (evaluate it
                            ``config``: server-round, [proximal-mu], [evaluate-first];  first, if asked; add the
                            [``correction``: an array per parameter]                    correction at every step)
   reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model (and the
                            train-seconds, num-examples, num-steps,                     received one's accuracy)
-                           [eval-loss, eval-acc]
+                           [eval-loss, eval-acc, mia-auc, mia-tpr-1fpr]
 ``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
                            server-round
-  reply            node    ``metrics``: eval-loss, eval-acc, num-examples               its accuracy and loss
+  reply            node    ``metrics``: eval-loss, eval-acc, num-examples,              its accuracy and loss (and the
+                           [mia-auc, mia-tpr-1fpr]                                     membership attack's results)
 =================  ======  ==========================================================  ===============================
 
 ``arrays``, ``config`` and ``metrics`` are the keys Flower's own strategies use
@@ -286,9 +289,14 @@ def receive_reply(msg: Message, summary: NodeSummary, initial_model: ArrayRecord
     for key, value in summary.sent_intensity.items():
         arrays[f"sent-intensity:{key}"] = Array(value)
         arrays[f"sent-labels:{key}"] = Array(summary.sent_labels[key])
+    arrays["own-ids"] = Array(np.asarray(summary.own_ids, dtype=np.int64))
+    for src, ids in summary.received_ids.items():
+        arrays[f"received-ids:{src}"] = Array(np.asarray(ids, dtype=np.int64))
     metrics = MetricRecord({"num-train-examples": summary.num_train_examples})
     for src, count in summary.new_from.items():
         metrics[f"new-from:{src}"] = int(count)
+    for key, value in summary.sent_nn_distance.items():
+        metrics[f"nn-distance:{key}"] = float(value)
     reply = RecordDict({SUMMARIES: arrays, METRICS: metrics})
     if initial_model is not None:
         reply[INITIAL_MODEL] = initial_model
@@ -313,6 +321,11 @@ def parse_receive(reply: Message) -> tuple[NodeSummary, ArrayRecord | None]:
         sent_labels=by_key("sent-labels:"),
         num_train_examples=int(metrics["num-train-examples"]),
         new_from={int(k.split(":", 1)[1]): int(v) for k, v in metrics.items() if k.startswith("new-from:")},
+        own_ids=arrays["own-ids"].numpy(),
+        received_ids=by_key("received-ids:"),
+        sent_nn_distance={
+            int(k.split(":", 1)[1]): float(v) for k, v in metrics.items() if k.startswith("nn-distance:")
+        },
     )
     initial = reply.content[INITIAL_MODEL] if INITIAL_MODEL in reply.content.array_records else None
     return summary, initial
@@ -384,19 +397,35 @@ def train_reply(
     seconds: float,
     num_examples: int,
     num_steps: int = 0,
-    evaluation: tuple[float, float] | None = None,
+    evaluation: Evaluation | None = None,
 ) -> Message:
-    """The trained model and its metrics; ``evaluation = (loss, accuracy)`` of the received model, if asked."""
+    """The trained model and its metrics; ``evaluation`` of the received model, if asked."""
     metrics = MetricRecord(
         {"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples), NUM_STEPS: int(num_steps)}
     )
     if evaluation is not None:
-        metrics["eval-loss"], metrics["eval-acc"] = evaluation
+        evaluation.write(metrics)
     return Message(RecordDict({ARRAYS: arrays, METRICS: metrics}), reply_to=msg)
 
 
-def evaluate_reply(msg: Message, *, loss: float, accuracy: float, num_examples: int) -> Message:
-    metrics = MetricRecord({"eval-loss": loss, "eval-acc": accuracy, NUM_EXAMPLES: int(num_examples)})
+@dataclass(frozen=True)
+class Evaluation:
+    """What a node measured of a model: test loss and accuracy, and the membership attack's AUC and TPR at 1% FPR."""
+
+    loss: float
+    accuracy: float
+    mia_auc: float | None = None
+    mia_tpr_1fpr: float | None = None
+
+    def write(self, metrics: MetricRecord) -> None:
+        metrics["eval-loss"], metrics["eval-acc"] = float(self.loss), float(self.accuracy)
+        if self.mia_auc is not None:
+            metrics["mia-auc"], metrics["mia-tpr-1fpr"] = float(self.mia_auc), float(self.mia_tpr_1fpr)
+
+
+def evaluate_reply(msg: Message, evaluation: Evaluation, *, num_examples: int) -> Message:
+    metrics = MetricRecord({NUM_EXAMPLES: int(num_examples)})
+    evaluation.write(metrics)
     return Message(RecordDict({METRICS: metrics}), reply_to=msg)
 
 
@@ -424,4 +453,7 @@ def train_columns(reply: Message) -> dict[str, float]:
 def evaluate_columns(reply: Message) -> dict[str, float]:
     """An ``evaluate`` reply's metrics (or a ``train`` reply's of the received model), named as in ``metrics.csv``."""
     m = reply.content[METRICS]
-    return {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
+    columns = {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
+    if "mia-auc" in m:
+        columns["mia-auc"], columns["mia-tpr-1fpr"] = m["mia-auc"], m["mia-tpr-1fpr"]
+    return columns

@@ -11,10 +11,10 @@ usage stats), with three differences:
 * its own ``--temp-dir`` (``ray.init`` shares ``/tmp/ray``), which
   :class:`flower_dl.processes.RayHead` removes when it stops the head.
 
-Why not ``ray start --head --block``: on 2 cores, importing Ray's CLI
-(``ray.scripts.scripts``: ~2 s) and the Ray client server it always starts (one
-more process importing Ray, ~1 s of CPU) delay every other process of the
-start-up. ``ray._private`` is Ray's private API; flwr[simulation] pins the Ray
+Why not ``ray start --head --block``: on a machine with few cores, importing
+Ray's CLI (``ray.scripts.scripts``) and the Ray client server it always starts
+(one more process importing Ray) compete with every other process of the
+start-up (``benchmarks/bench_round_time.py --startup-only`` measures it). ``ray._private`` is Ray's private API; flwr[simulation] pins the Ray
 version (``ray==2.55.1`` for flwr 1.42), so it cannot change under us.
 
 Prints :data:`READY` and the GCS address once the head is up; runs until

@@ -45,6 +45,10 @@ COLUMNS: tuple[str, ...] = (
     "train-seconds",
     "num-train-examples",
     "leakage",
+    "exposed-fraction",
+    "nn-distance",
+    "mia-auc",
+    "mia-tpr-1fpr",
     "consensus-distance",
     "gossip-bytes",
     "failed",
@@ -60,6 +64,8 @@ EDGE_COLUMNS: tuple[str, ...] = (
     "kl-sent-vs-exchanged",
     "js-sent-vs-exchanged",
     "label-kl",
+    "exposed-fraction",
+    "nn-distance",
     "failed",
 )
 
@@ -170,14 +176,21 @@ def metrics_rows(
     consensus: Mapping[int, float],
     failures: Sequence[Mapping[str, Any]],
     leakage: Mapping[int, float],
+    per_node: Mapping[str, Mapping[int, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The tidy table: one row per round x node, in that order (empty cells: not measured)."""
+    """The tidy table: one row per round x node, in that order (empty cells: not measured).
+
+    ``per_node``: column -> node -> value, for the columns that are one value
+    per node for the whole run (``exposed-fraction``, ``nn-distance``), like ``leakage``.
+    """
     failed_train = {(f["round"], f["node"]) for f in failures if f["stage"] == "train"}
     rows = []
     for rnd in range(1, num_rounds + 1):
         for node in range(num_nodes):
             row: dict[str, Any] = {"round": rnd, "node": node, **columns.get((rnd, node), {})}
             row["leakage"] = leakage[node]
+            for column, values in (per_node or {}).items():
+                row[column] = values.get(node)
             row["consensus-distance"] = consensus.get(rnd)
             row["failed"] = int((rnd, node) in failed_train)
             rows.append(row)
@@ -207,10 +220,34 @@ def summary_of(
         "accuracy-max": float(np.max(last)) if last else None,
         "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
         "leakage-mean": float(np.nanmean(list(leakage.values()))),
+        **_final_means(rows, num_rounds, ("mia-auc", "mia-tpr-1fpr")),
+        **_per_node_columns(rows, ("exposed-fraction", "nn-distance")),
         "gossip-bytes-total": int(sum(r.get("gossip-bytes") or 0 for r in rows)),
         "failures": list(failures),
         "wall-time-s": wall_time_s,
     }
+
+
+def _final_means(rows: Sequence[Mapping[str, Any]], num_rounds: int, columns: Sequence[str]) -> dict[str, Any]:
+    """``<column>``: the last round's value per node, and ``<column>-mean``, for columns measured per round."""
+    out: dict[str, Any] = {}
+    for column in columns:
+        final = {r["node"]: r.get(column) for r in rows if r["round"] == num_rounds}
+        values = [v for v in final.values() if v is not None]
+        if values:
+            out[column], out[f"{column}-mean"] = final, float(np.mean(values))
+    return out
+
+
+def _per_node_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """``<column>`` per node and ``<column>-mean``, for columns that hold one value per node for the run."""
+    out: dict[str, Any] = {}
+    for column in columns:
+        values = {r["node"]: r.get(column) for r in rows if r["round"] == 1}
+        known = [v for v in values.values() if v is not None]
+        if known:
+            out[column], out[f"{column}-mean"] = values, float(np.mean(known))
+    return out
 
 
 def library_versions() -> dict[str, str]:

@@ -240,9 +240,11 @@ def write_results(
     flower_run_id: int | None,
 ) -> Path:
     """Assemble the run folder from the leakage report and the strategy's history; write and summarise it."""
+    per_node = {"exposed-fraction": report.exposure, "nn-distance": report.nn_distance}
     rows = results.metrics_rows(
-        cfg.num_server_rounds, cfg.num_nodes, history.columns, history.consensus, history.failures, report.leakage
-    )
+        cfg.num_server_rounds, cfg.num_nodes, history.columns, history.consensus, history.failures, report.leakage,
+        per_node,
+    )  # fmt: skip
     summary = results.summary_of(rows, cfg.num_server_rounds, report.leakage, history.failures, time.time() - started)
     config = {
         "run-config": cfg.to_run_config(),

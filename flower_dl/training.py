@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -24,7 +25,7 @@ class MomentumSGD:
     or weight decay: ``b <- momentum * b + g`` (``b = g`` on the first step),
     ``w <- w - lr * b``. It exists for start-up time: the first
     ``torch.optim`` optimizer a process creates imports ``torch._dynamo``
-    (about 1.6 s here), and a SuperNode runs every ``train`` message in a
+    (seconds of CPU), and a SuperNode runs every ``train`` message in a
     fresh process. ``tests/test_training.py`` checks it gives bit-identical
     weights to ``torch.optim.SGD``.
     """
@@ -142,6 +143,18 @@ def _shifts(
     if unknown:
         raise ValueError(f"correction: {unknown[0]!r} is not a parameter of the model; allowed: {sorted(params)}")
     return [(params[name], lr * c.to(params[name].dtype).reshape(params[name].shape)) for name, c in correction.items()]
+
+
+@torch.no_grad()
+def sample_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """Per-sample cross-entropy losses of ``model`` (eval mode): what the loss-threshold attack thresholds."""
+    model.eval()
+    out = []
+    with fast_layout(model):
+        for start in range(0, len(labels), batch_size):
+            x, y = images[start : start + batch_size], labels[start : start + batch_size]
+            out.append(F.cross_entropy(model(x), y, reduction="none").cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 @torch.no_grad()

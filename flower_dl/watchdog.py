@@ -63,7 +63,7 @@ import time
 POLL = 0.5
 """Seconds between two looks at the parent."""
 SCAN = 2.0
-"""Seconds between two looks at ``/proc`` (4 ms of CPU each, for some 100 processes)."""
+"""Seconds between two looks at ``/proc`` (each reads every process's ``stat``: cheap, but not free)."""
 GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL."""
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc")

@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from flower_dl.data import load_dataset
+from flower_dl.folders import split
 from flower_dl.processes import launch, local_deployment
 
 from .conftest import ROOT, TWO_ROUNDS
@@ -17,14 +19,23 @@ def _rows(path) -> dict[tuple[int, int], dict[str, str]]:
         return {(int(r["round"]), int(r["node"])): r for r in csv.DictReader(fh)}
 
 
-def test_five_supernodes_match_the_simulation_and_survive_a_killed_node(tmp_path, sim_two_rounds) -> None:
+def test_five_supernodes_on_their_own_folders_match_the_simulation_and_survive_a_killed_node(
+    tmp_path, sim_two_rounds
+) -> None:
     out = tmp_path / "results"
     lines: list[str] = []
     # three rounds: round r's accuracy arrives with round r + 1's train reply, so a node killed as round 3
     # starts has reported rounds 1 and 2's training and round 1's accuracy
     overrides = {**{k: int(v) for k, v in (kv.split("=") for kv in TWO_ROUNDS.split())}, "num-server-rounds": 3}
+    # each SuperNode sees only its own folder (its node config's data-dir), written by split from the
+    # embedded data: round 1 must still be the simulation's on that data
+    folders = tmp_path / "folders"
+    split(load_dataset("mnist-5k"), partitioner="digits-per-node", num_nodes=5, digits_per_node=3, seed=42,
+          out_dir=folders, layout="idx", source="mnist-5k")  # fmt: skip
+    overrides.update({"dataset": "folder", "test-dir": str(folders)})
     # SuperNodes start in reverse order: a node's place comes from its partition-id, not the order
-    with local_deployment(tmp_path / "deploy", 5, partition_ids=[4, 3, 2, 1, 0]) as dep:
+    node_dirs = str(folders / "node-{partition-id}")
+    with local_deployment(tmp_path / "deploy", 5, data_dir=node_dirs, partition_ids=[4, 3, 2, 1, 0]) as dep:
 
         def on_line(line: str) -> None:
             lines.append(line)

@@ -116,6 +116,20 @@ def _all_bytes(records: list[RecordDict]) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.parametrize("mechanism", ["raw", "noise", "mixup"])
+def test_the_server_never_handles_a_sent_item_whatever_the_mechanism(mechanism) -> None:
+    cfg, grid, node_ids, _keys, _, _ = _exchange(share_ratio=0.5, digits_per_node=2, exchange_mechanism=mechanism)
+    seen = _all_bytes(grid.seen)
+    checked = 0
+    for pid in node_ids:  # what each node received, decrypted: exactly what was sent to it
+        for image in _node(grid, cfg, pid).received()["images"][:20]:
+            window = image.tobytes()[14 * 28 : 14 * 28 + 28]
+            if window.strip(b"\0"):
+                checked += 1
+                assert window not in seen, f"an item sent to node {pid} crossed the server in clear ({mechanism})"
+    assert checked > 50
+
+
 def test_the_server_never_handles_a_sent_image(tmp_path) -> None:
     cfg, grid, node_ids, _keys, _, report = _exchange(share_ratio=0.5, digits_per_node=2)
     data = load_dataset(cfg.dataset)
@@ -255,3 +269,46 @@ def test_the_server_app_does_not_import_torch() -> None:
     code = "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_exposure_and_nn_distance_on_a_three_node_line() -> None:
+    """Disjoint partitions, broadcast: node i's exposure is its share size over its size, by hand."""
+    from flower_dl.exchange import share_size
+
+    kwargs = dict(num_nodes=3, topology="line", partitioner="digits-per-node-disjoint", digits_per_node=2)
+    cfg, grid, node_ids, _, _exchanged, report = _exchange(share_ratio=0.25, **kwargs)
+    for pid in node_ids:
+        n = len(_node(grid, cfg, pid).own_ids())
+        assert report.exposure[pid] == pytest.approx(share_size(n, 0.25) / n)
+        assert report.nn_distance[pid] == 0.0  # raw: the sent items are the node's own images
+    edge = next(e for e in report.edges if (e["src"], e["dst"]) == (1, 0))
+    assert edge["exposed-fraction"] == pytest.approx(report.exposure[1]) and edge["nn-distance"] == 0.0
+    # the middle node receives from both ends: its exposure is still only its own samples others got
+    _, _, _, _, _, none = _exchange(share_ratio=0.0, **kwargs)
+    assert none.exposure == {0: 0.0, 1: 0.0, 2: 0.0}
+
+
+def test_noise_zero_is_raw_and_mixup_of_one_sends_real_images_under_fresh_ids() -> None:
+    from flower_dl.mechanisms import is_fresh
+
+    raw_cfg, raw_grid, *_ = _exchange(share_ratio=0.3, digits_per_node=2)
+    noise_cfg, noise_grid, *_ = _exchange(
+        share_ratio=0.3, digits_per_node=2, exchange_mechanism="noise", exchange_noise=0.0
+    )
+    for pid in range(5):
+        a, b = _node(raw_grid, raw_cfg, pid).received(), _node(noise_grid, noise_cfg, pid).received()
+        assert all(np.array_equal(a[k], b[k]) for k in ("ids", "src", "images", "labels"))
+    cfg, grid, _, _, _, report = _exchange(share_ratio=0.3, digits_per_node=2, exchange_mechanism="mixup", mixup_size=1)
+    got = _node(grid, cfg, 0).received()
+    assert len(got["ids"]) > 0 and is_fresh(got["ids"]).all()
+    assert all(v == 0.0 for v in report.nn_distance.values()) and all(v == 0.0 for v in report.exposure.values())
+    _, _, _, _, _, noisy = _exchange(share_ratio=0.3, digits_per_node=2, exchange_mechanism="noise", exchange_noise=0.3)
+    assert all(0.1 < v < 0.3 for v in noisy.nn_distance.values())  # RMS pixel distance, pixels in [0, 1]
+    assert all(v == 0.0 for v in noisy.exposure.values())  # nothing sent is a copy
+
+
+def test_a_mixup_size_above_a_nodes_smallest_class_stops_the_run_at_discovery() -> None:
+    with pytest.raises(RuntimeError, match="mixup-size: 500 is larger than node 0's smallest class"):
+        _exchange(share_ratio=0.3, digits_per_node=2, exchange_mechanism="mixup", mixup_size=500)
+    with pytest.raises(RuntimeError, match="mia-samples: 900 is more than node 0 can supply"):
+        _exchange(share_ratio=0.3, digits_per_node=2, mia_samples=900)

@@ -30,12 +30,18 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
         assert float(row["consensus-distance"]) > 0
         assert 0 < float(row["train-seconds"]) < 60
         assert row["failed"] == "0"
+        # the membership attack on each node's model, exposure by id, and raw copies' distance 0
+        assert 0.0 <= float(row["mia-auc"]) <= 1.0 and 0.0 <= float(row["mia-tpr-1fpr"]) <= 1.0
+        assert float(row["exposed-fraction"]) >= 0.1 and float(row["nn-distance"]) == 0.0
+        assert int(row["gossip-bytes"]) > 0
     config = json.loads((folder / "config.json").read_text())
     assert config["run-config"]["num-server-rounds"] == 2
     assert config["topology"]["spectral-gap"] == pytest.approx(0.1381, abs=1e-4)
     assert config["versions"]["flwr"].startswith("1.42")
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["accuracy-mean"] > 0.2  # chance is 0.1
+    assert 0.4 < summary["mia-auc-mean"] < 1.0 and summary["gossip-bytes-total"] > 0
+    assert set(summary["exposed-fraction"]) == {str(i) for i in range(5)}  # JSON keys
     with open(folder / "edges.csv") as fh:
         edges = list(csv.DictReader(fh))
     assert len(edges) == 8  # 4 undirected edges, both directions
