@@ -63,7 +63,7 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     from flwr.common.config import get_fused_config_from_dir
 
     from flower_dl.config import RunConfig
-    from flower_dl.data import check_data_dir
+    from flower_dl.data import check_data_dir, fetch_dataset
     from flower_dl.server_app import build_topology
 
     if not (app_dir / "pyproject.toml").is_file():
@@ -79,6 +79,8 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
             _check_node_folders(cfg)
         elif cfg.dataset != "mnist-5k" and cfg.data_dir:
             check_data_dir(cfg.data_dir)
+        elif cfg.dataset != "mnist-5k":
+            fetch_dataset(cfg.dataset)  # once, here, before any node starts (nodes then find it)
     except ValueError as err:
         raise CliError(str(err)) from err
     return cfg
@@ -398,6 +400,26 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``flower-dl keys``: long-term signing keys for a deployment's nodes, and the peer-keys file."""
+    from flower_dl.identity import write_keys
+
+    if args.num_nodes < 1:
+        raise CliError(f"--num-nodes: {args.num_nodes} is not allowed; allowed: an integer >= 1")
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"--out: {str(out)!r} is not an empty folder; keys are written only into a new or empty one")
+    paths = write_keys(args.num_nodes, out)
+    print(
+        f"{PROG}: wrote {args.num_nodes} identity keys and {paths[-1].name} to {out}\n"
+        f"Give SuperNode i its own key and everyone's public keys (copy node-i.key to machine i only):\n"
+        f"  --node-config \"partition-id=i num-partitions={args.num_nodes} identity-key='/path/node-i.key' "
+        f"peer-keys='/path/{paths[-1].name}'\"",
+        flush=True,
+    )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """``flower-dl report``: the study's figures and a Markdown summary from a results table."""
     from flower_dl import report
@@ -473,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared: the whole test set once, as OUT/test (default); own: each node the test samples of its classes",
     )  # fmt: skip
     sp.set_defaults(func=cmd_split)
+
+    ks = sub.add_parser("keys", help="signing keys so that a relaying server cannot swap exchange keys")
+    ks.add_argument("--num-nodes", "-n", type=int, required=True, help="nodes to make keys for")
+    ks.add_argument("--out", "-o", required=True, help="output folder (new or empty)")
+    ks.set_defaults(func=cmd_keys)
 
     rp = sub.add_parser("report", help="figures (PNG, SVG) and a Markdown summary from a results table")
     rp.add_argument("table", help="results table (.csv or .xlsx)")

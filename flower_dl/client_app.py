@@ -29,7 +29,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from flower_dl import crypto, exchange, import_in_background, mechanisms, membership, privacy, protocol
+from flower_dl import crypto, exchange, identity, import_in_background, mechanisms, membership, privacy, protocol
 from flower_dl.node_state import Node, node_for, seed_of
 
 # torch is imported only by the train and evaluate handlers (and by the one
@@ -52,6 +52,17 @@ def _maybe_fail(stage: str, pid: int, server_round: int = 0) -> None:
 
 def _edge_context(context: Context) -> bytes:
     return f"run {context.run_id}".encode()
+
+
+def _key_context(node: Node, context: Context) -> bytes:
+    """What a signed exchange key is bound to: this run and this cell (:mod:`flower_dl.identity`)."""
+    return f"run {context.run_id} cell {node.cell}".encode()
+
+
+def _accepted(node: Node, context: Context, published: dict[int, bytes]) -> dict[int, bytes]:
+    """The peers' exchange keys the node will use; with ``peer-keys``, only those whose signature verifies."""
+    peers = node.peer_keys()
+    return {j: identity.accept(key, j, _key_context(node, context), peers) for j, key in published.items()}
 
 
 _TORCH_WARM_UP_STARTED = False
@@ -80,7 +91,9 @@ def identify(msg: Message, context: Context) -> Message:
     node = node_for(msg, context)
     node.start_cell()
     node.check_data()  # a config this node's data cannot serve fails the run here, before any training
-    info = protocol.NodeInfo(node.partition_id, len(node.own_ids()), node.key_pair().public_bytes)
+    published = identity.publish(node.key_pair().public_bytes, node.partition_id, _key_context(node, context),
+                                 node.identity())  # fmt: skip
+    info = protocol.NodeInfo(node.partition_id, len(node.own_ids()), published)
     return protocol.identify_reply(msg, info)
 
 
@@ -89,7 +102,7 @@ def share(msg: Message, context: Context) -> Message:
     """Draw ``share-ratio`` of the original samples for the neighbours named in the message."""
     node = node_for(msg, context)
     cfg, pid = node.cfg, node.partition_id
-    public_keys = protocol.parse_share_request(msg)
+    public_keys = _accepted(node, context, protocol.parse_share_request(msg))
     _maybe_fail("share", pid)
     rng = np.random.default_rng(seed_of(cfg.seed, pid, 7))
     shares = exchange.draw_shares(node.own_ids(), cfg.share_ratio, list(public_keys), cfg.exchange_mode, rng)
@@ -171,7 +184,7 @@ def _open(request: protocol.ReceiveRequest, node: Node, context: Context) -> dic
     """Decrypt what each neighbour sealed for this node into ids/src/images/labels arrays."""
     keys = node.key_pair()
     parts = []
-    for src, public in request.public_keys.items():
+    for src, public in _accepted(node, context, request.public_keys).items():
         ids, images, labels = crypto.open_samples(
             keys, public, src, node.partition_id, request.sealed[src], context=_edge_context(context)
         )

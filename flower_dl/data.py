@@ -226,24 +226,43 @@ def _parse_mnist_5k(path: Path) -> ImageData:
 
 
 def _download_torchvision(name: str) -> ImageData:
-    from torchvision import datasets
-
-    root = cache_dir()
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
-    try:
-        train = cls(str(root), train=True, download=True)
-        test = cls(str(root), train=False, download=True)
-    except Exception as err:  # offline, blocked, ...
-        raise DataError(
-            f"dataset: {name!r} with data-dir = '' is downloaded by torchvision into {root}, and the "
-            f"download failed ({err}); set data-dir to a folder holding the IDX files"
-        ) from err
+    """The dataset from torchvision's copy in the cache folder, downloading it first if it is not there."""
+    train, test = fetch_dataset(name)
     return ImageData(
         train.data.numpy(),
         train.targets.numpy().astype(np.int64),
         test.data.numpy(),
         test.targets.numpy().astype(np.int64),
     )
+
+
+def fetch_dataset(name: str):  # -> (torchvision train set, test set)
+    """Download ``mnist`` / ``fashion-mnist`` once into the cache folder, under a file lock.
+
+    ``flower-dl run`` and ``sweep`` call it before any node starts, so the
+    nodes find the files there; a node that still has to download (a
+    deployment started by hand) waits for the lock instead of writing into
+    the same folder as the others at once. Offline, it fails with one line
+    that says how to point ``data-dir`` at a folder instead.
+    """
+    import fcntl
+
+    from torchvision import datasets
+
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    with open(root / f".{name}.download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            return cls(str(root), train=True, download=True), cls(str(root), train=False, download=True)
+        except Exception as err:  # offline, blocked, ...
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise DataError(
+                f"dataset: {name!r} with data-dir = '' must be downloaded into {root}, and the download failed "
+                f"({reason}); set data-dir to a folder holding its IDX files (for fashion-mnist, Debian's "
+                f"dataset-fashion-mnist package: data-dir='/usr/share/datasets/fashion-mnist')"
+            ) from None
 
 
 def load_dataset(name: str, data_dir: str = "") -> ImageData:

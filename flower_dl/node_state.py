@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 
-from flower_dl import crypto, exchange, protocol
+from flower_dl import crypto, exchange, identity, protocol
 from flower_dl.config import RunConfig
 from flower_dl.data import ImageData, load_dataset, partition_indices
 from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
@@ -232,6 +232,16 @@ class Node:
             name, _, cell = key.partition(":")
             if name in (_RECEIVED, _SENT, _KEYS) and cell != self.cell:
                 del self.context.state[key]
+
+    def identity(self):  # -> Ed25519PrivateKey | None
+        """The node's long-term signing key, if its node config names an ``identity-key`` file."""
+        path = self.context.node_config.get("identity-key")
+        return None if not path else CACHE.get(("identity", str(path)), lambda: identity.load_identity(str(path)))
+
+    def peer_keys(self):  # -> dict[int, Ed25519PublicKey] | None
+        """The peers' long-term public keys, if its node config names a ``peer-keys`` file."""
+        path = self.context.node_config.get("peer-keys")
+        return None if not path else CACHE.get(("peer-keys", str(path)), lambda: identity.load_peer_keys(str(path)))
 
     def key_pair(self) -> crypto.KeyPair:
         """The node's X25519 key pair for this cell's exchange, made once and kept in its state."""

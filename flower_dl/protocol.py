@@ -130,6 +130,7 @@ class NodeInfo:
     partition_id: int
     num_train_examples: int
     public_key: bytes
+    """The exchange key as published: 32 bytes, or 96 when signed (:mod:`flower_dl.identity`); relayed as is."""
 
 
 def identify_request(node_id: int, run_config: ConfigRecord) -> Message:

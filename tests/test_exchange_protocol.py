@@ -35,12 +35,17 @@ HANDLERS = {
 class FakeGrid:
     """Routes messages to in-process nodes; records every message's content."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, node_config=None, tamper=None) -> None:
+        self.tamper = tamper  # a server that changes what it relays: message -> None
         self.contexts = {
             1000 + pid: Context(
                 run_id=7,
                 node_id=1000 + pid,
-                node_config={"partition-id": pid, "num-partitions": cfg.num_nodes},
+                node_config={
+                    "partition-id": pid,
+                    "num-partitions": cfg.num_nodes,
+                    **(node_config(pid) if node_config else {}),
+                },
                 state=RecordDict(),
                 run_config=cfg.to_run_config(),
             )
@@ -54,6 +59,8 @@ class FakeGrid:
     def send_and_receive(self, messages, timeout=None):
         replies = []
         for msg in messages:
+            if self.tamper is not None:
+                self.tamper(msg)
             self.seen.append(msg.content)
             node = msg.metadata.dst_node_id
             TaskIdentity.node_id = node
@@ -75,10 +82,10 @@ def task_identity():
     yield
 
 
-def _exchange(**changes):
+def _exchange(node_config=None, tamper=None, **changes):
     cfg = RunConfig(**changes)
     topology = build_topology(cfg)
-    grid = FakeGrid(cfg)
+    grid = FakeGrid(cfg, node_config, tamper)
     nodes = discover_nodes(grid, cfg)
     exchanged = run_exchange(grid, cfg, topology, nodes)
     report = privacy.exchange_report(
@@ -312,3 +319,55 @@ def test_a_mixup_size_above_a_nodes_smallest_class_stops_the_run_at_discovery() 
         _exchange(share_ratio=0.3, digits_per_node=2, exchange_mechanism="mixup", mixup_size=500)
     with pytest.raises(RuntimeError, match="mia-samples: 900 is more than node 0 can supply"):
         _exchange(share_ratio=0.3, digits_per_node=2, mia_samples=900)
+
+
+def _swap_keys_for(victim: int, impostor_key: bytes | None = None):
+    """A relay that, in ``victim``'s share request, swaps its two first neighbours' keys (or plants its own)."""
+
+    def tamper(msg: Message) -> None:
+        if msg.metadata.message_type != protocol.SHARE or msg.metadata.dst_node_id != 1000 + victim:
+            return
+        record = msg.content[protocol.EXCHANGE]
+        keys = list(record["public-keys"])
+        if impostor_key is None:
+            keys[0], keys[1] = keys[1], keys[0]
+        else:
+            keys[0] = impostor_key
+        record["public-keys"] = keys
+
+    return tamper
+
+
+def test_signed_exchange_keys_let_a_node_refuse_a_swapped_key(tmp_path) -> None:
+    from flower_dl.identity import write_keys
+
+    write_keys(5, tmp_path)
+
+    def node_config(pid: int) -> dict[str, str]:
+        return {"identity-key": str(tmp_path / f"node-{pid}.key"), "peer-keys": str(tmp_path / "peer-keys.txt")}
+
+    # honest relay: the signed keys verify and the exchange is the unsigned one's
+    cfg, grid, *_ = _exchange(node_config=node_config, share_ratio=0.3, digits_per_node=2)
+    _, plain_grid, *_ = _exchange(share_ratio=0.3, digits_per_node=2)
+    for pid in range(5):
+        assert np.array_equal(_node(grid, cfg, pid).received()["ids"], _node(plain_grid, cfg, pid).received()["ids"])
+    # node 0's neighbours are 1, 2, 3: the relay swaps 1's and 2's keys in node 0's request
+    _, _, _, _, exchanged, _ = _exchange(
+        node_config=node_config, tamper=_swap_keys_for(0), share_ratio=0.3, digits_per_node=2
+    )
+    assert "node 1's exchange key does not verify against its key in peer-keys" in exchanged.failed[0]
+    assert set(exchanged.failed) == {0}  # node 0 refused to seal; the others went on
+
+
+def test_without_peer_keys_a_key_swapping_relay_reads_the_exchange() -> None:
+    """The README's warning: unauthenticated keys let an active relay plant its own and open the share."""
+    relay = KeyPair.generate()
+    cfg, grid, _, public_keys, _, _ = _exchange(
+        tamper=_swap_keys_for(0, relay.public_bytes), share_ratio=0.3, digits_per_node=2
+    )
+    share = next(
+        m for m in grid.seen if protocol.SHARE_RECORD in m.array_records or protocol.SHARE_RECORD in m.config_records
+    )
+    sealed = next(v for k, v in share[protocol.SHARE_RECORD].items() if k == "sealed:1")
+    ids, images, _ = open_samples(relay, public_keys[0], 0, 1, sealed.numpy(), context=b"run 7")
+    assert len(ids) > 0 and np.array_equal(np.sort(ids), np.sort(_sent_ids(grid, cfg, 0)))

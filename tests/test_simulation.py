@@ -90,3 +90,17 @@ def test_a_topology_error_stays_one_readable_line() -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and len(lines[0]) < 300, proc.stderr[:500]
     assert "edges: '0-1,0-2,0-3,2-4' names only nodes 0..4, but num-nodes is 100000" in lines[0]
+
+
+def test_a_dataset_that_cannot_be_downloaded_stops_the_run_with_one_line(tmp_path) -> None:
+    """Offline (a proxy that refuses), ``mnist`` with no data-dir: fetched once by the CLI, before any node starts."""
+    offline = {
+        "https_proxy": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9",
+        "FLOWER_DL_CACHE_DIR": str(tmp_path),
+    }
+    proc = run_cli("run", "-c", "dataset='mnist'", timeout=120, env=offline)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "set data-dir to a folder holding its IDX files" in errors[0], proc.stderr[-2000:]
+    assert "SuperLink" not in proc.stdout and "[ROUND" not in proc.stdout
