@@ -371,3 +371,4 @@ def test_without_peer_keys_a_key_swapping_relay_reads_the_exchange() -> None:
     sealed = next(v for k, v in share[protocol.SHARE_RECORD].items() if k == "sealed:1")
     ids, images, _ = open_samples(relay, public_keys[0], 0, 1, sealed.numpy(), context=b"run 7")
     assert len(ids) > 0 and np.array_equal(np.sort(ids), np.sort(_sent_ids(grid, cfg, 0)))
+    assert images.shape == (len(ids), 28, 28) and images.any()  # the relay sees the images themselves
