@@ -1,4 +1,4 @@
-"""Report: figures and summary.md from a synthetic sweep table; Pareto front; table reading."""
+"""Report: figures and summary.md from synthetic sweep tables; Pareto front; table reading; gossip bytes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,15 @@ import pandas as pd
 import pytest
 
 from flower_dl.report import FIGURES, TABLE_COLUMNS, final_rows, pareto_front, read_table, write_report
+from flower_dl.report.table import (
+    DECENTRALIZED_STRATEGIES,
+    _byte_curves,
+    _prepare,
+    _run_byte_curves,
+    _series_labels,
+    _series_stats,
+    _strategy_label,
+)
 
 STRATEGIES = ("decentralized", "fedavg")
 SHARES = (0.0, 0.2)
@@ -95,7 +104,8 @@ def test_every_figure_in_every_format(report) -> None:
     out, written = report
     expected = [out / f"{b}.{f}" for b in FIGURES for f in ("png", "svg")] + [out / "summary.md"]
     assert written == expected
-    assert len(FIGURES) == 6
+    assert len(FIGURES) == 8
+    assert {"pareto-by-strategy", "accuracy-vs-gossip-bytes"} <= set(FIGURES)
     for path in written:
         assert path.is_file() and path.stat().st_size > 0, path
         if path.suffix == ".png":
@@ -106,9 +116,29 @@ def test_every_figure_in_every_format(report) -> None:
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+def markdown_tables(path: Path) -> list[list[list[str]]]:
+    """Every Markdown table of a file, as rows of cells (header and rule left out)."""
+    tables: list[list[str]] = []
+    previous = ""
+    for ln in path.read_text().splitlines():
+        if ln.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(ln)
+        previous = ln
+    return [[[c.strip() for c in ln.strip("|").split("|")] for ln in t[2:]] for t in tables]
+
+
 def summary_rows(path: Path) -> list[list[str]]:
-    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    """The rows of the first table of ``summary.md``: one per (strategy, model, digits, share) group."""
+    return markdown_tables(path)[0]
+
+
+def strategy_rows(path: Path) -> list[list[str]]:
+    """The rows of the "Per strategy" table of ``summary.md``."""
+    text = path.read_text()
+    assert "## Per strategy" in text
+    return markdown_tables(path)[1]
 
 
 def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
@@ -135,6 +165,10 @@ def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
     assert len(seen) == len(rows)
     text = (out / "summary.md").read_text()
     assert all(b in text for b in FIGURES)
+    # no gossip column values in this table: one row per strategy, bytes not measured
+    by_strategy = strategy_rows(out / "summary.md")
+    assert [r[0] for r in by_strategy] == sorted(STRATEGIES)
+    assert all(r[2] == str(len(SHARES) * len(DIGITS) * len(SEEDS)) and r[-1] == "n/a" for r in by_strategy)
 
 
 def test_pareto_front_hand_made() -> None:
@@ -211,3 +245,211 @@ def test_thin_tables_still_yield_every_figure(tmp_path: Path, case: str) -> None
     if case == "no-leakage":
         assert summary[0][-1] == "n/a"
         assert "failed node-round" in (tmp_path / "out" / "summary.md").read_text()
+
+
+# ------------------------------------------------------- gossip bytes per strategy
+GOSSIP_BASE = {"decentralized": 1000, "choco": 100}  # bytes per (node + 1) per round per (seed + 1)
+GOSSIP_SHARES = (0.0, 0.2)
+GOSSIP_SEEDS = (0, 1)
+GOSSIP_NODES = range(3)
+FAILED = ("choco", 0.2, 1, 3, 2)  # (strategy, share, seed, round, node): its accuracy is left out
+
+
+def gossip_bytes(strategy: str, seed: int, rnd: int, node: int) -> int:
+    return GOSSIP_BASE[strategy] * (node + 1) * rnd * (1 + seed)
+
+
+def gossip_accuracy(strategy: str, share: float, seed: int, rnd: int, node: int) -> float:
+    return 0.2 + 0.1 * (strategy == "choco") + 0.3 * share + 0.05 * seed + 0.1 * rnd + 0.02 * node
+
+
+def gossip_cell(strategy: str, share: float, seed: int) -> str:
+    return f"{strategy}-share{share}-seed{seed}"
+
+
+def gossip_table_rows() -> list[dict]:
+    """Two strategies x two share ratios x two seeds, 3 rounds x 3 nodes, with known gossip bytes."""
+    rows = []
+    for s, share, seed in itertools.product(GOSSIP_BASE, GOSSIP_SHARES, GOSSIP_SEEDS):
+        for rnd, node in itertools.product(ROUNDS, GOSSIP_NODES):
+            failed = (s, share, seed, rnd, node) == FAILED
+            rows.append(
+                {
+                    "cell": gossip_cell(s, share, seed),
+                    "seed": seed,
+                    "strategy": s,
+                    "model": "mlp",
+                    "digits-per-node": 2,
+                    "share-ratio": share,
+                    "num-nodes": len(GOSSIP_NODES),
+                    "num-server-rounds": len(ROUNDS),
+                    "mixing-schedule": "static",  # recorded for every strategy, as sweeps do
+                    "gossip-steps": 1,
+                    "compression": "top-k",
+                    "compression-ratio": 0.1,
+                    "round": rnd,
+                    "node": node,
+                    "accuracy": 0.0 if failed else gossip_accuracy(s, share, seed, rnd, node),
+                    "leakage": share * (node + 1) / 10,
+                    "gossip-bytes": gossip_bytes(s, seed, rnd, node),
+                    "failed": int(failed),
+                }
+            )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def gossip_table(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("gossip") / "gossip.csv", gossip_table_rows())
+
+
+def run_accuracy(s: str, share: float, seed: int, rnd: int) -> float:
+    """Mean over the run's non-failed nodes."""
+    accs = [gossip_accuracy(s, share, seed, rnd, n) for n in GOSSIP_NODES if (s, share, seed, rnd, n) != FAILED]
+    return sum(accs) / len(accs)
+
+
+def test_cumulative_gossip_bytes_per_run_and_group(gossip_table: Path) -> None:
+    data = _prepare(read_table(gossip_table))
+    runs = _run_byte_curves(data).set_index(["cell", "round"])
+    # by hand: decentralized, seed 0, nodes send 1000, 2000, 3000 bytes x round
+    # -> cumulative node mean 2000 after round 1, 6000 after round 2, 12000 after round 3
+    cell = gossip_cell("decentralized", 0.0, 0)
+    assert runs.loc[cell, "gossip-bytes"].tolist() == [2000.0, 6000.0, 12000.0]
+    assert runs.loc[gossip_cell("choco", 0.2, 1), "gossip-bytes"].tolist() == [400.0, 1200.0, 2400.0]
+    for s, share, seed in itertools.product(GOSSIP_BASE, GOSSIP_SHARES, GOSSIP_SEEDS):
+        for rnd in ROUNDS:
+            sums = [sum(gossip_bytes(s, seed, r, n) for r in ROUNDS if r <= rnd) for n in GOSSIP_NODES]
+            row = runs.loc[(gossip_cell(s, share, seed), rnd)]
+            assert row["gossip-bytes"] == pytest.approx(sum(sums) / len(sums))
+            assert row["acc"] == pytest.approx(run_accuracy(s, share, seed, rnd))
+
+    curves = _byte_curves(data)
+    assert set(curves["series"]) == set(GOSSIP_BASE)  # nothing varies: the label is the strategy
+    assert len(curves) == len(GOSSIP_BASE) * len(GOSSIP_SHARES) * len(ROUNDS)
+    point = curves[(curves["series"] == "decentralized") & (curves["share-ratio"] == 0.0) & (curves["round"] == 3)]
+    assert point["gossip-bytes"].tolist() == [18000.0]  # (12000 + 24000) / 2 over the two seeds
+    for _, c in curves.iterrows():
+        s, share, rnd = c["series"], c["share-ratio"], int(c["round"])
+        per_run = [
+            np.mean([sum(gossip_bytes(s, seed, r, n) for r in range(1, rnd + 1)) for n in GOSSIP_NODES])
+            for seed in GOSSIP_SEEDS
+        ]
+        assert c["gossip-bytes"] == pytest.approx(np.mean(per_run))
+        assert c["acc"] == pytest.approx(np.mean([run_accuracy(s, share, seed, rnd) for seed in GOSSIP_SEEDS]))
+
+
+def expected_strategy_row(s: str) -> dict[str, float]:
+    """The per-strategy summary of the gossip table, by hand: over 2 share ratios x 2 seeds."""
+    runs = list(itertools.product(GOSSIP_SHARES, GOSSIP_SEEDS))
+    final = [run_accuracy(s, share, seed, ROUNDS[-1]) for share, seed in runs]
+    leak = [np.mean([share * (n + 1) / 10 for n in GOSSIP_NODES]) for share, _ in runs]
+    total = [sum(gossip_bytes(s, seed, r, n) for r in ROUNDS for n in GOSSIP_NODES) for _, seed in runs]
+    return {
+        "runs": len(runs),
+        "acc": float(np.mean(final)),
+        "acc-std": float(np.std(final, ddof=1)),
+        "leakage": float(np.mean(leak)),
+        "gossip-bytes": float(np.mean(total)),
+    }
+
+
+def test_summary_per_strategy_numbers(gossip_table: Path, tmp_path: Path) -> None:
+    stats = _series_stats(_prepare(read_table(gossip_table))).set_index("series")
+    assert stats.index.tolist() == ["choco", "decentralized"]
+    # total per run = base x (seed + 1) x (1+2+3 nodes) x (1+2+3 rounds); mean over seeds 0, 1: 54 x base
+    assert stats.loc["decentralized", "gossip-bytes"] == 54_000
+    assert stats.loc["choco", "gossip-bytes"] == 5_400
+    for s in GOSSIP_BASE:
+        want = expected_strategy_row(s)
+        for key, value in want.items():
+            assert stats.loc[s, key] == pytest.approx(value), (s, key)
+
+    written = write_report(gossip_table, tmp_path / "out", formats=("png",))
+    rows = strategy_rows(tmp_path / "out" / "summary.md")
+    assert [r[0] for r in rows] == ["choco", "decentralized"]
+    for strategy, model, runs, acc, leak, total in rows:
+        want = expected_strategy_row(strategy)
+        assert (model, runs) == ("mlp", "4")
+        mean, std = re.fullmatch(r"([\d.]+)% ± ([\d.]+)%", acc).groups()
+        assert float(mean) == pytest.approx(100 * want["acc"], abs=0.006)
+        assert float(std) == pytest.approx(100 * want["acc-std"], abs=0.006)
+        assert float(leak) == pytest.approx(want["leakage"], abs=6e-5)
+        assert total == {"choco": "5.40 kB", "decentralized": "54.00 kB"}[strategy]
+    # the new figures are written (and are not blank)
+    for base in ("pareto-by-strategy", "accuracy-vs-gossip-bytes"):
+        path = tmp_path / "out" / f"{base}.png"
+        assert path in written
+        check_png(path)
+
+
+def test_a_table_without_the_gossip_columns_still_reports(tmp_path: Path) -> None:
+    rows = synthetic_rows(strategies=("decentralized", "fedavg"), shares=(0.0, 0.2), digits=(2,), seeds=(0,))
+    old = tmp_path / "old.csv"
+    pd.DataFrame(rows).to_csv(old, index=False)  # only the columns an older sweep wrote
+    header = old.read_text().splitlines()[0].split(",")
+    assert not {"mixing-schedule", "gossip-steps", "compression", "compression-ratio", "gossip-bytes"} & set(header)
+    written = write_report(old, tmp_path / "out", formats=("png",))
+    assert [p.name for p in written] == [f"{b}.png" for b in FIGURES] + ["summary.md"]
+    for path in written[:-1]:
+        check_png(path)
+    rows = strategy_rows(tmp_path / "out" / "summary.md")
+    assert [(r[0], r[2], r[-1]) for r in rows] == [("decentralized", "2", "n/a"), ("fedavg", "2", "n/a")]
+    assert len(summary_rows(tmp_path / "out" / "summary.md")) == 4  # the main table is unchanged
+
+
+def test_series_labels_name_the_settings_that_vary() -> None:
+    def labels(rows: list[tuple]) -> list[str]:
+        cols = ["strategy", "mixing-schedule", "gossip-steps", "compression", "compression-ratio"]
+        return _series_labels(pd.DataFrame(rows, columns=cols)).tolist()
+
+    assert labels(
+        [
+            ("decentralized", "static", 1, "top-k", 0.1),
+            ("decentralized", "epidemic", 1, "top-k", 0.1),
+            ("choco", "static", 1, "top-k", 0.1),
+            ("choco", "static", 1, "qsgd", 0.1),
+            ("choco", "static", 1, "none", 0.1),
+            ("fedavg", "random-matching", 1, "random-k", 0.5),  # a parameter server: none of it applies
+        ]
+    ) == [
+        "decentralized, static",
+        "decentralized, epidemic",
+        "choco, static, top-k 0.1",
+        "choco, static, qsgd",
+        "choco, static, no compression",
+        "fedavg",
+    ]
+    # compression only describes choco: decentralized's recorded compression does not split it
+    assert labels(
+        [
+            ("decentralized", "static", 1, "qsgd", 0.1),
+            ("decentralized", "static", 2, "top-k", 0.1),
+            ("gradient-tracking", "static", np.nan, "top-k", 0.1),
+            ("choco", "static", 1, "top-k", 0.1),
+            ("choco", "static", 1, "top-k", 0.25),
+        ]
+    ) == [
+        "decentralized, 1 gossip step",
+        "decentralized, 2 gossip steps",
+        "gradient-tracking",
+        "choco, 1 gossip step, top-k 0.1",
+        "choco, 1 gossip step, top-k 0.25",
+    ]
+    nan = np.nan
+    assert labels([("decentralized", nan, nan, nan, nan), ("fedavg", nan, nan, nan, nan)]) == [
+        "decentralized",
+        "fedavg",
+    ]
+
+
+def test_decentralized_strategies_match_the_registry() -> None:
+    pytest.importorskip("flwr")
+    from flower_dl.strategies import DECENTRALIZED_KWARGS
+
+    assert set(DECENTRALIZED_STRATEGIES) == set(DECENTRALIZED_KWARGS)
+    assert [_strategy_label(s) for s in ("choco", "gradient-tracking", "fedavg")] == [
+        "choco (DE)",
+        "gradient-tracking (DE)",
+        "fedavg (PS)",
+    ]

@@ -15,6 +15,14 @@ group. Node-rounds marked ``failed`` are left out of the accuracy statistics.
 Leakage is per node and constant over rounds; a node's leakage is the mean of
 its non-empty leakage cells.
 
+The per-strategy figures and the "Per strategy" part of ``summary.md`` name
+each run's algorithm by its *series label*: the strategy, plus its mixing
+schedule, gossip steps and compression when these vary in the table (and
+describe the strategy), e.g. ``"choco, top-k 0.1"``. Communication is the
+``gossip-bytes`` column (a node's bytes sent for model exchange in a round);
+a table without it (an older one) still reports, its byte figure saying that
+none was recorded.
+
 Everything is made from the table alone; only pandas, numpy and matplotlib (Agg)
 are used, so this package stays light (no Flower, no torch; matplotlib only when
 a figure is drawn).

@@ -2,8 +2,8 @@
 
 A new Agg figure on a grid of panels (:func:`_figure`), the "no data" note, axis
 formatters, one legend per figure, min-max error bars, the colour and line-style
-conventions (a colour per strategy, a line style per model), rendering a figure
-to bytes and checking the requested formats.  matplotlib is imported inside the
+conventions (a colour per strategy or series label, a line style per model),
+rendering a figure to bytes and checking the requested formats.  matplotlib is imported inside the
 functions, so importing :mod:`flower_dl.report` stays light.
 """
 
@@ -106,8 +106,9 @@ def _series_colours(n: int) -> list[Any]:
     return [cmap(i / max(1, n - 1)) for i in range(n)]
 
 
-def _line_styles(df: pd.DataFrame) -> tuple[list[str], dict[str, Any], list[str], dict[str, str]]:
-    strategies = _uniques(df["strategy"])
+def _line_styles(df: pd.DataFrame, by: str = "strategy") -> tuple[list[str], dict[str, Any], list[str], dict[str, str]]:
+    """The values of ``by`` (a colour each) and the models (a line style each) of a table."""
+    strategies = _uniques(df[by])
     models = _uniques(df["model"])
     styles = {m: _LINESTYLES[i % len(_LINESTYLES)] for i, m in enumerate(models)}
     return strategies, _strategy_colours(strategies), models, styles
@@ -116,6 +117,11 @@ def _line_styles(df: pd.DataFrame) -> tuple[list[str], dict[str, Any], list[str]
 def _line_label(strategy: str, model: str, models: Sequence[str]) -> str:
     label = _strategy_label(strategy)
     return f"{label}, {model}" if len(models) > 1 else label
+
+
+def _series_line_label(series: str, model: str, models: Sequence[str]) -> str:
+    """A series label (:func:`flower_dl.report.table._series_labels`), with the model when several are present."""
+    return f"{series}, {model}" if len(models) > 1 else series
 
 
 def _accuracy_lines(ax, sub: pd.DataFrame, x: str, strategies, colours, models, styles) -> None:

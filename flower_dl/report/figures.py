@@ -30,18 +30,19 @@ from flower_dl.report.drawing import (
     _no_data,
     _percent_axis,
     _series_colours,
+    _series_line_label,
 )
 from flower_dl.report.table import (
     _NA,
+    _byte_curves,
+    _final_node_points,
     _fmt_num,
     _group_stats,
     _leakage_stats,
     _match,
-    _node_leakage,
     _prepare,
     _strategy_label,
     _uniques,
-    final_rows,
     pareto_front,
 )
 
@@ -57,8 +58,9 @@ class Tables:
     ----------
     data : pandas.DataFrame
         The results table as :func:`flower_dl.report.read_table` returns it,
-        with missing ``strategy``/``model`` labels as ``"n/a"`` and the accuracy
-        of failed node-rounds removed.
+        with missing ``strategy``/``model`` labels as ``"n/a"``, the accuracy
+        of failed node-rounds removed and a ``series`` column, each run's
+        algorithm (:func:`flower_dl.report.table._series_labels`).
     groups : pandas.DataFrame
         One row per (strategy, model, digits-per-node, share-ratio) group: runs,
         seeds, final accuracy (mean, std, min and max node), mean and total
@@ -66,17 +68,22 @@ class Tables:
     leakage : pandas.DataFrame
         Node leakage per (digits-per-node, share-ratio): mean, min and max over
         nodes and runs.
+    curves : pandas.DataFrame
+        Per (series, model, digits-per-node, share-ratio) group and round: the
+        cumulative gossip bytes per node and the accuracy, each averaged over
+        the group's runs (:func:`flower_dl.report.table._byte_curves`).
     """
 
     data: pd.DataFrame
     groups: pd.DataFrame
     leakage: pd.DataFrame
+    curves: pd.DataFrame
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> Tables:
         """The tables of a results table read by :func:`flower_dl.report.read_table`."""
         data = _prepare(df)
-        return cls(data=data, groups=_group_stats(data), leakage=_leakage_stats(data))
+        return cls(data=data, groups=_group_stats(data), leakage=_leakage_stats(data), curves=_byte_curves(data))
 
 
 def _fig_accuracy_vs_share_ratio(t: Tables) -> Any:
@@ -161,9 +168,7 @@ def _fig_accuracy_vs_leakage(t: Tables) -> Any:
     df = t.data
     strategies, colours, models, _ = _line_styles(df)
     markers = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
-    fin = final_rows(df)[["cell", "node", "accuracy"]]
-    nodes = _node_leakage(df).merge(fin, on=["cell", "node"], how="inner")
-    nodes = nodes.dropna(subset=["leakage", "accuracy"])
+    nodes = _final_node_points(df)
     fig, (ax,) = _figure(1, legend_width=2.4, panel=(5.5, 4.0))
     for s in strategies:
         for m in models:
@@ -197,6 +202,117 @@ def _fig_accuracy_vs_leakage(t: Tables) -> Any:
         fontsize=10,
     )
     _legend(fig, [ax], "strategy")
+    return fig
+
+
+def _fig_pareto_by_strategy(t: Tables) -> Any:
+    """Per-node final accuracy vs leakage with one Pareto front per strategy (series label).
+
+    The single front of ``accuracy-vs-leakage`` shows the best trade-off of
+    the whole sweep, but not what each algorithm can reach on its own: here
+    each series (its strategy, plus the gossip settings that vary in the table)
+    has its own front, in its colour, over its nodes (faint points), so the
+    fronts can be compared; markers and line styles tell models apart.
+    """
+    df = t.data
+    series, colours, models, styles = _line_styles(df, by="series")
+    markers = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
+    nodes = _final_node_points(df)
+    fig, (ax,) = _figure(1, legend_width=2.8, panel=(5.5, 4.0))
+    for s in series:
+        for m in models:
+            g = nodes[(nodes["series"] == s) & (nodes["model"] == m)]
+            if g.empty:
+                continue
+            pts = g[["leakage", "accuracy"]].to_numpy(dtype=float)
+            ax.scatter(pts[:, 0], pts[:, 1], s=14, alpha=0.3, color=colours[s], marker=markers[m], edgecolors="none")
+            front = pts[pareto_front(pts)]
+            ax.step(
+                front[:, 0],
+                front[:, 1],
+                where="post",
+                color=colours[s],
+                linestyle=styles[m],
+                linewidth=1.4,
+                marker=markers[m],
+                markersize=5,
+                label=_series_line_label(s, m, models),
+            )
+    if nodes.empty:
+        _no_data(ax, "no node with both a final accuracy and a leakage")
+    ax.set_xlabel("node leakage")
+    ax.set_ylabel("node final accuracy")
+    _percent_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.set_title(
+        "Pareto front of final accuracy vs leakage per strategy\n"
+        "(faint points: nodes; lines: each strategy's non-dominated nodes)",
+        fontsize=10,
+    )
+    _legend(fig, [ax], "strategy")
+    return fig
+
+
+def _data_panels(groups: pd.DataFrame) -> list[tuple[Any, Any]]:
+    """The (digits-per-node, share-ratio) pairs present, sorted: one panel each."""
+    ks, shares = _uniques(groups["digits-per-node"]), _uniques(groups["share-ratio"])
+    present = [
+        (k, s)
+        for k in ks
+        for s in shares
+        if (_match(groups["digits-per-node"], k) & _match(groups["share-ratio"], s)).any()
+    ]
+    return present or [(np.nan, np.nan)]
+
+
+def _fig_accuracy_vs_gossip_bytes(t: Tables) -> Any:
+    """Accuracy vs cumulative gossip bytes per node, a line per strategy (series label), a panel per data setting.
+
+    Rounds measure compute; bytes measure communication, where decentralized
+    algorithms differ most (gossip steps, schedules, compression). Each point
+    is a round: x the bytes a node has sent up to it (mean over nodes, then
+    over runs), y the mean accuracy (over nodes, then runs). Log-scale x, so
+    points with no bytes are not drawn; groups without ``gossip-bytes`` (an
+    older table, or one that did not measure it) are left out, and a panel
+    without any says so. One panel per (digits-per-node, share-ratio) pair.
+    """
+    series, colours, models, styles = _line_styles(t.data, by="series")
+    curves = t.curves.dropna(subset=["gossip-bytes", "acc"])
+    curves = curves[curves["gossip-bytes"] > 0]
+    any_bytes = t.data["gossip-bytes"].notna().any()
+    panels = _data_panels(t.groups)
+    fig, axes = _figure(len(panels), sharey=True, legend_width=2.8)
+    for ax, (k, share) in zip(axes, panels):
+        sub = curves[_match(curves["digits-per-node"], k) & _match(curves["share-ratio"], share)]
+        for s in series:
+            for m in models:
+                g = sub[(sub["series"] == s) & (sub["model"] == m)]
+                if g.empty:
+                    continue
+                ax.plot(
+                    g["gossip-bytes"],
+                    g["acc"],
+                    color=colours[s],
+                    linestyle=styles[m],
+                    marker="o",
+                    markersize=3,
+                    label=_series_line_label(s, m, models),
+                )
+        if ax.has_data():
+            ax.set_xscale("log")
+        else:
+            _no_data(ax, "no accuracy with gossip bytes" if any_bytes else "no gossip bytes recorded")
+        ax.set_title(f"{_fmt_num(k)} digits per node, share ratio {_fmt_num(share)}", fontsize=10)
+        ax.set_xlabel("cumulative gossip bytes per node")
+        ax.set_ylabel("accuracy")
+        _percent_axis(ax)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        "Accuracy vs cumulative gossip bytes per node\n"
+        "(a point per round; bytes: mean over nodes and seeds of those sent so far; accuracy: mean over nodes and seeds)",
+        fontsize=11,
+    )
+    _legend(fig, axes, "strategy")
     return fig
 
 
@@ -277,6 +393,8 @@ FIGURE_MAKERS: dict[str, Callable[[Tables], Any]] = {
     "leakage-vs-share-ratio": partial(_fig_leakage_vs, x="share-ratio", line="digits-per-node"),
     "accuracy-vs-leakage": _fig_accuracy_vs_leakage,
     "learning-curves": _fig_learning_curves,
+    "pareto-by-strategy": _fig_pareto_by_strategy,
+    "accuracy-vs-gossip-bytes": _fig_accuracy_vs_gossip_bytes,
 }
 """Figure base name -> the function that draws it from the report's :class:`Tables`."""
 

@@ -1,4 +1,4 @@
-"""``summary.md`` of :mod:`flower_dl.report`: one Markdown table row per group of runs."""
+"""``summary.md`` of :mod:`flower_dl.report`: one Markdown table row per group of runs, then one per strategy."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from flower_dl.report.figures import FIGURES
 from flower_dl.report.table import (
     CONFIG_COLUMNS,
     GROUP_COLUMNS,
+    _fmt_acc,
+    _fmt_bytes,
     _fmt_leak,
     _fmt_num,
     _fmt_pct,
     _group_stats,
-    _isnan,
     _prepare,
+    _series_stats,
     _strategy_label,
     _uniques,
 )
@@ -30,6 +32,14 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
     each run's node mean (just the mean for a single run), the smallest final
     node accuracy, the mean node leakage and the total leakage (sum over a
     run's nodes, averaged over runs: the figure the original study plotted).
+
+    Then, under "Per strategy", one row per series (the strategy, plus the
+    gossip settings that vary in the table, see
+    :func:`flower_dl.report.table._series_labels`) and model, over all its
+    runs whatever their data setting, to compare algorithms: runs, final
+    accuracy (mean ± std over runs), mean leakage and the total gossip bytes
+    per run (sum over nodes and rounds, mean over runs; ``n/a`` where the
+    table has none).
     """
     data = _prepare(df)
     groups = _group_stats(data)
@@ -49,9 +59,7 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
     )
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for _, r in groups.iterrows():
-        acc = _fmt_pct(r["acc"])
-        if r["runs"] > 1 and not _isnan(r["acc-std"]):
-            acc += f" ± {_fmt_pct(r['acc-std'])}"
+        acc = _fmt_acc(r["acc"], r["acc-std"], r["runs"])
         lines.append(
             f"| {_strategy_label(r['strategy'])} | {r['model']} | {_fmt_num(r['digits-per-node'])} "
             f"| {_fmt_num(r['share-ratio'])} | {int(r['runs'])} | {int(r['seeds'])} | {acc} "
@@ -79,4 +87,27 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
         lines.append(f"Figures ({', '.join(formats)}): {links}.")
     else:
         lines.append("Figures: none requested.")
+    lines.append("")
+    lines.extend(_strategy_section(data))
     return "\n".join(lines) + "\n"
+
+
+def _strategy_section(data: pd.DataFrame) -> list[str]:
+    """The "Per strategy" lines of ``summary.md`` (see :func:`summary_markdown`)."""
+    lines = [
+        "## Per strategy",
+        "",
+        "Each strategy's runs over every digits-per-node and share ratio; a strategy's "
+        "mixing schedule, gossip steps and compression are named when they vary in the table. "
+        "Gossip bytes per run: the sum over its nodes and rounds of the bytes sent for model "
+        "exchange (a parameter server's: the uploads), averaged over runs.",
+        "",
+        "| strategy | model | runs | final accuracy (mean ± std) | mean leakage | gossip bytes per run |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for _, r in _series_stats(data).iterrows():
+        lines.append(
+            f"| {r['series']} | {r['model']} | {int(r['runs'])} | {_fmt_acc(r['acc'], r['acc-std'], r['runs'])} "
+            f"| {_fmt_leak(r['leakage'])} | {_fmt_bytes(r['gossip-bytes'])} |"
+        )
+    return lines

@@ -42,12 +42,30 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "num-nodes",
     "local-epochs",
     "num-server-rounds",
+    "mixing-schedule",
+    "gossip-steps",
+    "compression",
+    "compression-ratio",
 )
 """Config columns that are not part of a summary group; the summary notes when
-they vary (the groups then average over them)."""
+they vary (the groups then average over them; the "Per strategy" table keeps
+the gossip settings apart, see :func:`_series_labels`)."""
 
 GROUP_COLUMNS: tuple[str, ...] = ("strategy", "model", "digits-per-node", "share-ratio")
 """One row of ``summary.md`` per combination of these."""
+
+DECENTRALIZED_STRATEGIES: tuple[str, ...] = ("decentralized", "gradient-tracking", "choco")
+"""Strategies that gossip, so that ``mixing-schedule`` and ``gossip-steps`` describe
+them (the table records those keys for every run, parameter-server ones too).
+The keys of ``flower_dl.strategies.DECENTRALIZED_KWARGS``, repeated here because
+importing that module needs Flower."""
+
+COMPRESSED_STRATEGIES: tuple[str, ...] = ("choco",)
+"""Strategies that compress what they gossip, so that ``compression`` and
+``compression-ratio`` describe them (the table records those keys for every run)."""
+
+RATIO_COMPRESSIONS: tuple[str, ...] = ("top-k", "random-k")
+"""Compressions whose ``compression-ratio`` matters (the fraction of coordinates kept)."""
 
 
 _NA = "n/a"
@@ -205,32 +223,105 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- statistics
+_CELL_LABELS: tuple[str, ...] = (*GROUP_COLUMNS, "seed", "series")
+"""A run's labels, carried into every per-run and per-node statistic."""
+
+
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Strings for missing labels; failed node-rounds lose their accuracy."""
+    """Strings for missing labels; failed node-rounds lose their accuracy; add ``series`` (:func:`_series_labels`)."""
     out = df.copy()
     for col in ("strategy", "model"):
         out[col] = out[col].fillna(_NA).astype(str)
     out.loc[out["failed"].astype(bool), "accuracy"] = np.nan
+    out["series"] = _series_labels(out)
     return out
+
+
+def _series_labels(df: pd.DataFrame) -> pd.Series:
+    """The algorithm of each row, as the per-strategy figures and summary name it.
+
+    A strategy alone does not say which algorithm ran: a decentralized one
+    also depends on its mixing schedule and gossip steps, Choco on its
+    compression. Those settings join the label when they take more than one
+    value in the table, so that runs that differ in them are kept apart, and
+    only for the strategies they describe (:data:`DECENTRALIZED_STRATEGIES`,
+    :data:`COMPRESSED_STRATEGIES`): the table records every key for every run,
+    and a parameter server's "mixing schedule" would only split it for nothing.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A results table with ``strategy`` as strings (see :func:`_prepare`);
+        the gossip columns may be empty (an older table).
+
+    Returns
+    -------
+    pandas.Series
+        Strings aligned with ``df``: the strategy, then ``", "`` and each
+        varying setting in the order schedule, gossip steps, compression,
+        e.g. ``"decentralized"``, ``"decentralized, epidemic"``,
+        ``"choco, top-k 0.1"``. A setting a run did not record is left out of
+        its label.
+    """
+    strategy = df["strategy"].astype(str)
+    decentralized = strategy.isin(DECENTRALIZED_STRATEGIES)
+    settings = (
+        (df["mixing-schedule"], decentralized),
+        (df["gossip-steps"].map(_gossip_steps_token), decentralized),
+        (_compression_tokens(df["compression"], df["compression-ratio"]), strategy.isin(COMPRESSED_STRATEGIES)),
+    )
+    labels = strategy.copy()
+    for tokens, applies in settings:
+        if tokens[applies].nunique(dropna=False) > 1:
+            labels = labels + tokens.where(applies).map(lambda t: "" if _isnan(t) else f", {t}")
+    return labels
+
+
+def _gossip_steps_token(steps: Any) -> Any:
+    """``2`` -> ``"2 gossip steps"`` (NaN stays NaN: not recorded)."""
+    if _isnan(steps):
+        return np.nan
+    return f"{_fmt_num(steps)} gossip step{'' if float(steps) == 1 else 's'}"
+
+
+def _compression_tokens(method: pd.Series, ratio: pd.Series) -> pd.Series:
+    """``"top-k"``, ``0.1`` -> ``"top-k 0.1"``; the ratio only where it matters (:data:`RATIO_COMPRESSIONS`)."""
+
+    def token(m: Any, r: Any) -> Any:
+        if _isnan(m):
+            return np.nan
+        if m == "none":
+            return "no compression"
+        return f"{m} {_fmt_num(r)}" if m in RATIO_COMPRESSIONS and not _isnan(r) else str(m)
+
+    return pd.Series([token(m, r) for m, r in zip(method, ratio)], index=method.index, dtype=object)
 
 
 def _node_leakage(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, node): the node's leakage and its run's labels."""
     keys = ["cell", "node"]
     leak = df.groupby(keys, sort=False, dropna=False)["leakage"].mean().rename("leakage")
-    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
+    labels = df.groupby("cell", sort=False)[list(_CELL_LABELS)].first()
     return leak.reset_index().join(labels, on="cell")
 
 
+def _final_node_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, node) with both a final accuracy and a leakage: the points of the trade-off figures."""
+    fin = final_rows(df)[["cell", "node", "accuracy"]]
+    nodes = _node_leakage(df).merge(fin, on=["cell", "node"], how="inner")
+    return nodes.dropna(subset=["leakage", "accuracy"])
+
+
 def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage."""
+    """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage, total gossip bytes."""
     fin = final_rows(df)
-    labels = df.groupby("cell", sort=False)[[*list(GROUP_COLUMNS), "seed"]].first()
+    labels = df.groupby("cell", sort=False)[list(_CELL_LABELS)].first()
     acc = fin.groupby("cell", sort=False)["accuracy"].agg(["mean", "min", "max"])
     acc.columns = ["acc", "acc-min", "acc-max"]
     node_leak = _node_leakage(df).groupby("cell", sort=False)["leakage"]
     out = labels.join(acc).join(node_leak.mean().rename("leakage"))
     out = out.join(node_leak.sum(min_count=1).rename("leakage-total"))
+    out = out.join(df.groupby("cell", sort=False)["gossip-bytes"].sum(min_count=1).rename("gossip-bytes-total"))
     return out.reset_index()
 
 
@@ -252,6 +343,98 @@ def _group_stats(df: pd.DataFrame) -> pd.DataFrame:
         }
     ).reset_index()
     return _sort(out, keys)
+
+
+def _series_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, model): the per-strategy comparison of ``summary.md``.
+
+    Where the main summary holds one row per data setting, this one puts each
+    algorithm's runs together over every digits-per-node and share ratio, so
+    that algorithms can be compared on accuracy, leakage and communication at
+    a glance.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``series``, ``model``, ``runs`` (cells), ``acc`` and
+        ``acc-std`` (mean and sample std over runs of the run's final
+        node-mean accuracy), ``leakage`` (mean over runs of the run's mean
+        node leakage) and ``gossip-bytes`` (mean over runs of the run's sum of
+        ``gossip-bytes`` over nodes and rounds; runs without any are left
+        out, NaN when none has any), sorted by series then model.
+    """
+    cells = _cell_stats(df)
+    keys = ["series", "model"]
+    g = cells.groupby(keys, dropna=False, sort=False)
+    out = pd.DataFrame(
+        {
+            "runs": g["cell"].nunique(),
+            "acc": g["acc"].mean(),
+            "acc-std": g["acc"].std(ddof=1),
+            "leakage": g["leakage"].mean(),
+            "gossip-bytes": g["gossip-bytes-total"].mean(),
+        }
+    ).reset_index()
+    return _sort(out, keys)
+
+
+def _run_byte_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run and round: the gossip bytes a node has sent so far and the accuracy.
+
+    Rounds are what a run costs in compute, bytes what it costs in
+    communication; algorithms that gossip more (more steps, denser schedules)
+    or less (compression) are only compared fairly against the bytes.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (cell, round) with a round, columns ``cell``, ``round``,
+        ``gossip-bytes`` (the mean over the run's nodes of each node's
+        ``gossip-bytes`` summed over rounds up to this one) and ``acc`` (the
+        mean accuracy over the run's nodes at this round, failed node-rounds
+        left out). In a run that recorded ``gossip-bytes`` at all, an empty
+        cell counts as 0 bytes; in a run that recorded none, ``gossip-bytes``
+        is NaN.
+    """
+    d = df[df["round"].notna()].sort_values(["cell", "node", "round"], kind="stable")
+    sent = d["gossip-bytes"]
+    measured = sent.notna().groupby(d["cell"]).transform("any")
+    cumulative = sent.fillna(0.0).groupby([d["cell"], d["node"]]).cumsum().where(measured)
+    per_round = pd.DataFrame({"cell": d["cell"], "round": d["round"], "gossip-bytes": cumulative, "acc": d["accuracy"]})
+    return per_round.groupby(["cell", "round"], sort=True)[["gossip-bytes", "acc"]].mean().reset_index()
+
+
+def _byte_curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (series, model, digits-per-node, share-ratio) group and round: :func:`_run_byte_curves` averaged over runs.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``series``, ``model``, ``digits-per-node``, ``share-ratio``,
+        ``round``, ``gossip-bytes`` and ``acc`` (each the mean over the
+        group's runs that have it at that round), sorted by the keys.
+    """
+    runs = _run_byte_curves(df)
+    keys = ["series", "model", "digits-per-node", "share-ratio"]
+    labels = df.groupby("cell", sort=False)[keys].first()
+    runs = runs.join(labels, on="cell")
+    out = runs.groupby([*keys, "round"], dropna=False, sort=False)[["gossip-bytes", "acc"]].mean().reset_index()
+    return _sort(out, [*keys, "round"])
 
 
 def _leakage_stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -304,7 +487,29 @@ def _fmt_leak(v: Any) -> str:
     return _NA if _isnan(v) else f"{float(v):.4f}"
 
 
+def _fmt_acc(mean: Any, std: Any, runs: Any) -> str:
+    """``"85.00% ± 1.20%"``; just the mean for a single run (a std over one run is no spread)."""
+    text = _fmt_pct(mean)
+    if runs > 1 and not _isnan(std):
+        text += f" ± {_fmt_pct(std)}"
+    return text
+
+
+_BYTE_UNITS = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3))
+
+
+def _fmt_bytes(v: Any) -> str:
+    """Decimal units, two decimals (``"2.40 MB"``); whole bytes below 1 kB."""
+    if _isnan(v):
+        return _NA
+    v = float(v)
+    for name, size in _BYTE_UNITS:
+        if abs(v) >= size:
+            return f"{v / size:.2f} {name}"
+    return f"{v:.0f} B"
+
+
 def _strategy_label(name: str) -> str:
     if name == _NA:
         return name
-    return f"{name} (DE)" if name == "decentralized" else f"{name} (PS)"
+    return f"{name} (DE)" if name in DECENTRALIZED_STRATEGIES else f"{name} (PS)"
