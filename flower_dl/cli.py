@@ -15,6 +15,9 @@ stopping Flower's processes and ``flwr run`` in :mod:`flower_dl.processes`
 (:func:`~flower_dl.processes.launch`), running a sweep's cells in
 :func:`flower_dl.sweep.run_sweep` (this module shows its progress), and
 reading Flower's output in :mod:`flower_dl.flwr_output`.
+
+One module although over ~400 lines: every command's argument parsing, checks and
+printing sit together so that the commands stay consistent; the work itself is elsewhere.
 """
 
 from __future__ import annotations
@@ -365,8 +368,8 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     """``flower-dl split``: one folder per node from a dataset and a partitioner, plus ``manifest.json``."""
-    from flower_dl import folders
     from flower_dl.data import DataError, load_dataset
+    from flower_dl.split import split
 
     app_dir = Path(args.app).resolve()
     overrides = parse_overrides(args.run_config)
@@ -378,7 +381,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CliError(f"--out: {str(out)!r} is not an empty folder; split writes only into a new or empty one")
     try:
-        manifest = folders.split(
+        manifest = split(
             load_dataset(cfg.dataset, cfg.data_dir), partitioner=cfg.partitioner, num_nodes=cfg.num_nodes,
             digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed, out_dir=out,
             layout=args.layout, source=cfg.dataset, test=args.test,

@@ -51,6 +51,9 @@ counted are
   vector: ``4 + ceil(P b / 8)`` bytes. (``tau`` needs no bytes: it follows from
   ``P`` and ``s``.) This is simpler and a little larger than the Elias coding
   of the QSGD paper.
+
+One module although over ~400 lines: about half of it is docstrings (the wire formats
+the byte counts rest on); the four compressors share their checks and byte accounting.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class RunConfig:
     compression: str = "top-k"
     compression_ratio: float = 0.1
     qsgd_levels: int = 16
-    choco_gamma: float = 0.5
+    choco_gamma: float = 1.0
     # run
     seed: int = 42
     node_wait_timeout: float = 120.0

@@ -24,7 +24,7 @@ folders (names starting with ``.``) are ignored.
 
 Order. The samples of an image tree are ordered by file name across all its
 class folders (natural sort: digit runs compare as numbers, so ``9.png`` comes
-before ``10.png``), ties broken by class index. :func:`split` names a node's
+before ``10.png``), ties broken by class index. :func:`~flower_dl.split.split` names a node's
 files by their position in the node's training set, so a folder it wrote reads
 back in exactly the written order, which is the order the node would have had
 from the source dataset (sorted source ids). Sorting class by class would
@@ -34,7 +34,7 @@ exchange picks.
 The test set. A node evaluates on its folder's test part, or on a shared
 ``test-dir`` (same layouts; only its test part is read, found as the image tree
 ``test/<class>/``, or the ``t10k`` files at its root or in its ``test/``).
-:func:`split` writes the whole source test set once, as ``test/`` at the root
+:func:`~flower_dl.split.split` writes the whole source test set once, as ``test/`` at the root
 of its output (``test="shared"``, the default), because today's node
 (``node_state.Node.test_set``) evaluates every node on the whole test set of
 the dataset: the same test samples give the same accuracies.
@@ -42,21 +42,14 @@ the dataset: the same test samples give the same accuracies.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from flower_dl.data import IDX_FILES, NUM_CLASSES, DataError, ImageData, _read_idx, partition_indices
-from flower_dl.files import atomic_write_text, default_mode
+from flower_dl.data import IDX_FILES, NUM_CLASSES, DataError, ImageData, _read_idx
 
 LAYOUTS: tuple[str, ...] = ("idx", "png")
 TEST_SETS: tuple[str, ...] = ("shared", "own")
@@ -88,7 +81,7 @@ class FolderData:
         ``int64`` local id of each training sample: its position (``arange``).
     source_ids : numpy.ndarray or None
         ``int64`` ids of the training samples in the source dataset, when the
-        folder was written by :func:`split` (its ``source-ids.txt``); else ``None``.
+        folder was written by :func:`~flower_dl.split.split` (its ``source-ids.txt``); else ``None``.
     layout : str
         ``"idx"`` or ``"png"`` (the image tree), the layout of the node's folder.
     """
@@ -112,7 +105,7 @@ def exchange_ids(data: FolderData, partition_id: int) -> np.ndarray:
 
     :func:`flower_dl.exchange.merge` dedupes received samples by id, across
     nodes: positions alone (``source_index``) would collide between nodes and
-    drop distinct samples. A folder written by :func:`split` keeps its source
+    drop distinct samples. A folder written by :func:`~flower_dl.split.split` keeps its source
     ids, so nodes sharing a source sample dedupe it exactly as a run on the
     source dataset does; otherwise the id is ``(partition_id + 1) << 32 | position``,
     which no source id (< 2**32) can equal.
@@ -416,323 +409,3 @@ def _read_source_ids(root: Path, n: int, where: str) -> np.ndarray | None:
     if len(ids) and ids.min() < 0:
         raise DataError(f"{where}: {SOURCE_IDS_FILE} holds the negative id {int(ids.min())}; allowed: ids >= 0")
     return ids
-
-
-# ---------------------------------------------------------------------- writing
-def write_node_folder(
-    out_dir: str | os.PathLike[str],
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    test_images: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
-    *,
-    layout: str,
-    classes: Sequence[str] | None = None,
-    source_ids: np.ndarray | None = None,
-) -> Path:
-    """Write one node folder that :func:`load_node_folder` reads back identically (arrays, labels, order).
-
-    The folder is built in a hidden staging folder beside ``out_dir`` and
-    renamed into place at the end, so a crash never leaves a half-written node
-    folder (only a hidden ``.<name>.*.tmp`` one). IDX files are written plain,
-    not gzipped: a node then reads them without decompressing in every process
-    (a node folder is small; compress the whole folder to move it). The image
-    tree is ``train/<class>/<position>.png`` (position zero-padded to at least 5
-    digits), so that it reads back in the written order.
-
-    Parameters
-    ----------
-    out_dir : str or os.PathLike
-        The node folder; must not exist or be empty.
-    train_images, test_images : numpy.ndarray
-        ``uint8`` ``(n, 28, 28)``; no test arrays: a folder whose node is given a ``test-dir``.
-    train_labels, test_labels : numpy.ndarray
-        Integer labels, indices into ``classes``.
-    layout : str
-        ``"idx"`` or ``"png"``.
-    classes : sequence of str, optional
-        Class names, written as ``classes.txt`` (none: the digits 0-9, no file).
-    source_ids : numpy.ndarray, optional
-        The training samples' source ids, written as ``source-ids.txt``.
-
-    Returns
-    -------
-    pathlib.Path
-        The folder written.
-    """
-    names = _check_classes_arg(classes)
-    train_labels = _check_arrays("train", train_images, train_labels, len(names))
-    has_test = test_images is not None or test_labels is not None
-    if has_test:
-        test_labels = _check_arrays("test", test_images, test_labels, len(names))
-    if layout not in LAYOUTS:
-        raise DataError(f"write_node_folder: layout {layout!r} is not known; allowed: {', '.join(LAYOUTS)}")
-    if source_ids is not None:
-        source_ids = np.asarray(source_ids, dtype=np.int64)
-        if source_ids.shape != train_labels.shape:
-            raise DataError(
-                f"write_node_folder: {len(source_ids)} source ids for {len(train_labels)} training samples; "
-                "they must be equal"
-            )
-    out = _check_empty(out_dir, "write_node_folder")
-
-    def write(folder: Path) -> None:
-        if classes is not None:
-            (folder / CLASSES_FILE).write_text("".join(f"{c}\n" for c in names), encoding="utf-8")
-        if source_ids is not None:
-            (folder / SOURCE_IDS_FILE).write_text("".join(f"{i}\n" for i in source_ids.tolist()), encoding="ascii")
-        if layout == "idx":
-            _write_idx(folder, "train", train_images, train_labels)
-            if has_test:
-                _write_idx(folder, "test", test_images, test_labels)
-        else:
-            _write_tree(folder / "train", train_images, train_labels, names)
-            if has_test:
-                _write_tree(folder / "test", test_images, test_labels, names)
-
-    _staged(out, write)
-    return out
-
-
-def _check_classes_arg(classes: Sequence[str] | None) -> tuple[str, ...]:
-    if classes is None:
-        return DIGIT_CLASSES
-    names = tuple(str(c) for c in classes)
-    bad = [c for c in names if not c or c != c.strip() or "/" in c or "\n" in c or c.startswith(".")]
-    if not names or len(names) > NUM_CLASSES or len(set(names)) != len(names) or bad:
-        raise DataError(
-            f"classes: {list(names)!r} is not allowed; allowed: 1..{NUM_CLASSES} unique names, each a "
-            "valid folder name (no '/', no leading '.', no surrounding spaces)"
-        )
-    return names
-
-
-def _check_arrays(part: str, images: np.ndarray | None, labels: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """Check ``part``'s arrays for writing; return the labels as ``int64``."""
-    if images is None or labels is None:
-        raise DataError(f"write_node_folder: {part} images and labels must be given together")
-    images, labels = np.asarray(images), np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SIZE:
-        raise DataError(
-            f"write_node_folder: {part} images are {images.dtype} {images.shape}; allowed: uint8 (n, 28, 28)"
-        )
-    if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"write_node_folder: {part} labels are {labels.dtype} {labels.shape}; allowed: integers ({len(images)},)"
-        )
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"write_node_folder: {part} labels span {int(labels.min())}..{int(labels.max())}; "
-            f"allowed: 0..{num_classes - 1} (one per class)"
-        )
-    return labels.astype(np.int64)
-
-
-def _check_empty(path: str | os.PathLike[str], who: str) -> Path:
-    out = Path(path).expanduser()
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{who}: output folder {str(path)!r} is a file; choose an empty or new folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise DataError(f"{who}: output folder {str(path)!r} is not empty; choose an empty or new folder")
-    return out
-
-
-def _staged(out: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(folder)`` on a hidden staging folder beside ``out``, then rename it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        os.chmod(stage, default_mode(directory=True))  # mkdtemp's folders are private (0700)
-        write(stage)
-        os.replace(stage, out)  # onto a missing or empty folder
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An ``uint8`` array as an IDX file: ``0 0 8 ndim``, each size as big-endian uint32, the bytes."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
-    return header + array.tobytes()
-
-
-def _write_idx(folder: Path, part: str, images: np.ndarray, labels: np.ndarray) -> None:
-    (folder / IDX_FILES[f"{part}_images"]).write_bytes(idx_bytes(images))
-    (folder / IDX_FILES[f"{part}_labels"]).write_bytes(idx_bytes(labels.astype(np.uint8)))
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One ``uint8`` 28x28 image as a grayscale PNG."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _write_tree(part_dir: Path, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> None:
-    """``part_dir/<class>/<position>.png``, one folder per class present."""
-    width = max(5, len(str(len(images) - 1)))
-    for label in np.unique(labels).tolist():
-        (part_dir / classes[label]).mkdir(parents=True)
-    for i, (image, label) in enumerate(zip(images, labels.tolist())):
-        (part_dir / classes[label] / f"{i:0{width}d}.png").write_bytes(png_bytes(image))
-
-
-# ------------------------------------------------------------------------ split
-def split(
-    data: ImageData,
-    *,
-    partitioner: str,
-    num_nodes: int,
-    digits_per_node: int = 3,
-    alpha: float = 0.5,
-    seed: int = 0,
-    out_dir: str | os.PathLike[str],
-    layout: str,
-    source: str,
-    test: str = "shared",
-    classes: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Write a dataset as one folder per node, ``node-<partition-id>``, plus ``manifest.json``.
-
-    Node ``i``'s folder holds exactly the training samples a run on the source
-    dataset gives node ``i`` (:func:`flower_dl.data.partition_indices` with the
-    same parameters), in the same order, and their source ids
-    (``source-ids.txt``): a run on the folders trains on the same data and
-    dedupes exchanged samples the same way, so it gives the same accuracies.
-
-    Parameters
-    ----------
-    data : ImageData
-        The source dataset.
-    partitioner, num_nodes, digits_per_node, alpha, seed
-        As in :func:`flower_dl.data.partition_indices` (run-config ``partitioner``,
-        ``num-nodes``, ``digits-per-node``, ``dirichlet-alpha``, ``seed``).
-    out_dir : str or os.PathLike
-        Must not exist or be empty.
-    layout : str
-        ``"idx"`` or ``"png"``.
-    source : str
-        The source's name (e.g. ``"mnist-5k"``), recorded in the manifest.
-    test : str
-        ``"shared"`` (default): the whole source test set, once, as ``out_dir/test/``
-        (the manifest's ``test-dir`` is ``out_dir``), which is what today's nodes
-        evaluate on. ``"own"``: each node's folder holds the source test samples
-        of the classes present in its training partition (a node then measures
-        only the classes it knows).
-    classes : sequence of str, optional
-        Class names (written as ``classes.txt``); none: the digits 0-9.
-
-    Returns
-    -------
-    dict
-        The manifest as written (see :func:`load_manifest`).
-    """
-    if layout not in LAYOUTS:
-        raise DataError(f"split: layout {layout!r} is not known; allowed: {', '.join(LAYOUTS)}")
-    if test not in TEST_SETS:
-        raise DataError(f"split: test {test!r} is not known; allowed: {', '.join(TEST_SETS)}")
-    out = _check_empty(out_dir, "split")
-    names = _check_classes_arg(classes)
-    parts = partition_indices(
-        data.train_labels, partitioner, num_nodes, digits_per_node=digits_per_node, alpha=alpha, seed=seed
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    nodes = []
-    for pid, ids in enumerate(parts):
-        labels = data.train_labels[ids]
-        entry: dict[str, Any] = {
-            "partition-id": pid,
-            "folder": f"node-{pid}",
-            "train-samples": len(ids),
-            "train-per-class": _per_class(labels, len(names)),
-        }
-        test_images = test_labels = None
-        if test == "own":
-            keep = np.isin(data.test_labels, np.unique(labels))
-            test_images, test_labels = data.test_images[keep], data.test_labels[keep]
-            entry["test-samples"] = len(test_labels)
-            entry["test-per-class"] = _per_class(test_labels, len(names))
-        write_node_folder(
-            out / entry["folder"], data.train_images[ids], labels, test_images, test_labels,
-            layout=layout, classes=classes, source_ids=ids,
-        )  # fmt: skip
-        nodes.append(entry)
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "format-version": MANIFEST_VERSION,
-        "source": source,
-        "layout": layout,
-        "classes": list(names),
-        "num-nodes": num_nodes,
-        "partitioner": partitioner,
-        "digits-per-node": digits_per_node,
-        "dirichlet-alpha": alpha,
-        "seed": seed,
-        "test": test,
-        "data-dir": f"node-{PARTITION_ID}",
-        "test-dir": "." if test == "shared" else "",
-        "source-ids": SOURCE_IDS_FILE,
-        "nodes": nodes,
-    }
-    if test == "shared":
-        _write_shared_test(out, data, layout, names, classes is not None)
-        manifest["test-samples"] = len(data.test_labels)
-        manifest["test-per-class"] = _per_class(data.test_labels, len(names))
-    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks the split complete
-    return manifest
-
-
-def _per_class(labels: np.ndarray, num_classes: int) -> list[int]:
-    return np.bincount(labels, minlength=num_classes).tolist()
-
-
-def _write_shared_test(out: Path, data: ImageData, layout: str, names: tuple[str, ...], named: bool) -> None:
-    """The whole test set as ``out/test/`` (``t10k`` files or ``<class>/`` folders); ``classes.txt`` beside it."""
-    labels = _check_arrays("test", data.test_images, data.test_labels, len(names))
-    if named:
-        atomic_write_text(out / CLASSES_FILE, "".join(f"{c}\n" for c in names))
-    if layout == "idx":
-        _staged(out / "test", lambda folder: _write_idx(folder, "test", data.test_images, labels))
-    else:
-        _staged(out / "test", lambda folder: _write_tree(folder, data.test_images, labels, names))
-
-
-def load_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a split's ``manifest.json`` (``path``: the file or its folder).
-
-    ``data-dir`` (a template with ``{partition-id}``) and ``test-dir`` are
-    stored relative to the manifest's folder, so a split can be moved; they are
-    returned absolute, ready for the run config (``test-dir`` stays ``""`` for
-    ``test = "own"``).
-
-    Raises
-    ------
-    DataError
-        Missing or unreadable file, not a flower-dl split manifest, or a newer format version.
-    """
-    file = Path(path).expanduser()
-    if file.is_dir():
-        file = file / MANIFEST_FILE
-    if not file.is_file():
-        raise DataError(f"manifest: {str(file)!r} does not exist; a finished split writes {MANIFEST_FILE} last")
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"manifest: {str(file)!r} cannot be read as JSON ({err})") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise DataError(f"manifest: {str(file)!r} is not a flower-dl split manifest (format {MANIFEST_FORMAT!r})")
-    version = manifest.get("format-version")
-    if version != MANIFEST_VERSION:
-        raise DataError(
-            f"manifest: {str(file)!r} has format-version {version!r}; this flower-dl reads {MANIFEST_VERSION}"
-        )
-    missing = [k for k in ("data-dir", "test-dir", "num-nodes", "nodes", "layout") if k not in manifest]
-    if missing:
-        raise DataError(f"manifest: {str(file)!r} lacks {', '.join(missing)}")
-    base = file.parent.resolve()
-    manifest["data-dir"] = str(base / manifest["data-dir"])
-    manifest["test-dir"] = str((base / manifest["test-dir"]).resolve()) if manifest["test-dir"] else ""
-    return manifest

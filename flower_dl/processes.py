@@ -15,6 +15,10 @@ of, so that it is stopped even when the command is killed outright (SIGKILL)
 and cannot stop it itself. Everything that starts or stops a process
 lives here; the command line (:mod:`flower_dl.cli`) only parses and prints,
 and a sweep (:mod:`flower_dl.sweep`) calls :func:`launch` once a cell.
+
+One module although over ~400 lines (about 160 of them docstrings): starting, watching
+and stopping every process flower-dl launches (SuperLink, Ray head, SuperNodes, ``flwr run``)
+share one process-group and signal discipline, which splitting would duplicate.
 """
 
 from __future__ import annotations

@@ -50,6 +50,9 @@ Parsers of the server's side turn replies into plain Python and numpy values
 (:class:`NodeInfo`, :class:`Share`, :class:`~flower_dl.privacy.NodeSummary`, dicts of metrics named
 as the columns of ``metrics.csv``), so everything after them (the leakage
 hook, the results) is tested without Flower.
+
+One module although over ~400 lines: it is, by design, the one place where every
+record key is spelt, with the builder and the parser of each message side by side.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ output folders before anything runs, and prints the progress it is told of;
 each cell launched by :func:`_launch_cell` through
 :func:`flower_dl.processes.launch`), appends their rows and reports each
 cell and each output line through callbacks.
+
+One module although over ~400 lines: grid parsing, the results table and the two ways of
+running cells are one workflow whose resume logic must agree on cell ids and rows.
 """
 
 from __future__ import annotations
@@ -57,10 +60,15 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "gossip-steps",
     "compression",
     "compression-ratio",
+    "choco-gamma",
+    "exchange-mechanism",
+    "exchange-noise",
+    "mixup-size",
 )
 TABLE_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
 TEXT_COLUMNS: tuple[str, ...] = (
     "cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology", "mixing-schedule", "compression",
+    "exchange-mechanism",
 )  # fmt: skip
 
 _PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")

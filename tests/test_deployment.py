@@ -8,8 +8,8 @@ import json
 import pytest
 
 from flower_dl.data import load_dataset
-from flower_dl.folders import split
 from flower_dl.processes import launch, local_deployment
+from flower_dl.split import split
 
 from .conftest import ROOT, TWO_ROUNDS
 

@@ -12,16 +12,8 @@ import pytest
 
 from flower_dl import data, folders
 from flower_dl.data import IDX_FILES, DataError
-from flower_dl.folders import (
-    FolderData,
-    data_dir_for,
-    exchange_ids,
-    load_manifest,
-    load_node_folder,
-    resolve_data_dir,
-    split,
-    write_node_folder,
-)
+from flower_dl.folders import FolderData, data_dir_for, exchange_ids, load_node_folder, resolve_data_dir
+from flower_dl.split import idx_bytes, load_manifest, split, write_node_folder
 
 K, NODES = 2, 5
 
@@ -309,7 +301,7 @@ def test_hidden_files_are_ignored(png_node):
 
 def test_idx_lengths_differ(idx_node):
     labels = idx_node / IDX_FILES["train_labels"]
-    labels.write_bytes(folders.idx_bytes(np.zeros(5, dtype=np.uint8)))
+    labels.write_bytes(idx_bytes(np.zeros(5, dtype=np.uint8)))
     with pytest.raises(
         DataError,
         match=err(
@@ -323,14 +315,14 @@ def test_idx_missing_truncated_and_wrong_shape(idx_node):
     (idx_node / IDX_FILES["train_labels"]).unlink()
     with pytest.raises(DataError, match=err(where(idx_node), "train-labels-idx1-ubyte[.gz] is missing")):
         load_node_folder(idx_node, node=3)
-    (idx_node / IDX_FILES["train_labels"]).write_bytes(folders.idx_bytes(np.zeros(23, dtype=np.uint8))[:-3])
+    (idx_node / IDX_FILES["train_labels"]).write_bytes(idx_bytes(np.zeros(23, dtype=np.uint8))[:-3])
     with pytest.raises(DataError, match=err(where(idx_node), "train-labels-idx1-ubyte is truncated")):
         load_node_folder(idx_node, node=3)
     (idx_node / IDX_FILES["train_labels"]).write_bytes(b"not an idx file")
     with pytest.raises(DataError, match=err(where(idx_node), "train-labels-idx1-ubyte is not an IDX file")):
         load_node_folder(idx_node, node=3)
-    (idx_node / IDX_FILES["train_labels"]).write_bytes(folders.idx_bytes(np.zeros(2, dtype=np.uint8)))
-    (idx_node / IDX_FILES["train_images"]).write_bytes(folders.idx_bytes(np.zeros((2, 32, 32), dtype=np.uint8)))
+    (idx_node / IDX_FILES["train_labels"]).write_bytes(idx_bytes(np.zeros(2, dtype=np.uint8)))
+    (idx_node / IDX_FILES["train_images"]).write_bytes(idx_bytes(np.zeros((2, 32, 32), dtype=np.uint8)))
     with pytest.raises(DataError, match=err(where(idx_node), "train-images-idx3-ubyte holds images of shape (32, 32)")):
         load_node_folder(idx_node, node=3)
 
@@ -352,8 +344,8 @@ def test_test_labels_the_model_cannot_have(tmp_path):
     train_x, train_y, test_x, _ = synthetic(num_classes=3)
     write_node_folder(tmp_path / "node-3", train_x, train_y, layout="idx", classes=["a", "b", "c"])
     path = tmp_path / "node-3"
-    (path / IDX_FILES["test_images"]).write_bytes(folders.idx_bytes(test_x))
-    (path / IDX_FILES["test_labels"]).write_bytes(folders.idx_bytes(np.full(len(test_x), 7, dtype=np.uint8)))
+    (path / IDX_FILES["test_images"]).write_bytes(idx_bytes(test_x))
+    (path / IDX_FILES["test_labels"]).write_bytes(idx_bytes(np.full(len(test_x), 7, dtype=np.uint8)))
     with pytest.raises(
         DataError, match=err(where(path), "t10k-labels-idx1-ubyte holds label 7 but there are 3 classes")
     ):
