@@ -118,6 +118,7 @@ def scale_overrides(num_nodes: int, rounds: int, results_dir: Path) -> dict[str,
         "strategy": "decentralized",
         "num-server-rounds": rounds,
         "local-epochs": 1,
+        "mia-samples": 0,  # 4 samples a node at 1,000 nodes: too few to attack (bench_mia.py measures the attack)
         "node-wait-timeout": 600.0,
         "results-dir": str(results_dir),
         "run-name": f"bench-scale-{num_nodes}",

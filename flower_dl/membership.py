@@ -222,7 +222,8 @@ def attack_samples(
     if n > len(train_ids) or n > len(candidates):
         raise ValueError(
             f"mia-samples: {n} is more than node {node} can supply (it holds {len(train_ids)} training samples / "
-            f"{len(candidates)} test samples of its classes)"
+            f"{len(candidates)} test samples of its classes); allowed: at most "
+            f"{min(len(train_ids), len(candidates))}, or 0 to switch the attack off"
         )
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)

@@ -147,9 +147,7 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
     asked = {nid: protocol.identify_request(nid, run_config) for nid in connected}
     got = collect(grid, asked, cfg.node_wait_timeout)
     if got.failed:
-        raise RuntimeError(
-            "nodes failed to identify themselves: " + "; ".join(f"node {n}: {r}" for n, r in got.failed.items())
-        )
+        raise RuntimeError(f"{len(got.failed)} nodes failed to identify themselves: {_first_failures(got.failed)}")
     infos = {nid: protocol.parse_identify(reply) for nid, reply in got.ok.items()}
     by_pid: dict[int, list[int]] = {}
     for nid, info in infos.items():
@@ -164,6 +162,12 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
     node_ids = {pid: nids[0] for pid, nids in sorted(by_pid.items())}
     log(INFO, "nodes by partition-id: %s", node_ids)
     return Nodes(node_ids, {pid: infos[nid].public_key for pid, nid in node_ids.items()})
+
+
+def _first_failures(failed: dict[int, str], shown: int = 3) -> str:
+    """The first few failures, and how many more: one readable line however many nodes failed."""
+    text = "; ".join(f"node {n}: {reason}" for n, reason in list(failed.items())[:shown])
+    return text + (f"; and {len(failed) - shown} more" if len(failed) > shown else "")
 
 
 # ----------------------------------------------------------------- exchange

@@ -372,3 +372,12 @@ def test_without_peer_keys_a_key_swapping_relay_reads_the_exchange() -> None:
     ids, images, _ = open_samples(relay, public_keys[0], 0, 1, sealed.numpy(), context=b"run 7")
     assert len(ids) > 0 and np.array_equal(np.sort(ids), np.sort(_sent_ids(grid, cfg, 0)))
     assert images.shape == (len(ids), 28, 28) and images.any()  # the relay sees the images themselves
+
+
+def test_many_failed_identifications_stay_one_readable_line() -> None:
+    from flower_dl.server_app import _first_failures
+
+    failed = {n: f"mia-samples: 200 is more than node {n} can supply" for n in range(1000)}
+    text = _first_failures(failed)
+    assert text.count("node") == 3 * 2 and text.endswith("; and 997 more")
+    assert _first_failures({1: "x"}) == "node 1: x"

@@ -147,7 +147,8 @@ def test_attack_samples_errors_and_zero():
     test_labels = np.tile(np.arange(10, dtype=np.int64), 100)  # 100 of each class: 200 of the node's
     message = (
         "mia-samples: 500 is more than node 3 can supply "
-        "(it holds 400 training samples / 200 test samples of its classes)"
+        "(it holds 400 training samples / 200 test samples of its classes); allowed: at most 200, or 0 to switch "
+        "the attack off"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         attack_samples(train_ids, train_labels, test_labels, 500, seed=0, node=3)
