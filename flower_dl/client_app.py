@@ -112,7 +112,7 @@ def share(msg: Message, context: Context) -> Message:
         {key: ids for key, (ids, _, _) in drawn.items()},
         {key: privacy.intensity_distribution(images) for key, (_, images, _) in drawn.items()},
         {key: privacy.label_distribution(labels) for key, (_, _, labels) in drawn.items()},
-        {key: mechanisms.nn_distance(images, own_images) for key, (_, images, _) in drawn.items()},
+        {key: _nn_distance(ids, images, own_images) for key, (ids, images, _) in drawn.items()},
     )
     if not cfg.exchange_encryption:
         return protocol.share_reply_plain(msg, drawn)
@@ -124,6 +124,17 @@ def share(msg: Message, context: Context) -> Message:
         sealed[j] = crypto.seal_samples(keys, public, pid, j, ids, images, labels, context=_edge_context(context))
         counts[j] = len(ids)
     return protocol.share_reply_sealed(msg, sealed, counts)
+
+
+def _nn_distance(ids: np.ndarray, images: np.ndarray, own_images: np.ndarray) -> float:
+    """``nn-distance`` of a share: 0 for copies (items that keep their sample ids), else the nearest-image search.
+
+    The search costs a matrix product of the share against all the node's
+    images; copies need none, so the default ``raw`` exchange pays nothing.
+    """
+    if len(ids) == 0 or not mechanisms.is_fresh(ids).any():
+        return 0.0
+    return mechanisms.nn_distance(images, own_images)
 
 
 def _apply_mechanism(
