@@ -1,4 +1,5 @@
-"""Report: figures and summary.md from synthetic sweep tables; Pareto front; table reading; gossip bytes."""
+"""Report: figures and summary.md from synthetic sweep tables; Pareto front; table reading; gossip bytes;
+exchange mechanisms and the membership attack."""
 
 from __future__ import annotations
 
@@ -11,10 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flower_dl.report import FIGURES, TABLE_COLUMNS, final_rows, pareto_front, read_table, write_report
+from flower_dl.report import (
+    FIGURE_MAKERS,
+    FIGURES,
+    TABLE_COLUMNS,
+    Tables,
+    final_rows,
+    pareto_front,
+    read_table,
+    write_report,
+)
 from flower_dl.report.table import (
     DECENTRALIZED_STRATEGIES,
     _byte_curves,
+    _mechanism_labels,
+    _mechanism_means,
+    _mechanism_order,
+    _mechanism_stats,
     _prepare,
     _run_byte_curves,
     _series_labels,
@@ -104,8 +118,13 @@ def test_every_figure_in_every_format(report) -> None:
     out, written = report
     expected = [out / f"{b}.{f}" for b in FIGURES for f in ("png", "svg")] + [out / "summary.md"]
     assert written == expected
-    assert len(FIGURES) == 8
-    assert {"pareto-by-strategy", "accuracy-vs-gossip-bytes"} <= set(FIGURES)
+    assert len(FIGURES) == 10
+    assert {
+        "pareto-by-strategy",
+        "accuracy-vs-gossip-bytes",
+        "accuracy-vs-mia-auc",
+        "accuracy-vs-leakage-by-mechanism",
+    } <= set(FIGURES)
     for path in written:
         assert path.is_file() and path.stat().st_size > 0, path
         if path.suffix == ".png":
@@ -383,12 +402,29 @@ def test_summary_per_strategy_numbers(gossip_table: Path, tmp_path: Path) -> Non
         check_png(path)
 
 
+NEW_COLUMNS = {
+    "mixing-schedule",
+    "gossip-steps",
+    "compression",
+    "compression-ratio",
+    "gossip-bytes",
+    "choco-gamma",
+    "exchange-mechanism",
+    "exchange-noise",
+    "mixup-size",
+    "mia-auc",
+    "mia-tpr-1fpr",
+    "exposed-fraction",
+    "nn-distance",
+}
+
+
 def test_a_table_without_the_gossip_columns_still_reports(tmp_path: Path) -> None:
     rows = synthetic_rows(strategies=("decentralized", "fedavg"), shares=(0.0, 0.2), digits=(2,), seeds=(0,))
     old = tmp_path / "old.csv"
     pd.DataFrame(rows).to_csv(old, index=False)  # only the columns an older sweep wrote
     header = old.read_text().splitlines()[0].split(",")
-    assert not {"mixing-schedule", "gossip-steps", "compression", "compression-ratio", "gossip-bytes"} & set(header)
+    assert not NEW_COLUMNS & set(header)
     written = write_report(old, tmp_path / "out", formats=("png",))
     assert [p.name for p in written] == [f"{b}.png" for b in FIGURES] + ["summary.md"]
     for path in written[:-1]:
@@ -396,6 +432,15 @@ def test_a_table_without_the_gossip_columns_still_reports(tmp_path: Path) -> Non
     rows = strategy_rows(tmp_path / "out" / "summary.md")
     assert [(r[0], r[2], r[-1]) for r in rows] == [("decentralized", "2", "n/a"), ("fedavg", "2", "n/a")]
     assert len(summary_rows(tmp_path / "out" / "summary.md")) == 4  # the main table is unchanged
+    # no mechanism recorded: raw sharing (share 0: no exchange); no privacy columns: n/a
+    by_mechanism = markdown_tables(tmp_path / "out" / "summary.md")[2]
+    assert [r[:4] for r in by_mechanism] == [
+        ["decentralized", "mlp", "no exchange", "1"],
+        ["decentralized", "mlp", "raw", "1"],
+        ["fedavg", "mlp", "no exchange", "1"],
+        ["fedavg", "mlp", "raw", "1"],
+    ]
+    assert all(r[-3:] == ["n/a", "n/a", "n/a"] and r[5] != "n/a" for r in by_mechanism)
 
 
 def test_series_labels_name_the_settings_that_vary() -> None:
@@ -443,6 +488,51 @@ def test_series_labels_name_the_settings_that_vary() -> None:
     ]
 
 
+def test_series_labels_name_chocos_gamma_when_it_varies() -> None:
+    cols = ["strategy", "mixing-schedule", "gossip-steps", "compression", "compression-ratio", "choco-gamma"]
+    rows = [
+        ("choco", "static", 1, "top-k", 0.1, 0.5),
+        ("choco", "static", 1, "top-k", 0.25, 1.0),
+        ("choco", "static", 1, "top-k", 0.1, np.nan),  # not recorded: left out
+        ("decentralized", "static", 1, "top-k", 0.1, 0.5),  # gamma only describes choco
+        ("decentralized", "static", 1, "top-k", 0.1, 1.0),
+    ]
+    assert _series_labels(pd.DataFrame(rows, columns=cols)).tolist() == [
+        "choco, top-k 0.1, gamma 0.5",
+        "choco, top-k 0.25, gamma 1",
+        "choco, top-k 0.1",
+        "decentralized",
+        "decentralized",
+    ]
+    same = [("choco", "static", 1, "top-k", 0.1, 0.5), ("choco", "static", 1, "top-k", 0.25, 0.5)]
+    assert _series_labels(pd.DataFrame(same, columns=cols)).tolist() == ["choco, top-k 0.1", "choco, top-k 0.25"]
+
+
+def test_mechanism_labels_and_their_order() -> None:
+    cols = ["exchange-mechanism", "exchange-noise", "mixup-size", "share-ratio"]
+    rows = [
+        ("raw", 0.1, 4, 0.2),
+        ("noise", 0.25, 4, 0.2),
+        ("mixup", 0.1, 4, 0.2),
+        ("noise", 0.1, 4, 0.0),  # shares nothing, whatever its mechanism
+        (np.nan, np.nan, np.nan, 0.2),  # an older table: raw sharing
+        ("noise", np.nan, np.nan, 0.2),  # the std not recorded
+        ("noise", 0.05, 8, np.nan),
+    ]
+    labels = _mechanism_labels(pd.DataFrame(rows, columns=cols)).tolist()
+    assert labels == ["raw", "noise 0.25", "mixup 4", "no exchange", "raw", "noise", "noise 0.05"]
+    assert _mechanism_order([*labels, "mixup 16", "other"]) == [
+        "no exchange",
+        "raw",
+        "noise",
+        "noise 0.05",
+        "noise 0.25",
+        "mixup 4",
+        "mixup 16",
+        "other",
+    ]
+
+
 def test_decentralized_strategies_match_the_registry() -> None:
     pytest.importorskip("flwr")
     from flower_dl.strategies import DECENTRALIZED_KWARGS
@@ -453,3 +543,180 @@ def test_decentralized_strategies_match_the_registry() -> None:
         "gradient-tracking (DE)",
         "fedavg (PS)",
     ]
+
+
+# ------------------------------------------------------- exchange mechanisms and the membership attack
+MECH_SERIES = (("decentralized", 1.0), ("choco", 0.5), ("choco", 1.0))  # (strategy, choco-gamma)
+MECH_LABELS = {
+    ("decentralized", 1.0): "decentralized",
+    ("choco", 0.5): "choco, gamma 0.5",
+    ("choco", 1.0): "choco, gamma 1",
+}
+MECHANISMS = (("raw", "raw"), ("noise", "noise 0.2"))  # (exchange-mechanism, its label)
+MECH_SEEDS = (0, 1)
+MECH_NODES = range(3)
+MECH_SHARE = 0.2
+NO_MIA = ("choco", 0.5, "noise", 1, 2)  # (strategy, gamma, mechanism, seed, node): the attack did not run
+
+
+def mech_accuracy(si: int, mech: str, seed: int, rnd: int, node: int) -> float:
+    return 0.3 + 0.05 * si - 0.04 * (mech == "noise") + 0.03 * seed + 0.1 * rnd + 0.01 * node
+
+
+def mech_leakage(mech: str, node: int) -> float:
+    return MECH_SHARE * (node + 1) / 10 * (1.0 if mech == "raw" else 0.5)
+
+
+def mech_exposed(mech: str, node: int) -> float:
+    return 0.1 * (node + 1) if mech == "raw" else 0.0  # noised items get fresh ids: nothing exposed by id
+
+
+def mech_nn(mech: str, seed: int, node: int) -> float:
+    return 0.0 if mech == "raw" else 0.05 * (node + 1) + 0.01 * seed  # copies are at distance 0
+
+
+def mech_mia(si: int, mech: str, seed: int, rnd: int, node: int) -> float:
+    return 0.5 + 0.02 * si + 0.1 * (mech == "raw") + 0.01 * node + 0.005 * seed + 0.001 * rnd
+
+
+def mech_has_mia(s: str, gamma: float, mech: str, seed: int, node: int, rnd: int) -> bool:
+    return rnd > 1 and (s, gamma, mech, seed, node) != NO_MIA  # round 1 not evaluated by the attack
+
+
+def mech_table_rows() -> list[dict]:
+    """Three series x two mechanisms x two seeds, 3 rounds x 3 nodes, with known privacy metrics."""
+    rows = []
+    for si, (s, gamma) in enumerate(MECH_SERIES):
+        for (mech, _), seed in itertools.product(MECHANISMS, MECH_SEEDS):
+            for rnd, node in itertools.product(ROUNDS, MECH_NODES):
+                mia = mech_has_mia(s, gamma, mech, seed, node, rnd)
+                rows.append(
+                    {
+                        "cell": f"{s}-g{gamma}-{mech}-seed{seed}",
+                        "seed": seed,
+                        "strategy": s,
+                        "model": "mlp",
+                        "digits-per-node": 2,
+                        "share-ratio": MECH_SHARE,
+                        "num-nodes": len(MECH_NODES),
+                        "num-server-rounds": len(ROUNDS),
+                        "compression": "top-k",
+                        "compression-ratio": 0.1,
+                        "choco-gamma": gamma,  # recorded for every strategy, as sweeps do
+                        "exchange-mechanism": mech,
+                        "exchange-noise": 0.2,
+                        "mixup-size": 4,
+                        "round": rnd,
+                        "node": node,
+                        "accuracy": mech_accuracy(si, mech, seed, rnd, node),
+                        "leakage": mech_leakage(mech, node),
+                        "exposed-fraction": mech_exposed(mech, node),
+                        "nn-distance": mech_nn(mech, seed, node),
+                        "mia-auc": mech_mia(si, mech, seed, rnd, node) if mia else "",
+                        "mia-tpr-1fpr": 0.02 if mia else "",
+                        "failed": 0,
+                    }
+                )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def mech_table(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("mechanism") / "mechanism.csv", mech_table_rows())
+
+
+def expected_mechanism_row(si: int, mech: str) -> dict[str, float]:
+    """A (series, mechanism) row by hand: per run the node means (final round), then the mean over the 2 seeds."""
+    s, gamma = MECH_SERIES[si]
+    last = ROUNDS[-1]
+    acc = [np.mean([mech_accuracy(si, mech, seed, last, n) for n in MECH_NODES]) for seed in MECH_SEEDS]
+    mia = [
+        np.mean([mech_mia(si, mech, seed, last, n) for n in MECH_NODES if mech_has_mia(s, gamma, mech, seed, n, last)])
+        for seed in MECH_SEEDS
+    ]
+    return {
+        "runs": len(MECH_SEEDS),
+        "acc": float(np.mean(acc)),
+        "acc-std": float(np.std(acc, ddof=1)),
+        "leakage": float(np.mean([mech_leakage(mech, n) for n in MECH_NODES])),
+        "exposed-fraction": float(np.mean([mech_exposed(mech, n) for n in MECH_NODES])),
+        "nn-distance": float(np.mean([np.mean([mech_nn(mech, seed, n) for n in MECH_NODES]) for seed in MECH_SEEDS])),
+        "mia-auc": float(np.mean(mia)),
+    }
+
+
+def test_mechanism_stats_by_hand(mech_table: Path) -> None:
+    data = _prepare(read_table(mech_table))
+    stats = _mechanism_stats(data)
+    expected_keys = [
+        (label, mech_label)
+        for label in ("choco, gamma 0.5", "choco, gamma 1", "decentralized")
+        for _, mech_label in MECHANISMS
+    ]
+    assert list(zip(stats["series"], stats["mechanism"])) == expected_keys
+    by_key = stats.set_index(["series", "mechanism"])
+    # by hand, one case: decentralized, raw, nodes 0..2 -> exposed 0.1, 0.2, 0.3 -> 0.2; nn 0
+    assert by_key.loc[("decentralized", "raw"), "exposed-fraction"] == pytest.approx(0.2)
+    assert by_key.loc[("decentralized", "raw"), "nn-distance"] == 0.0
+    # choco gamma 0.5, noise: seed 0 nodes 0..2 -> mia 0.5+0.02+{0,0.01,0.02}+0.003 -> 0.533;
+    # seed 1 nodes 0, 1 only (node 2 not attacked) -> 0.5+0.02+{0,0.01}+0.005+0.003 -> 0.533; mean 0.533
+    assert by_key.loc[("choco, gamma 0.5", "noise 0.2"), "mia-auc"] == pytest.approx(0.533)
+    for si, (s, gamma) in enumerate(MECH_SERIES):
+        for mech, mech_label in MECHANISMS:
+            want = expected_mechanism_row(si, mech)
+            row = by_key.loc[(MECH_LABELS[(s, gamma)], mech_label)]
+            for key, value in want.items():
+                assert row[key] == pytest.approx(value), (s, gamma, mech, key)
+
+    means = _mechanism_means(data).set_index("mechanism")
+    assert means.index.tolist() == ["raw", "noise 0.2"]
+    for mech, mech_label in MECHANISMS:
+        rows = [expected_mechanism_row(si, mech) for si in range(len(MECH_SERIES))]
+        assert means.loc[mech_label, "runs"] == len(MECH_SERIES) * len(MECH_SEEDS)
+        assert means.loc[mech_label, "acc"] == pytest.approx(np.mean([r["acc"] for r in rows]))
+        assert means.loc[mech_label, "leakage"] == pytest.approx(np.mean([r["leakage"] for r in rows]))
+
+
+def test_mechanism_summary_and_figures(mech_table: Path, tmp_path: Path) -> None:
+    written = write_report(mech_table, tmp_path / "out", formats=("png",))
+    summary = tmp_path / "out" / "summary.md"
+    text = summary.read_text()
+    assert "## Per strategy" in text and "## Per exchange mechanism" in text
+    assert len(summary_rows(summary)) == 2  # decentralized and choco, one data setting
+    assert [r[0] for r in strategy_rows(summary)] == ["choco, gamma 0.5", "choco, gamma 1", "decentralized"]
+    assert "choco-gamma (0.5, 1)" in text and "exchange-mechanism (noise, raw)" in text
+    rows = markdown_tables(summary)[2]
+    assert len(rows) == len(MECH_SERIES) * len(MECHANISMS)
+    labels = {v: k for k, v in MECH_LABELS.items()}
+    mech_names = {label: mech for mech, label in MECHANISMS}
+    for series, model, mech_label, runs, acc, leak, exposed, nn, mia in rows:
+        si = MECH_SERIES.index(labels[series])
+        want = expected_mechanism_row(si, mech_names[mech_label])
+        assert (model, runs) == ("mlp", "2")
+        mean, std = re.fullmatch(r"([\d.]+)% ± ([\d.]+)%", acc).groups()
+        assert float(mean) == pytest.approx(100 * want["acc"], abs=0.006)
+        assert float(std) == pytest.approx(100 * want["acc-std"], abs=0.006)
+        assert float(leak) == pytest.approx(want["leakage"], abs=6e-5)
+        assert float(exposed.rstrip("%")) == pytest.approx(100 * want["exposed-fraction"], abs=0.006)
+        assert float(nn) == pytest.approx(want["nn-distance"], abs=6e-5)
+        assert float(mia) == pytest.approx(want["mia-auc"], abs=6e-5)
+    for base in ("accuracy-vs-mia-auc", "accuracy-vs-leakage-by-mechanism"):
+        path = tmp_path / "out" / f"{base}.png"
+        assert path in written
+        check_png(path)
+
+
+def scatter_points(fig) -> int:
+    """Points drawn by the scatter plots of a figure (all of its axes)."""
+    return sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections)
+
+
+def test_mechanism_figures_draw_every_node(mech_table: Path) -> None:
+    tables = Tables.of(read_table(mech_table))
+    n_runs = len(MECH_SERIES) * len(MECHANISMS) * len(MECH_SEEDS)
+    fig = FIGURE_MAKERS["accuracy-vs-mia-auc"](tables)
+    assert scatter_points(fig) == n_runs * len(MECH_NODES) - 1  # one node not attacked
+    (ax,) = [a for a in fig.axes if a.get_visible() and a.get_xlabel()]
+    assert any(list(line.get_xdata()) == [0.5, 0.5] for line in ax.get_lines())  # the chance line
+    fig = FIGURE_MAKERS["accuracy-vs-leakage-by-mechanism"](tables)
+    assert scatter_points(fig) == n_runs * len(MECH_NODES) + len(MECHANISMS)  # nodes, then one mean each

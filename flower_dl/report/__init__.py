@@ -17,11 +17,23 @@ its non-empty leakage cells.
 
 The per-strategy figures and the "Per strategy" part of ``summary.md`` name
 each run's algorithm by its *series label*: the strategy, plus its mixing
-schedule, gossip steps and compression when these vary in the table (and
-describe the strategy), e.g. ``"choco, top-k 0.1"``. Communication is the
-``gossip-bytes`` column (a node's bytes sent for model exchange in a round);
-a table without it (an older one) still reports, its byte figure saying that
-none was recorded.
+schedule, gossip steps, compression and Choco's ``choco-gamma`` when these
+vary in the table (and describe the strategy), e.g.
+``"choco, top-k 0.1, gamma 0.5"``. Communication is the ``gossip-bytes``
+column (a node's bytes sent for model exchange in a round).
+
+What a run sent in the exchange phase is its *mechanism label*: ``raw``,
+``noise <exchange-noise>``, ``mixup <mixup-size>``, or ``no exchange`` at
+share ratio 0 (an empty ``exchange-mechanism`` is ``raw``, what older sweeps
+sent). The mechanism figure and the "Per exchange mechanism" part of
+``summary.md`` set it against leakage and the privacy columns:
+``exposed-fraction`` and ``nn-distance`` (per node for the whole run, like
+leakage) and ``mia-auc`` (a membership attack per node and evaluated round,
+taken at the last round, like accuracy).
+
+A table without some of these columns (an older one) still reports: a
+figure that needs a missing column says it was not recorded, and the summary
+writes ``n/a``.
 
 Everything is made from the table alone; only pandas, numpy and matplotlib (Agg)
 are used, so this package stays light (no Flower, no torch; matplotlib only when

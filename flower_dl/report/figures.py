@@ -31,6 +31,7 @@ from flower_dl.report.drawing import (
     _percent_axis,
     _series_colours,
     _series_line_label,
+    _strategy_colours,
 )
 from flower_dl.report.table import (
     _NA,
@@ -40,6 +41,9 @@ from flower_dl.report.table import (
     _group_stats,
     _leakage_stats,
     _match,
+    _mechanism_means,
+    _mechanism_order,
+    _node_metrics,
     _prepare,
     _strategy_label,
     _uniques,
@@ -59,8 +63,10 @@ class Tables:
     data : pandas.DataFrame
         The results table as :func:`flower_dl.report.read_table` returns it,
         with missing ``strategy``/``model`` labels as ``"n/a"``, the accuracy
-        of failed node-rounds removed and a ``series`` column, each run's
-        algorithm (:func:`flower_dl.report.table._series_labels`).
+        of failed node-rounds removed, a ``series`` column, each run's
+        algorithm (:func:`flower_dl.report.table._series_labels`), and a
+        ``mechanism`` column, what it sent in the exchange
+        (:func:`flower_dl.report.table._mechanism_labels`).
     groups : pandas.DataFrame
         One row per (strategy, model, digits-per-node, share-ratio) group: runs,
         seeds, final accuracy (mean, std, min and max node), mean and total
@@ -72,18 +78,29 @@ class Tables:
         Per (series, model, digits-per-node, share-ratio) group and round: the
         cumulative gossip bytes per node and the accuracy, each averaged over
         the group's runs (:func:`flower_dl.report.table._byte_curves`).
+    nodes : pandas.DataFrame
+        One row per (cell, node): the run's labels, the node's leakage,
+        exposed fraction and nn-distance, and its final accuracy and
+        membership-attack AUC (:func:`flower_dl.report.table._node_metrics`).
     """
 
     data: pd.DataFrame
     groups: pd.DataFrame
     leakage: pd.DataFrame
     curves: pd.DataFrame
+    nodes: pd.DataFrame
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> Tables:
         """The tables of a results table read by :func:`flower_dl.report.read_table`."""
         data = _prepare(df)
-        return cls(data=data, groups=_group_stats(data), leakage=_leakage_stats(data), curves=_byte_curves(data))
+        return cls(
+            data=data,
+            groups=_group_stats(data),
+            leakage=_leakage_stats(data),
+            curves=_byte_curves(data),
+            nodes=_node_metrics(data),
+        )
 
 
 def _fig_accuracy_vs_share_ratio(t: Tables) -> Any:
@@ -316,6 +333,112 @@ def _fig_accuracy_vs_gossip_bytes(t: Tables) -> Any:
     return fig
 
 
+def _fig_accuracy_vs_mia_auc(t: Tables) -> Any:
+    """Per-node final accuracy vs the final AUC of a membership attack on that node's model, a panel per digits-per-node.
+
+    Leakage and exposure measure what the exchange phase sent; the attack
+    measures what the trained model gives away about its own training data,
+    which is what an accurate but overfitted node pays for. An AUC of 0.5
+    (the dashed line) is chance: the attack cannot tell members from
+    non-members. Each point is a node of a run at its last round, coloured by
+    series (marker: model). Tables that did not run the attack (older ones)
+    get a note instead of points.
+    """
+    series, colours, models, _ = _line_styles(t.data, by="series")
+    markers = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
+    nodes = t.nodes.dropna(subset=["mia-auc", "accuracy"])
+    any_mia = t.data["mia-auc"].notna().any()
+    ks = _uniques(t.groups["digits-per-node"])
+    fig, axes = _figure(len(ks), sharey=True, legend_width=2.8)
+    for ax, k in zip(axes, ks):
+        sub = nodes[_match(nodes["digits-per-node"], k)]
+        for s in series:
+            for m in models:
+                g = sub[(sub["series"] == s) & (sub["model"] == m)]
+                if g.empty:
+                    continue
+                ax.scatter(
+                    g["mia-auc"],
+                    g["accuracy"],
+                    s=18,
+                    alpha=0.6,
+                    color=colours[s],
+                    marker=markers[m],
+                    label=_series_line_label(s, m, models),
+                    edgecolors="none",
+                )
+        if ax.has_data():
+            ax.axvline(0.5, color="0.3", linestyle="--", linewidth=1, label="chance (AUC 0.5)")
+        else:
+            _no_data(
+                ax, "no final accuracy with a membership-attack AUC" if any_mia else "membership attack not recorded"
+            )
+        ax.set_title(f"{_fmt_num(k)} digits per node", fontsize=10)
+        ax.set_xlabel("membership-attack AUC (final round)")
+        ax.set_ylabel("node final accuracy")
+        _percent_axis(ax)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Per-node final accuracy vs membership-inference AUC ({len(nodes)} nodes, {nodes['cell'].nunique()} runs)\n"
+        "(loss-threshold attack on each node's model; dashed: chance)",
+        fontsize=11,
+    )
+    _legend(fig, axes, "strategy")
+    return fig
+
+
+def _fig_accuracy_vs_leakage_by_mechanism(t: Tables) -> Any:
+    """Per-node final accuracy vs leakage, coloured by exchange mechanism, with each mechanism's mean.
+
+    ``accuracy-vs-leakage`` colours by strategy; here the colour is what was
+    sent (:func:`flower_dl.report.table._mechanism_labels`: no exchange, raw
+    samples, noised samples, class means), so that raw and privatized sharing
+    sit on one map: a mechanism is worth it where its mean (large marker,
+    mean over runs of the run's node means) lies left of raw's at a similar
+    height. Faint points are the nodes; markers tell models apart.
+    """
+    mechanisms = _mechanism_order(t.data["mechanism"])
+    colours = _strategy_colours(mechanisms)
+    models = _uniques(t.data["model"])
+    markers = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
+    nodes = t.nodes.dropna(subset=["leakage", "accuracy"])
+    means = _mechanism_means(t.data)
+    fig, (ax,) = _figure(1, legend_width=2.6, panel=(5.5, 4.0))
+    for mech in mechanisms:
+        for m in models:
+            g = nodes[(nodes["mechanism"] == mech) & (nodes["model"] == m)]
+            if g.empty:
+                continue
+            ax.scatter(
+                g["leakage"], g["accuracy"], s=14, alpha=0.3, color=colours[mech], marker=markers[m], edgecolors="none"
+            )
+            mean = means[(means["mechanism"] == mech) & (means["model"] == m)]
+            ax.scatter(
+                mean["leakage"],
+                mean["acc"],
+                s=90,
+                color=colours[mech],
+                marker=markers[m],
+                edgecolors="black",
+                linewidths=1,
+                zorder=3,
+                label=_series_line_label(mech, m, models),
+            )
+    if nodes.empty:
+        _no_data(ax, "no node with both a final accuracy and a leakage")
+    ax.set_xlabel("node leakage")
+    ax.set_ylabel("node final accuracy")
+    _percent_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.set_title(
+        "Final accuracy vs leakage per exchange mechanism\n"
+        "(faint points: nodes; large markers: mean over runs of each mechanism)",
+        fontsize=10,
+    )
+    _legend(fig, [ax], "exchange")
+    return fig
+
+
 def _curve_groups(df: pd.DataFrame) -> tuple[list[tuple[str, pd.Series]], str]:
     """The learning-curve lines as ``(label, row mask)``: one per (digits, share ratio)
     group if there are at most :data:`MAX_LINES`, else one per digits-per-node,
@@ -395,6 +518,8 @@ FIGURE_MAKERS: dict[str, Callable[[Tables], Any]] = {
     "learning-curves": _fig_learning_curves,
     "pareto-by-strategy": _fig_pareto_by_strategy,
     "accuracy-vs-gossip-bytes": _fig_accuracy_vs_gossip_bytes,
+    "accuracy-vs-mia-auc": _fig_accuracy_vs_mia_auc,
+    "accuracy-vs-leakage-by-mechanism": _fig_accuracy_vs_leakage_by_mechanism,
 }
 """Figure base name -> the function that draws it from the report's :class:`Tables`."""
 

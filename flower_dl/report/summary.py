@@ -1,4 +1,5 @@
-"""``summary.md`` of :mod:`flower_dl.report`: one Markdown table row per group of runs, then one per strategy."""
+"""``summary.md`` of :mod:`flower_dl.report`: one Markdown table row per group of runs, then one per strategy,
+then one per strategy and exchange mechanism."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from flower_dl.report.table import (
     GROUP_COLUMNS,
     _fmt_acc,
     _fmt_bytes,
+    _fmt_dec,
     _fmt_leak,
     _fmt_num,
     _fmt_pct,
     _group_stats,
+    _mechanism_stats,
     _prepare,
     _series_stats,
     _strategy_label,
@@ -40,6 +43,13 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
     accuracy (mean ± std over runs), mean leakage and the total gossip bytes
     per run (sum over nodes and rounds, mean over runs; ``n/a`` where the
     table has none).
+
+    Last, under "Per exchange mechanism", one row per series, model and
+    mechanism label (:func:`flower_dl.report.table._mechanism_labels`), so
+    that a privatized exchange can be weighed against raw sharing by the same
+    algorithm: runs, final accuracy (mean ± std over runs), and the means over
+    runs of the run's node means of leakage, exposed fraction, nn-distance and
+    final membership-attack AUC (``n/a`` where not recorded).
     """
     data = _prepare(df)
     groups = _group_stats(data)
@@ -89,6 +99,8 @@ def summary_markdown(df: pd.DataFrame, *, source: str = "", formats: Sequence[st
         lines.append("Figures: none requested.")
     lines.append("")
     lines.extend(_strategy_section(data))
+    lines.append("")
+    lines.extend(_mechanism_section(data))
     return "\n".join(lines) + "\n"
 
 
@@ -98,7 +110,7 @@ def _strategy_section(data: pd.DataFrame) -> list[str]:
         "## Per strategy",
         "",
         "Each strategy's runs over every digits-per-node and share ratio; a strategy's "
-        "mixing schedule, gossip steps and compression are named when they vary in the table. "
+        "mixing schedule, gossip steps, compression and Choco's gamma are named when they vary in the table. "
         "Gossip bytes per run: the sum over its nodes and rounds of the bytes sent for model "
         "exchange (a parameter server's: the uploads), averaged over runs.",
         "",
@@ -109,5 +121,30 @@ def _strategy_section(data: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {r['series']} | {r['model']} | {int(r['runs'])} | {_fmt_acc(r['acc'], r['acc-std'], r['runs'])} "
             f"| {_fmt_leak(r['leakage'])} | {_fmt_bytes(r['gossip-bytes'])} |"
+        )
+    return lines
+
+
+def _mechanism_section(data: pd.DataFrame) -> list[str]:
+    """The "Per exchange mechanism" lines of ``summary.md`` (see :func:`summary_markdown`)."""
+    lines = [
+        "## Per exchange mechanism",
+        "",
+        "Each strategy's runs by what they sent in the exchange phase: no exchange (share ratio 0), "
+        "raw samples, noised samples (`noise <std>`) or class means (`mixup <images per mean>`). "
+        "Exposed fraction: of a node's samples, those another node received; nn-distance: RMS pixel "
+        "distance of what a node sent to its nearest own image (0 for copies); MIA AUC: a "
+        "loss-threshold membership attack on each node's final model (0.5: chance). Each is the "
+        "mean over a run's nodes, averaged over runs.",
+        "",
+        "| strategy | model | exchange | runs | final accuracy (mean ± std) | mean leakage "
+        "| mean exposed fraction | mean nn-distance | mean final MIA AUC |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for _, r in _mechanism_stats(data).iterrows():
+        lines.append(
+            f"| {r['series']} | {r['model']} | {r['mechanism']} | {int(r['runs'])} "
+            f"| {_fmt_acc(r['acc'], r['acc-std'], r['runs'])} | {_fmt_leak(r['leakage'])} "
+            f"| {_fmt_pct(r['exposed-fraction'])} | {_fmt_dec(r['nn-distance'])} | {_fmt_dec(r['mia-auc'])} |"
         )
     return lines

@@ -46,10 +46,15 @@ CONFIG_COLUMNS: tuple[str, ...] = (
     "gossip-steps",
     "compression",
     "compression-ratio",
+    "choco-gamma",
+    "exchange-mechanism",
+    "exchange-noise",
+    "mixup-size",
 )
 """Config columns that are not part of a summary group; the summary notes when
 they vary (the groups then average over them; the "Per strategy" table keeps
-the gossip settings apart, see :func:`_series_labels`)."""
+the gossip settings apart, see :func:`_series_labels`, and the "Per exchange
+mechanism" table the exchange settings, see :func:`_mechanism_labels`)."""
 
 GROUP_COLUMNS: tuple[str, ...] = ("strategy", "model", "digits-per-node", "share-ratio")
 """One row of ``summary.md`` per combination of these."""
@@ -66,6 +71,23 @@ COMPRESSED_STRATEGIES: tuple[str, ...] = ("choco",)
 
 RATIO_COMPRESSIONS: tuple[str, ...] = ("top-k", "random-k")
 """Compressions whose ``compression-ratio`` matters (the fraction of coordinates kept)."""
+
+CONSENSUS_STEP_STRATEGIES: tuple[str, ...] = ("choco",)
+"""Strategies whose ``choco-gamma`` (the consensus step size) describes them (the
+table records it for every run)."""
+
+RUN_NODE_METRICS: tuple[str, ...] = ("leakage", "exposed-fraction", "nn-distance")
+"""Metric columns that hold one value per node for the whole run, repeated on
+each of its rows (what the exchange phase exposed); a node's value is the mean
+of its non-empty cells."""
+
+FINAL_NODE_METRICS: tuple[str, ...] = ("accuracy", "mia-auc", "mia-tpr-1fpr")
+"""Metric columns measured per node and evaluated round, taken at each run's
+last round (the membership attack runs on the model that is evaluated)."""
+
+_MECHANISM_RANK: dict[str, int] = {"no exchange": 0, "raw": 1, "noise": 2, "mixup": 3}
+"""The order of the exchange mechanisms in the report: none, the study's raw
+sharing, then the privatized ones (unknown mechanisms last)."""
 
 
 _NA = "n/a"
@@ -223,18 +245,32 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- statistics
-_CELL_LABELS: tuple[str, ...] = (*GROUP_COLUMNS, "seed", "series")
+_CELL_LABELS: tuple[str, ...] = (*GROUP_COLUMNS, "seed", "series", "mechanism")
 """A run's labels, carried into every per-run and per-node statistic."""
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Strings for missing labels; failed node-rounds lose their accuracy; add ``series`` (:func:`_series_labels`)."""
+    """Strings for missing labels; failed node-rounds lose their accuracy; add ``series``
+    (:func:`_series_labels`) and ``mechanism`` (:func:`_mechanism_labels`)."""
     out = df.copy()
     for col in ("strategy", "model"):
         out[col] = out[col].fillna(_NA).astype(str)
     out.loc[out["failed"].astype(bool), "accuracy"] = np.nan
     out["series"] = _series_labels(out)
+    out["mechanism"] = _mechanism_labels(out)
     return out
+
+
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    """``df[name]``, or an empty (all-NaN) column where ``df`` lacks it.
+
+    :func:`read_table` adds every missing column, but the label functions are
+    also handed partial frames; a setting a table does not have is simply not
+    recorded.
+    """
+    if name in df.columns:
+        return df[name]
+    return pd.Series(np.nan, index=df.index, dtype=object)
 
 
 def _series_labels(df: pd.DataFrame) -> pd.Series:
@@ -242,33 +278,37 @@ def _series_labels(df: pd.DataFrame) -> pd.Series:
 
     A strategy alone does not say which algorithm ran: a decentralized one
     also depends on its mixing schedule and gossip steps, Choco on its
-    compression. Those settings join the label when they take more than one
-    value in the table, so that runs that differ in them are kept apart, and
-    only for the strategies they describe (:data:`DECENTRALIZED_STRATEGIES`,
-    :data:`COMPRESSED_STRATEGIES`): the table records every key for every run,
-    and a parameter server's "mixing schedule" would only split it for nothing.
+    compression and its consensus step ``choco-gamma``. Those settings join
+    the label when they take more than one value in the table, so that runs
+    that differ in them are kept apart, and only for the strategies they
+    describe (:data:`DECENTRALIZED_STRATEGIES`, :data:`COMPRESSED_STRATEGIES`,
+    :data:`CONSENSUS_STEP_STRATEGIES`): the table records every key for every
+    run, and a parameter server's "mixing schedule" would only split it for
+    nothing.
 
     Parameters
     ----------
     df : pandas.DataFrame
         A results table with ``strategy`` as strings (see :func:`_prepare`);
-        the gossip columns may be empty (an older table).
+        the gossip columns may be empty or absent (an older table).
 
     Returns
     -------
     pandas.Series
         Strings aligned with ``df``: the strategy, then ``", "`` and each
         varying setting in the order schedule, gossip steps, compression,
-        e.g. ``"decentralized"``, ``"decentralized, epidemic"``,
-        ``"choco, top-k 0.1"``. A setting a run did not record is left out of
-        its label.
+        gamma, e.g. ``"decentralized"``, ``"decentralized, epidemic"``,
+        ``"choco, top-k 0.1"``, ``"choco, top-k 0.1, gamma 0.5"``. A setting
+        a run did not record is left out of its label.
     """
     strategy = df["strategy"].astype(str)
     decentralized = strategy.isin(DECENTRALIZED_STRATEGIES)
+    compression = _compression_tokens(_column(df, "compression"), _column(df, "compression-ratio"))
     settings = (
-        (df["mixing-schedule"], decentralized),
-        (df["gossip-steps"].map(_gossip_steps_token), decentralized),
-        (_compression_tokens(df["compression"], df["compression-ratio"]), strategy.isin(COMPRESSED_STRATEGIES)),
+        (_column(df, "mixing-schedule"), decentralized),
+        (_column(df, "gossip-steps").map(_gossip_steps_token), decentralized),
+        (compression, strategy.isin(COMPRESSED_STRATEGIES)),
+        (_column(df, "choco-gamma").map(_gamma_token), strategy.isin(CONSENSUS_STEP_STRATEGIES)),
     )
     labels = strategy.copy()
     for tokens, applies in settings:
@@ -282,6 +322,72 @@ def _gossip_steps_token(steps: Any) -> Any:
     if _isnan(steps):
         return np.nan
     return f"{_fmt_num(steps)} gossip step{'' if float(steps) == 1 else 's'}"
+
+
+def _gamma_token(gamma: Any) -> Any:
+    """``0.5`` -> ``"gamma 0.5"`` (NaN stays NaN: not recorded)."""
+    return np.nan if _isnan(gamma) else f"gamma {_fmt_num(gamma)}"
+
+
+def _mechanism_labels(df: pd.DataFrame) -> pd.Series:
+    """What each row's run sent in the exchange phase, as the mechanism figure and summary name it.
+
+    Leakage, exposure and the membership attack are only comparable between
+    runs that shared the same kind of data: raw samples, noised ones (whose
+    privacy depends on the noise std) or class means (on how many images each
+    averages). A run that shares nothing (share ratio 0) sent no data
+    whatever its recorded mechanism, so it gets a label of its own: the
+    baseline every mechanism is measured against.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A results table; ``exchange-mechanism``, ``exchange-noise`` and
+        ``mixup-size`` may be empty or absent (an older table, whose runs
+        shared raw samples).
+
+    Returns
+    -------
+    pandas.Series
+        Strings aligned with ``df``: ``"no exchange"`` (share ratio 0),
+        ``"raw"`` (also for an empty mechanism), ``"noise <exchange-noise>"``,
+        ``"mixup <mixup-size>"``; the bare mechanism name where its parameter
+        was not recorded, or for a mechanism this report does not know.
+    """
+    columns = ("exchange-mechanism", "exchange-noise", "mixup-size", "share-ratio")
+    values = zip(*(_column(df, c) for c in columns))
+    return pd.Series([_mechanism_label(*v) for v in values], index=df.index, dtype=object)
+
+
+def _mechanism_label(mechanism: Any, noise: Any, size: Any, share: Any) -> str:
+    """One run's :func:`_mechanism_labels` entry."""
+    if not _isnan(share) and float(share) == 0:
+        return "no exchange"
+    name = "raw" if _isnan(mechanism) else str(mechanism)
+    parameter = {"noise": noise, "mixup": size}.get(name, np.nan)
+    return name if _isnan(parameter) else f"{name} {_fmt_num(parameter)}"
+
+
+def _mechanism_order(labels: Iterable[str]) -> list[str]:
+    """Distinct mechanism labels in report order: no exchange, raw, noise, mixup, then others; by parameter within each.
+
+    Alphabetical order would put ``"mixup 4"`` before ``"raw"`` and
+    ``"noise 0.25"`` before ``"noise 0.5"`` only by luck; this order reads
+    from no sharing through raw to ever stronger privatization.
+    """
+    return sorted(set(labels), key=_mechanism_key)
+
+
+def _mechanism_key(label: str) -> tuple[int, float, str]:
+    """Sort key of a mechanism label: (kind rank, numeric parameter, label)."""
+    if label in _MECHANISM_RANK:
+        return _MECHANISM_RANK[label], -math.inf, label
+    kind, _, parameter = label.partition(" ")
+    try:
+        value = float(parameter)
+    except ValueError:
+        value = math.inf
+    return _MECHANISM_RANK.get(kind, len(_MECHANISM_RANK)), value, label
 
 
 def _compression_tokens(method: pd.Series, ratio: pd.Series) -> pd.Series:
@@ -312,8 +418,33 @@ def _final_node_points(df: pd.DataFrame) -> pd.DataFrame:
     return nodes.dropna(subset=["leakage", "accuracy"])
 
 
+def _node_metrics(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, node): what the privacy figures and the mechanism summary plot and average.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``cell``, ``node``, the run's labels, each of
+        :data:`RUN_NODE_METRICS` (the mean of the node's non-empty cells) and
+        each of :data:`FINAL_NODE_METRICS` at the run's last round (NaN where
+        not measured, or for ``accuracy`` where the node failed). Every node
+        of every run is a row, whether or not it has the metrics.
+    """
+    keys = ["cell", "node"]
+    run_wide = df.groupby(keys, sort=False, dropna=False)[list(RUN_NODE_METRICS)].mean().reset_index()
+    final = final_rows(df).groupby(keys, sort=False, dropna=False)[list(FINAL_NODE_METRICS)].mean().reset_index()
+    labels = df.groupby("cell", sort=False)[list(_CELL_LABELS)].first()
+    return run_wide.merge(final, on=keys, how="left").join(labels, on="cell")
+
+
 def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage, total gossip bytes."""
+    """One row per cell: labels, final node-mean/min/max accuracy, mean node leakage, total gossip bytes,
+    and the node means of exposed fraction, nn-distance and final membership-attack AUC."""
     fin = final_rows(df)
     labels = df.groupby("cell", sort=False)[list(_CELL_LABELS)].first()
     acc = fin.groupby("cell", sort=False)["accuracy"].agg(["mean", "min", "max"])
@@ -322,6 +453,8 @@ def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     out = labels.join(acc).join(node_leak.mean().rename("leakage"))
     out = out.join(node_leak.sum(min_count=1).rename("leakage-total"))
     out = out.join(df.groupby("cell", sort=False)["gossip-bytes"].sum(min_count=1).rename("gossip-bytes-total"))
+    privacy = ["exposed-fraction", "nn-distance", "mia-auc"]
+    out = out.join(_node_metrics(df).groupby("cell", sort=False)[privacy].mean())
     return out.reset_index()
 
 
@@ -381,6 +514,82 @@ def _series_stats(df: pd.DataFrame) -> pd.DataFrame:
         }
     ).reset_index()
     return _sort(out, keys)
+
+
+def _mechanism_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, model, mechanism): the "Per exchange mechanism" table of ``summary.md``.
+
+    What a mechanism buys is read off against raw sharing of the same
+    algorithm: how much accuracy it keeps, and how much less it leaks by the
+    KL measure, by exposed sample ids, by nearness to the sender's images and
+    to a membership attack. Keeping the series apart stops one algorithm's
+    accuracy from passing for a mechanism's.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``series``, ``model``, ``mechanism`` (:func:`_mechanism_labels`),
+        ``runs`` (cells), ``acc`` and ``acc-std`` (mean and sample std over
+        runs of the run's final node-mean accuracy), and ``leakage``,
+        ``exposed-fraction``, ``nn-distance``, ``mia-auc``: each the mean over
+        runs of the run's node mean (``mia-auc`` at the last round), runs
+        without the metric left out, NaN when none has it. Sorted by series,
+        model, then mechanism in :func:`_mechanism_order`.
+    """
+    cells = _cell_stats(df)
+    keys = ["series", "model", "mechanism"]
+    g = cells.groupby(keys, dropna=False, sort=False)
+    out = pd.DataFrame(
+        {
+            "runs": g["cell"].nunique(),
+            "acc": g["acc"].mean(),
+            "acc-std": g["acc"].std(ddof=1),
+            "leakage": g["leakage"].mean(),
+            "exposed-fraction": g["exposed-fraction"].mean(),
+            "nn-distance": g["nn-distance"].mean(),
+            "mia-auc": g["mia-auc"].mean(),
+        }
+    ).reset_index()
+    return _sort_by_mechanism(out, ["series", "model"])
+
+
+def _mechanism_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (mechanism, model): mean final accuracy and mean leakage over the runs that have both.
+
+    The large markers of ``accuracy-vs-leakage-by-mechanism``: where each
+    mechanism sits on the privacy/accuracy map on average, whatever the
+    algorithm, so that raw and privatized sharing can be compared at a glance.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A table prepared by :func:`_prepare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``mechanism``, ``model``, ``runs``, ``acc`` (mean over runs of
+        the run's final node-mean accuracy) and ``leakage`` (mean over runs of
+        the run's mean node leakage), sorted by mechanism
+        (:func:`_mechanism_order`) then model; runs without an accuracy or a
+        leakage are left out.
+    """
+    cells = _cell_stats(df).dropna(subset=["acc", "leakage"])
+    g = cells.groupby(["mechanism", "model"], dropna=False, sort=False)
+    out = pd.DataFrame({"runs": g["cell"].nunique(), "acc": g["acc"].mean(), "leakage": g["leakage"].mean()})
+    return _sort_by_mechanism(out.reset_index(), [], then=["model"])
+
+
+def _sort_by_mechanism(df: pd.DataFrame, first: Sequence[str], then: Sequence[str] = ()) -> pd.DataFrame:
+    """Sort by ``first``, then ``mechanism`` in :func:`_mechanism_order`, then ``then``."""
+    rank = {m: i for i, m in enumerate(_mechanism_order(df["mechanism"]))}
+    out = df.assign(_rank=df["mechanism"].map(rank))
+    return _sort(out, [*first, "_rank", *then]).drop(columns="_rank")
 
 
 def _run_byte_curves(df: pd.DataFrame) -> pd.DataFrame:
@@ -484,6 +693,11 @@ def _fmt_pct(v: Any) -> str:
 
 
 def _fmt_leak(v: Any) -> str:
+    return _NA if _isnan(v) else f"{float(v):.4f}"
+
+
+def _fmt_dec(v: Any) -> str:
+    """Four decimals (``"0.5123"``), for distances and AUCs."""
     return _NA if _isnan(v) else f"{float(v):.4f}"
 
 
