@@ -202,23 +202,28 @@ def _fig_accuracy_vs_leakage(t: Tables) -> Any:
                 label=_line_label(s, m, models),
                 edgecolors="none",
             )
-    if nodes.empty:
-        _no_data(ax, "no node with both a final accuracy and a leakage")
-    else:
+    if not nodes.empty:
         pts = nodes[["leakage", "accuracy"]].to_numpy(dtype=float)
         front = pts[pareto_front(pts)]
         ax.step(front[:, 0], front[:, 1], where="post", color="black", linewidth=1.2, label="Pareto front")
         ax.scatter(front[:, 0], front[:, 1], s=36, facecolors="none", edgecolors="black", linewidths=1)
+    title = (
+        f"Per-node final accuracy vs leakage ({len(nodes)} nodes, "
+        f"{nodes['cell'].nunique()} runs)\nPareto front: lower leakage, higher accuracy"
+    )
+    return _finish_leakage_axes(fig, ax, nodes, title, "strategy")
+
+
+def _finish_leakage_axes(fig: Any, ax: Any, nodes: Any, title: str, legend_title: str) -> Any:
+    """The axes every accuracy-vs-leakage figure shares: labels, grid, title, legend (a note when ``nodes`` is empty)."""
+    if nodes.empty:
+        _no_data(ax, "no node with both a final accuracy and a leakage")
     ax.set_xlabel("node leakage")
     ax.set_ylabel("node final accuracy")
     _percent_axis(ax)
     ax.grid(alpha=0.3)
-    ax.set_title(
-        f"Per-node final accuracy vs leakage ({len(nodes)} nodes, "
-        f"{nodes['cell'].nunique()} runs)\nPareto front: lower leakage, higher accuracy",
-        fontsize=10,
-    )
-    _legend(fig, [ax], "strategy")
+    ax.set_title(title, fontsize=10)
+    _legend(fig, [ax], legend_title)
     return fig
 
 
@@ -255,19 +260,11 @@ def _fig_pareto_by_strategy(t: Tables) -> Any:
                 markersize=5,
                 label=_series_line_label(s, m, models),
             )
-    if nodes.empty:
-        _no_data(ax, "no node with both a final accuracy and a leakage")
-    ax.set_xlabel("node leakage")
-    ax.set_ylabel("node final accuracy")
-    _percent_axis(ax)
-    ax.grid(alpha=0.3)
-    ax.set_title(
+    title = (
         "Pareto front of final accuracy vs leakage per strategy\n"
-        "(faint points: nodes; lines: each strategy's non-dominated nodes)",
-        fontsize=10,
+        "(faint points: nodes; lines: each strategy's non-dominated nodes)"
     )
-    _legend(fig, [ax], "strategy")
-    return fig
+    return _finish_leakage_axes(fig, ax, nodes, title, "strategy")
 
 
 def _data_panels(groups: pd.DataFrame) -> list[tuple[Any, Any]]:
@@ -424,19 +421,11 @@ def _fig_accuracy_vs_leakage_by_mechanism(t: Tables) -> Any:
                 zorder=3,
                 label=_series_line_label(mech, m, models),
             )
-    if nodes.empty:
-        _no_data(ax, "no node with both a final accuracy and a leakage")
-    ax.set_xlabel("node leakage")
-    ax.set_ylabel("node final accuracy")
-    _percent_axis(ax)
-    ax.grid(alpha=0.3)
-    ax.set_title(
+    title = (
         "Final accuracy vs leakage per exchange mechanism\n"
-        "(faint points: nodes; large markers: mean over runs of each mechanism)",
-        fontsize=10,
+        "(faint points: nodes; large markers: mean over runs of each mechanism)"
     )
-    _legend(fig, [ax], "exchange")
-    return fig
+    return _finish_leakage_axes(fig, ax, nodes, title, "exchange")
 
 
 def _curve_groups(df: pd.DataFrame) -> tuple[list[tuple[str, pd.Series]], str]:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flower_dl.sweep import TABLE_COLUMNS, TEXT_COLUMNS  # the table sweeps write
+from flower_dl.sweep import CONFIG_COLUMNS as SWEEP_CONFIG_COLUMNS  # the table sweeps write
+from flower_dl.sweep import TABLE_COLUMNS, TEXT_COLUMNS
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -34,22 +35,8 @@ is missing is added empty."""
 NUMERIC_COLUMNS: tuple[str, ...] = tuple(c for c in TABLE_COLUMNS if c not in TEXT_COLUMNS and c != "failed")
 """Columns coerced to numbers (a cell that is not a number becomes NaN)."""
 
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "dataset",
-    "partitioner",
-    "exchange-mode",
-    "topology",
-    "num-nodes",
-    "local-epochs",
-    "num-server-rounds",
-    "mixing-schedule",
-    "gossip-steps",
-    "compression",
-    "compression-ratio",
-    "choco-gamma",
-    "exchange-mechanism",
-    "exchange-noise",
-    "mixup-size",
+CONFIG_COLUMNS: tuple[str, ...] = tuple(
+    c for c in SWEEP_CONFIG_COLUMNS if c not in ("cell", "seed", "strategy", "model", "digits-per-node", "share-ratio")
 )
 """Config columns that are not part of a summary group; the summary notes when
 they vary (the groups then average over them; the "Per strategy" table keeps

@@ -269,6 +269,15 @@ class DecentralizedStrategy(PerNode, Strategy):
         """The mixing matrices of ``server_round``, one per gossip step (:class:`GossipSchedule`)."""
         return self.schedule.matrices(server_round, self.W)
 
+    def write_trained(self, replies: dict[int, Message], into: np.ndarray) -> np.ndarray:
+        """Write each arrived reply's trained model into row ``pid`` of ``into``; return the arrived mask."""
+        assert self.stack is not None
+        arrived = np.zeros(self.num_nodes, dtype=bool)
+        for pid, reply in replies.items():
+            into[pid] = self.stack.flatten(protocol.reply_arrays(reply))
+            arrived[pid] = True
+        return arrived
+
     def record_gossip_bytes(self, server_round: int, vectors_sent: np.ndarray, vector_bytes: np.ndarray | int) -> None:
         """Record each node's ``gossip-bytes``: vectors it sent that round times the bytes of each."""
         sent = np.asarray(vectors_sent, dtype=np.int64) * np.asarray(vector_bytes, dtype=np.int64)

@@ -38,7 +38,7 @@ import numpy as np
 from flwr.app import Message
 from scipy import sparse
 
-from flower_dl import compression, protocol
+from flower_dl import compression
 from flower_dl.strategies.base import DecentralizedStrategy
 from flower_dl.strategies.mixing import sent_per_node
 
@@ -129,10 +129,7 @@ class Choco(DecentralizedStrategy):
         assert self.stack is not None
         if self.public is None:  # the shared initial model, known to all
             self.public = self.stack.matrix.copy()
-        arrived = np.zeros(self.num_nodes, dtype=bool)
-        for pid, reply in replies.items():
-            self.stack.matrix[pid] = self.stack.flatten(protocol.reply_arrays(reply))
-            arrived[pid] = True
+        arrived = self.write_trained(replies, self.stack.matrix)
         self.stack.matrix, self.public, sent_bytes = choco_round(
             self.mixings(server_round), self.stack.matrix, self.public, self.gamma, arrived,
             self.compressor(server_round),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Message
 
-from flower_dl import protocol
 from flower_dl.strategies.base import DecentralizedStrategy
 from flower_dl.strategies.mixing import mix, sent_per_node
 
@@ -38,9 +37,6 @@ class Decentralized(DecentralizedStrategy):
 
     def update(self, server_round: int, replies: dict[int, Message]) -> None:
         assert self.stack is not None
-        arrived = np.zeros(self.num_nodes, dtype=bool)
-        for pid, reply in replies.items():
-            self.stack.matrix[pid] = self.stack.flatten(protocol.reply_arrays(reply))
-            arrived[pid] = True
+        arrived = self.write_trained(replies, self.stack.matrix)
         self.stack.matrix, sent = dpsgd_round(self.mixings(server_round), self.stack.matrix, arrived)
         self.record_gossip_bytes(server_round, sent, self.stack.nbytes)

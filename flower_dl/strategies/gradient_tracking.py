@@ -121,12 +121,10 @@ class GradientTracking(DecentralizedStrategy):
         if self.corrections is None:
             self.corrections = np.zeros_like(X)
         Z = X.copy()
-        arrived = np.zeros(self.num_nodes, dtype=bool)
+        arrived = self.write_trained(replies, Z)
         step_size = np.zeros(self.num_nodes)
         for pid, reply in replies.items():
-            Z[pid] = self.stack.flatten(protocol.reply_arrays(reply))
             step_size[pid] = protocol.num_steps(reply) * self.lr
-            arrived[pid] = True
         self.stack.matrix, self.corrections, sent = kgt_round(
             self.mixings(server_round), X, Z, self.corrections, step_size, arrived
         )
