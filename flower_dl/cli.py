@@ -366,6 +366,14 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_or_empty(path: str, who: str) -> Path:
+    """``--out`` resolved, once it is known to be a new or an empty folder (checked before any work)."""
+    out = Path(path).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CliError(f"--out: {str(out)!r} is not an empty folder; {who} only into a new or empty one")
+    return out
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     """``flower-dl split``: one folder per node from a dataset and a partitioner, plus ``manifest.json``."""
     from flower_dl.data import DataError, load_dataset
@@ -377,9 +385,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     if overrides.get("dataset") == "folder":
         raise CliError("dataset: 'folder' cannot be split; name the source dataset (mnist-5k, mnist, fashion-mnist)")
     cfg = resolve_config(app_dir, overrides)
-    out = Path(args.out).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CliError(f"--out: {str(out)!r} is not an empty folder; split writes only into a new or empty one")
+    out = _new_or_empty(args.out, "split writes")
     try:
         manifest = split(
             load_dataset(cfg.dataset, cfg.data_dir), partitioner=cfg.partitioner, num_nodes=cfg.num_nodes,
@@ -409,9 +415,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     if args.num_nodes < 1:
         raise CliError(f"--num-nodes: {args.num_nodes} is not allowed; allowed: an integer >= 1")
-    out = Path(args.out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
-        raise CliError(f"--out: {str(out)!r} is not an empty folder; keys are written only into a new or empty one")
+    out = _new_or_empty(args.out, "keys are written")
     paths = write_keys(args.num_nodes, out)
     print(
         f"{PROG}: wrote {args.num_nodes} identity keys and {paths[-1].name} to {out}\n"
