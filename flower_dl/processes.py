@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from flower_dl import flwr_output, watchdog
+from flower_dl.app_files import stage_app
 from flower_dl.ray_head import READY
 
 CONNECTION = "flower-dl-local"
@@ -579,20 +580,22 @@ def launch(
         ``flwr``'s exit code and the run's :func:`run_status`
         (``"not started"`` when ``flwr`` printed no run id).
     """
-    cmd = _run_cmd(app_dir, overrides, num_supernodes, cpus_per_node, gpus_per_node)
-    if on_line is not None:
-        on_line(f"{PROG}: {shlex.join(cmd)}\n")
-    proc = popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    run_id = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if on_line is not None:
-                on_line(line)
-            run_id = flwr_output.run_id(line) or run_id
-        rc = proc.wait()
-    except BaseException:
-        stop_process_group(proc, timeout=5)
-        raise
+    with tempfile.TemporaryDirectory(prefix="flower-dl-app-") as staged:
+        # flwr walks the whole folder it is given, a .venv in it included: give it only the app's files
+        cmd = _run_cmd(stage_app(app_dir, Path(staged)), overrides, num_supernodes, cpus_per_node, gpus_per_node)
+        if on_line is not None:
+            on_line(f"{PROG}: {shlex.join(cmd)}  (the files of {app_dir} that go into the app bundle)\n")
+        proc = popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        run_id = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if on_line is not None:
+                    on_line(line)
+                run_id = flwr_output.run_id(line) or run_id
+            rc = proc.wait()
+        except BaseException:
+            stop_process_group(proc, timeout=5)
+            raise
     status = run_status(run_id, env) if run_id else "not started"
     return rc, status
