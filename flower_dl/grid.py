@@ -5,24 +5,26 @@ returns the replies by key and the failures with their reasons, a missing
 reply counting as a timeout; :func:`split_replies` is its second half, for the
 strategies, whose replies Flower's own round loop collects.
 
-:class:`PromptGrid` is a Grid that collects replies as soon as they arrive.
+:class:`PromptGrid` is a Grid that collects replies as soon as they arrive
+and, in a simulation, keeps only a window of messages in Flower's link state
+(:func:`prompt`).
 
 On a deployment, a ServerApp gets Flower 1.42's ``HttpGrid``, whose
 ``send_and_receive`` pushes the messages, then pulls the replies every 3 s:
 every wave of messages (node discovery, each exchange step, each round's
 training and its evaluation) ends on the next multiple of 3 s after its last
-reply. (A simulation's ``InMemoryGrid`` already pulls every 0.1 s.) :class:`PromptGrid` wraps any Grid and
-polls with a short, growing interval instead (``first_interval``, times 1.5
-after every empty pull, capped at ``max_interval``; back to the first interval
-whenever replies arrive). A pull is one local RPC that returns only the
-replies that are ready, so polling costs little; everything else is delegated
-unchanged.
+reply. :class:`PromptGrid` wraps any Grid and polls with a short, growing
+interval instead (``first_interval``, times 1.5 after every empty pull,
+capped at ``max_interval``; back to the first interval whenever replies
+arrive). A pull is one local RPC that returns only the replies that are
+ready, so polling costs little; everything else is delegated unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -32,15 +34,74 @@ from flwr.serverapp import Grid
 K = TypeVar("K")
 
 
-class PromptGrid(Grid):
-    """Wrap ``grid``; ``send_and_receive`` polls every 10..250 ms instead of every 3 s."""
+CHECKS_PER_PASS = 25_000
+"""Stored messages one pass of a simulation's delivery loop may check (:func:`simulation_window`)."""
+MIN_WINDOW = 16
+"""The smallest window: enough messages in flight to keep the simulation's workers busy."""
 
-    def __init__(self, grid: Grid, first_interval: float = 0.01, max_interval: float = 0.25) -> None:
+
+def simulation_window(num_nodes: int) -> int:
+    """Messages a simulation of ``num_nodes`` nodes keeps in Flower's link state at a time.
+
+    Each pass of the simulation's delivery loop asks the link state for every
+    node's next message, and each ask checks every stored message: about
+    ``num_nodes x window`` checks a pass. :data:`CHECKS_PER_PASS` keeps a pass
+    about as long as the loop's own 0.1 s pause between passes here, so the
+    loop leaves half a core to the nodes' workers and still delivers a window
+    every ~0.2 s. Below 250 nodes the window is larger than the wave.
+    """
+    return max(MIN_WINDOW, CHECKS_PER_PASS // max(num_nodes, 1))
+
+
+def prompt(grid: Grid) -> Grid:
+    """``grid`` wrapped in a :class:`PromptGrid`; in a simulation, one that sends in windows.
+
+    A simulation's ``InMemoryGrid`` hands messages to the nodes by a loop that,
+    every 0.1 s, asks the link state for each node's next message, and each
+    such ask checks *every* message stored there: a wave of N messages pushed
+    at once costs that loop on the order of N x N checks per pass, in the
+    Python process that also runs the ServerApp and feeds the nodes' workers
+    (at 1,000 nodes, most of that process's time). Keeping at most
+    :func:`simulation_window` messages stored, the next pushed as replies
+    arrive, bounds a pass; ``benchmarks/bench_scale.py`` measures the round
+    against Flower's floor. A deployment's Grid is wrapped without a window
+    (its SuperNodes each ask for their own messages).
+    """
+    from flwr.superlink.grid.inmemory_grid import InMemoryGrid
+
+    return PromptGrid(grid, window=simulation_window if isinstance(grid, InMemoryGrid) else None)
+
+
+class PromptGrid(Grid):
+    """Wrap ``grid``; ``send_and_receive`` polls every 10..250 ms instead of every 3 s.
+
+    Parameters
+    ----------
+    grid : flwr.serverapp.Grid
+        The Grid to wrap.
+    first_interval, max_interval : float
+        The polling interval after replies arrived, and its cap after empty pulls.
+    window : int or callable, optional
+        At most this many messages awaiting their reply at a time, the next
+        pushed as replies arrive; a callable gets the number of connected
+        nodes and returns the window (None: all at once; see :func:`prompt`).
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        first_interval: float = 0.01,
+        max_interval: float = 0.25,
+        window: int | Callable[[int], int] | None = None,
+    ) -> None:
         if not 0 < first_interval <= max_interval:
             raise ValueError(f"need 0 < first_interval <= max_interval; got {first_interval}, {max_interval}")
+        if isinstance(window, int) and window < 1:
+            raise ValueError(f"window must be at least 1 (or None); got {window}")
         self.inner = grid
         self.first_interval = first_interval
         self.max_interval = max_interval
+        self.window = window
 
     # ----------------------------------------------------------- delegated
     def set_run(self, run_id: int) -> None:  # type: ignore[override]
@@ -70,8 +131,22 @@ class PromptGrid(Grid):
 
     # ------------------------------------------------------------ prompt
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        """Push ``messages``; return the replies that arrived within ``timeout`` seconds (None: all)."""
-        pending = {mid for mid in self.inner.push_messages(messages) if mid}
+        """Push ``messages``; return the replies that arrived within ``timeout`` seconds (None: all).
+
+        With a ``window``, messages not yet pushed when the time is up are
+        never sent: their nodes are missing replies, as timed-out ones are.
+        """
+        unsent = iter(messages)
+        pending: set[str] = set()
+        window = self.window(len(list(self.inner.get_node_ids()))) if callable(self.window) else self.window
+
+        def top_up() -> None:
+            room = None if window is None else window - len(pending)
+            batch = list(itertools.islice(unsent, room))
+            if batch:
+                pending.update(mid for mid in self.inner.push_messages(batch) if mid)
+
+        top_up()
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
         interval = self.first_interval
@@ -80,6 +155,7 @@ class PromptGrid(Grid):
             if got:
                 replies.extend(got)
                 pending.difference_update(m.metadata.reply_to_message_id for m in got)
+                top_up()
                 interval = self.first_interval
                 if not pending:
                     break

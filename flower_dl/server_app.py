@@ -25,7 +25,7 @@ from flower_dl import privacy, protocol, results
 from flower_dl.config import RunConfig, load_cells
 from flower_dl.files import check_writable_dir
 from flower_dl.flwr_output import CELL_LINE
-from flower_dl.grid import PromptGrid, collect, short_reason
+from flower_dl.grid import collect, prompt, short_reason
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.history import NodeHistory
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
@@ -39,7 +39,7 @@ def main(grid: Grid, context: Context) -> None:
     try:
         cfg = RunConfig.from_run_config(context.run_config)
         # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
-        grid = PromptGrid(grid)
+        grid = prompt(grid)
         if cfg.sweep_file:
             run_cells(grid, load_cells(cfg.sweep_file), flower_run_id=context.run_id)
             return

@@ -23,7 +23,7 @@ what each node would have sent is recorded as its ``gossip-bytes``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from logging import INFO
 from typing import Any
@@ -294,8 +294,12 @@ class DecentralizedStrategy(PerNode, Strategy):
         raise NotImplementedError
 
     # ---------------------------------------------------------- messages
-    def _messages(self, kind: str, contents: Iterable[tuple[int, RecordDict]]) -> list[Message]:
-        return self.stamped(Message(c, dst_node_id=self.node_ids[pid], message_type=kind) for pid, c in contents)
+    def _messages(self, kind: str, contents: Iterable[tuple[int, RecordDict]]) -> Iterator[Message]:
+        """One message per node, built as it is sent: a simulation sends in windows
+        (:func:`flower_dl.grid.prompt`), so only a window's models exist as messages at a time."""
+        for pid, content in contents:
+            protocol.with_run_config(content, self.run_config)
+            yield Message(content, dst_node_id=self.node_ids[pid], message_type=kind)
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
