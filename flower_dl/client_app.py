@@ -214,15 +214,19 @@ def train(msg: Message, context: Context) -> Message:
     import torch
 
     from flower_dl import training
-    from flower_dl.models import load_model
 
     train_x, train_y, _test_x, _test_y = node.tensors()
-    model = load_model(cfg.model, request.arrays, train_x.device)
+    model = node.model(request.arrays, train_x.device)
     # the received model is the previous round's result (for D-PSGD: after its mixing): evaluating it
     # here saves the round a second message to every node
     evaluation = _evaluate(node, model) if request.evaluate_first else None
     seed = seed_of(cfg.seed, node.partition_id, request.server_round)
-    torch.manual_seed(seed)  # dropout masks
+    # dropout masks; on the CPU only its generator (torch.manual_seed also queues seeding every GPU backend,
+    # formatting a stack trace for each, in every message)
+    if train_x.is_cuda:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     correction = None if request.correction is None else request.correction.to_torch_state_dict()
     started = time.perf_counter()
@@ -231,7 +235,7 @@ def train(msg: Message, context: Context) -> Message:
         batch_size=cfg.batch_size, generator=generator, proximal_mu=request.proximal_mu, correction=correction,
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    arrays = ArrayRecord(model.cpu().state_dict())
+    arrays = ArrayRecord(model.state_dict())  # copied to the CPU, as bytes: the reused module stays where it is
     steps = training.num_steps(len(train_y), cfg.local_epochs, cfg.batch_size)
     return protocol.train_reply(
         msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), num_steps=steps, evaluation=evaluation
@@ -244,10 +248,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = node_for(msg, context)
     arrays, server_round = protocol.parse_evaluate_request(msg)
     _maybe_fail("evaluate", node.partition_id, server_round)
-    from flower_dl.models import load_model
-
     _, _, test_x, test_y = node.tensors()
-    model = load_model(node.cfg.model, arrays, test_x.device)
+    model = node.model(arrays, test_x.device)
     return protocol.evaluate_reply(msg, _evaluate(node, model), num_examples=len(test_y))
 
 

@@ -65,9 +65,14 @@ def build_model(name: str, seed: int | None = None) -> nn.Module:
         return MODELS[name]()
 
 
-def load_model(name: str, arrays, device: torch.device) -> nn.Module:
-    """Model ``name`` holding the weights of ``arrays`` (a Flower ArrayRecord), on ``device``."""
-    model = build_model(name)
+def load_model(name: str, arrays, device: torch.device, into: nn.Module | None = None) -> nn.Module:
+    """Model ``name`` holding the weights of ``arrays`` (a Flower ArrayRecord), on ``device``.
+
+    ``into``: a module of that model to load the weights into instead of
+    building one (building draws random initial weights, which the loaded
+    ones replace at once).
+    """
+    model = build_model(name) if into is None else into
     model.load_state_dict(arrays.to_torch_state_dict())
     return model.to(device)
 

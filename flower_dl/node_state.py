@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import torch
 
 _RECEIVED = "received"
+_RECEIVED_DIGEST = "received-digest"
 _SENT = "sent"
 _KEYS = "exchange-keys"
 
@@ -222,6 +223,19 @@ class Node:
 
         return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.cfg.mia_samples, str(dev)), build)
 
+    def model(self, arrays: ArrayRecord, dev):  # -> torch.nn.Module
+        """The run's model holding ``arrays``' weights, on ``dev``: one module per process and model, reused.
+
+        Every message loads a model; reusing the module saves building one
+        (and drawing its random initial weights) each time. Nothing of a
+        previous message survives in it: every weight and buffer is loaded,
+        and training clears the gradients before each step.
+        """
+        from flower_dl.models import build_model, load_model
+
+        module = CACHE.get(("model", self.cfg.model, str(dev)), lambda: build_model(self.cfg.model).to(dev))
+        return load_model(self.cfg.model, arrays, dev, into=module)
+
     # --------------------------------------------------------- stored state
     def _key(self, name: str) -> str:
         return f"{name}:{self.cell}"
@@ -230,7 +244,7 @@ class Node:
         """Forget the stored state of every other cell (the node now serves this one)."""
         for key in list(self.context.state.keys()):
             name, _, cell = key.partition(":")
-            if name in (_RECEIVED, _SENT, _KEYS) and cell != self.cell:
+            if name in (_RECEIVED, _RECEIVED_DIGEST, _SENT, _KEYS) and cell != self.cell:
                 del self.context.state[key]
 
     def identity(self):  # -> Ed25519PrivateKey | None
@@ -255,6 +269,10 @@ class Node:
     def store_received(self, arrays: dict[str, np.ndarray]) -> None:
         """Keep the decrypted ``ids``/``src``/``images``/``labels`` of what the neighbours sent."""
         self.context.state[self._key(_RECEIVED)] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+        # the training set's cache key, kept so that a train message need not decode what was received
+        self.context.state[self._key(_RECEIVED_DIGEST)] = ConfigRecord(
+            {"digest": _digest(arrays["ids"], arrays["src"])}
+        )
 
     def received(self) -> dict[str, np.ndarray] | None:
         record = self.context.state.get(self._key(_RECEIVED))
@@ -293,8 +311,12 @@ class Node:
 
     # -------------------------------------------------------- training set
     def _train_key(self) -> tuple:
-        received = self.received()
-        digest = "" if received is None else _digest(received["ids"], received["src"])
+        stored = self.context.state.get(self._key(_RECEIVED_DIGEST))
+        if stored is not None:
+            digest = str(stored["digest"])
+        else:
+            received = self.received()
+            digest = "" if received is None else _digest(received["ids"], received["src"])
         return ("train-set", self.context.run_id, self.cell, self.partition_id, digest)
 
     def train_set(self) -> TrainSet:

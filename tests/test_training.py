@@ -149,3 +149,31 @@ def test_num_steps_counts_the_mini_batches():
     from flower_dl.training import num_steps
 
     assert num_steps(64, 1, 32) == 2 and num_steps(65, 3, 32) == 9 and num_steps(0, 2, 32) == 0
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_a_reused_module_trains_as_a_freshly_built_one(name):
+    # a node reuses one module per process (Node.model): nothing of the previous message may survive in it
+    from flwr.app import ArrayRecord
+
+    from flower_dl.models import load_model
+
+    x, y = _data(96)
+    cpu = torch.device("cpu")
+    first, second = (ArrayRecord(build_model(name, seed=s).state_dict()) for s in (1, 2))
+    kwargs = dict(epochs=1, lr=0.05, momentum=0.9, batch_size=32)
+
+    reused = load_model(name, first, cpu)
+    train(reused, x, y, generator=torch.Generator().manual_seed(0), **kwargs)  # leaves gradients, eval/train mode
+    evaluate(reused, x, y)
+    reused = load_model(name, second, cpu, into=reused)
+    fresh = load_model(name, second, cpu)
+    for a, b in zip(reused.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    torch.manual_seed(4)  # dropout masks, as the node seeds them
+    loss_reused = train(reused, x, y, generator=torch.Generator().manual_seed(3), **kwargs)
+    torch.manual_seed(4)
+    loss_fresh = train(fresh, x, y, generator=torch.Generator().manual_seed(3), **kwargs)
+    assert loss_reused == loss_fresh
+    for a, b in zip(reused.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
