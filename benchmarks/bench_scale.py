@@ -231,14 +231,17 @@ def run_one(app: str, num_nodes: int, args: argparse.Namespace, tmp: Path) -> di
     return out
 
 
-def compare(dl: dict[str, Any], floor: dict[str, Any], mem_limit_gib: float) -> dict[str, Any]:
+def compare(dl: dict[str, Any], floor: dict[str, Any], mem_limit_gib: float, rounds: int) -> dict[str, Any]:
     """flower-dl's figures against the floor's and the targets.
 
     Returns
     -------
     dict
         ``ratio-s-per-round`` (flower-dl's s/round over the floor's; ``None``
-        if either failed), ``flower-startup-s`` (the floor's start-up: Flower's
+        if either failed), ``ratio-s-per-wave`` (the same per wave of one
+        message to every node: flower-dl sends ``rounds + 1``, its rounds'
+        ``train`` messages and the evaluation after the last round, the floor
+        ``rounds``), ``flower-startup-s`` (the floor's start-up: Flower's
         own part of flower-dl's), ``flower-dl-own-startup-s`` (the rest),
         ``meets-ratio-target``,
         ``meets-memory-target`` and ``under-limit`` (both runs finished and
@@ -246,10 +249,12 @@ def compare(dl: dict[str, Any], floor: dict[str, Any], mem_limit_gib: float) -> 
     """
     ok = bool(dl.get("ok")) and bool(floor.get("ok"))
     ratio = dl["s-per-round"] / floor["s-per-round"] if ok and floor["s-per-round"] else None
+    per_wave = None if ratio is None else ratio * rounds / (rounds + 1)
     rss_ok = bool(dl.get("ok")) and dl["peak-rss-mib"] * MIB <= TARGET_RSS_GIB * GIB
     startups = dl.get("startup-s"), floor.get("startup-s")
     return {
         "ratio-s-per-round": ratio,
+        "ratio-s-per-wave": per_wave,
         "flower-startup-s": startups[1],
         "flower-dl-own-startup-s": None if None in startups else startups[0] - startups[1],
         "meets-ratio-target": ratio is not None and ratio <= TARGET_RATIO,
@@ -294,7 +299,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                     print(f"[{n} nodes] {app} ERROR: {result[app]['error']}", flush=True)
                     if result[app].get("log-tail"):
                         sys.stderr.write(result[app]["log-tail"])
-            result.update(compare(result[FLOWER_DL], result[FLOOR], args.mem_limit_gib))
+            result.update(compare(result[FLOWER_DL], result[FLOOR], args.mem_limit_gib, args.rounds))
             results.append(result)
     return results
 
@@ -333,7 +338,9 @@ def summary_line(result: dict[str, Any]) -> str:
     return (
         f"{result['nodes']} nodes: flower-dl {fmt(dl.get('s-per-round'), '.3f')} s/round = "
         f"{fmt(result['ratio-s-per-round'])} x the floor's {fmt(floor.get('s-per-round'), '.3f')} "
-        f"(target <= {TARGET_RATIO:g}: {yes_no(result['meets-ratio-target'])}); peak RSS "
+        f"(target <= {TARGET_RATIO:g}: {yes_no(result['meets-ratio-target'])}), "
+        f"{fmt(result['ratio-s-per-wave'])} x per wave of one message a node ({result['rounds'] + 1} waves "
+        f"against the floor's {result['rounds']}: the evaluation after the last round is one more); peak RSS "
         f"{dl['peak-rss-mib'] / 1024:.2f} GiB (target <= {TARGET_RSS_GIB:g}: "
         f"{yes_no(result['meets-memory-target'])}); start-up {fmt(dl.get('startup-s'), '.1f')} s, of which "
         f"Flower's own (the floor's) {fmt(floor.get('startup-s'), '.1f')} s, "

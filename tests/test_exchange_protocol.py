@@ -381,3 +381,17 @@ def test_many_failed_identifications_stay_one_readable_line() -> None:
     text = _first_failures(failed)
     assert text.count("node") == 3 * 2 and text.endswith("; and 997 more")
     assert _first_failures({1: "x"}) == "node 1: x"
+
+
+def test_a_node_process_imports_neither_scipy_nor_networkx_nor_torch():
+    # every ClientApp process (each simulation worker, each SuperNode message) pays for what it imports;
+    # divergences, graphs and mixing are the server's, torch waits for the first train or evaluate message
+    code = (
+        "import sys, flower_dl.client_app\n"
+        "from flower_dl.config import RunConfig\n"
+        "RunConfig.from_run_config({'mixing-schedule': 'epidemic', 'num-nodes': 8, 'topology': 'ring'})\n"
+        "print(sorted(m for m in ('scipy', 'networkx', 'torch') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -47,9 +47,12 @@ schedules share their checks, support masks and validation.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse as sp
+
+if TYPE_CHECKING:  # scipy is imported where it is used: the run-config checks here run in every node process
+    from scipy import sparse as sp
 
 SCHEDULES: tuple[str, ...] = ("static", "random-matching", "one-peer-exponential", "epidemic")
 """Names accepted by the run-config key ``mixing-schedule``."""
@@ -174,6 +177,8 @@ def _undirected(edges: Iterable[tuple[int, int]], num_nodes: int) -> np.ndarray:
 
 def _assemble(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int, sparse: bool) -> np.ndarray | sp.csr_matrix:
     """Matrix with the given (distinct) entries, dense float64 or CSR."""
+    from scipy import sparse as sp
+
     if sparse:
         return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float64)
     W = np.zeros((n, n), dtype=np.float64)
@@ -259,6 +264,8 @@ def mixing_at(
         For a bad schedule or ``epidemic_peers`` (:func:`check_schedule`), a
         round below 1, a step outside the round, or a missing ``W`` / ``edges``.
     """
+    from scipy import sparse as sp
+
     check_schedule(schedule, num_nodes, epidemic_peers)
     check_gossip_steps(gossip_steps)
     if not _is_int(round_) or round_ < 1:
@@ -393,6 +400,8 @@ def validate_round(
     ValueError
         Naming the schedule, the round and the failing entry, row or column.
     """
+    from scipy import sparse as sp
+
     where = f"mixing-schedule {schedule!r}" + ("" if round_ is None else f", round {round_}")
     W = W if sp.issparse(W) else np.asarray(W, dtype=np.float64)
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
@@ -436,6 +445,8 @@ def round_edges(W: np.ndarray | sp.spmatrix) -> list[tuple[int, int]]:
     Each pair is one whole model (or one compressed message) on the wire, which
     is how the strategy counts the bytes of a round.
     """
+    from scipy import sparse as sp
+
     coo = sp.coo_matrix(W)
     keep = (coo.data > 0) & (coo.row != coo.col)
     return sorted(zip(coo.col[keep].tolist(), coo.row[keep].tolist()))
@@ -443,6 +454,8 @@ def round_edges(W: np.ndarray | sp.spmatrix) -> list[tuple[int, int]]:
 
 def models_sent(W: np.ndarray | sp.spmatrix) -> np.ndarray:
     """Models each node sends in a round: the off-diagonal non-zeros of its column of ``W(t)`` (int64, shape (n,))."""
+    from scipy import sparse as sp
+
     coo = sp.coo_matrix(W)
     keep = (coo.data > 0) & (coo.row != coo.col)
     return np.bincount(coo.col[keep], minlength=W.shape[0]).astype(np.int64)
