@@ -21,8 +21,13 @@ def test_the_repository_stages_exactly_what_flower_would_bundle_of_its_tracked_f
     # Flower's own selection over its own walk, minus what .gitignore keeps out of git
     config, _ = load_and_validate(REPO / "pyproject.toml", check_module=False)
     theirs = get_filtered_fab_paths(collect_files(REPO), config)
-    ignored = ("results/", ".venv/", "build/", "dist/")
-    expected = sorted({p for p in theirs if not p.startswith(ignored) and "__pycache__" not in p} | {"pyproject.toml"})
+    ignored = ("results/", "build/", "dist/")  # .gitignore's; hidden folders (.venv, .pytest_cache) are not walked
+
+    def kept(path: str) -> bool:
+        parts = path.split("/")
+        return not path.startswith(ignored) and "__pycache__" not in parts and not any(p.startswith(".") for p in parts)
+
+    expected = sorted({p for p in theirs if kept(p)} | {"pyproject.toml"})
     assert app_files(REPO) == expected
     assert "flower_dl/server_app.py" in expected and "flower_dl/client_app.py" in expected
 
