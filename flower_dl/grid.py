@@ -45,10 +45,12 @@ def simulation_window(num_nodes: int) -> int:
 
     Each pass of the simulation's delivery loop asks the link state for every
     node's next message, and each ask checks every stored message: about
-    ``num_nodes x window`` checks a pass. :data:`CHECKS_PER_PASS` keeps a pass
-    about as long as the loop's own 0.1 s pause between passes here, so the
-    loop leaves half a core to the nodes' workers and still delivers a window
-    every ~0.2 s. Below 250 nodes the window is larger than the wave.
+    ``num_nodes x window`` checks a pass, and a wave of N messages needs N /
+    window passes. :data:`CHECKS_PER_PASS` was chosen by measurement at 1,000
+    nodes (``benchmarks/bench_scale.py``, 25 messages): a window of 8 made
+    the waves of the exchange phase slower (more passes, each after the
+    loop's 0.1 s pause), one of 128 was no faster than none. Below 250 nodes
+    the window is larger than the wave.
     """
     return max(MIN_WINDOW, CHECKS_PER_PASS // max(num_nodes, 1))
 
@@ -61,7 +63,7 @@ def prompt(grid: Grid) -> Grid:
     such ask checks *every* message stored there: a wave of N messages pushed
     at once costs that loop on the order of N x N checks per pass, in the
     Python process that also runs the ServerApp and feeds the nodes' workers
-    (at 1,000 nodes, most of that process's time). Keeping at most
+    (at 1,000 nodes, about half of that process's sampled time). Keeping at most
     :func:`simulation_window` messages stored, the next pushed as replies
     arrive, bounds a pass; ``benchmarks/bench_scale.py`` measures the round
     against Flower's floor. A deployment's Grid is wrapped without a window

@@ -14,6 +14,9 @@ Two kinds of state, kept apart on purpose:
   training set and tensors, the test tensors) is kept in one per-process
   cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
   serves many nodes and many rounds: it builds each node's tensors once.
+
+One module although over ~400 lines (a third of them docstrings): the issue
+asks for a node's state in one place, and :class:`Node` is that place.
 """
 
 from __future__ import annotations
