@@ -15,7 +15,7 @@ Two kinds of state, kept apart on purpose:
   cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
   serves many nodes and many rounds: it builds each node's tensors once.
 
-One module although over ~400 lines (a third of them docstrings): the issue
+One module although over ~400 lines (a sixth of them docstrings): the issue
 asks for a node's state in one place, and :class:`Node` is that place.
 """
 
