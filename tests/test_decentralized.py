@@ -60,3 +60,18 @@ def test_parameter_stack_round_trips_a_state_dict() -> None:
         assert torch.equal(back[key], value)
     stack.matrix[2] += 1.0
     assert np.allclose(stack.flatten(stack.record(2)), stack.matrix[2])
+
+
+def test_a_sparse_W_stays_sparse_when_nodes_fail_and_mixes_as_the_dense_one() -> None:
+    from scipy import sparse
+
+    W = mixing_matrix(build_graph("ring", 80), "metropolis")
+    arrived = np.ones(80, dtype=bool)
+    arrived[[0, 5, 6]] = False
+    W_sparse_eff = effective_mixing(sparse.csr_matrix(W), arrived)
+    assert sparse.issparse(W_sparse_eff)
+    assert np.allclose(W_sparse_eff.toarray(), effective_mixing(W, arrived))
+    X = np.random.default_rng(2).standard_normal((80, 30)).astype(np.float32)
+    mixed = mix(sparse.csr_matrix(W, dtype=np.float32), X, arrived)
+    assert np.allclose(mixed, effective_mixing(W, arrived) @ X, atol=1e-6)
+    assert np.array_equal(mixed[[0, 5, 6]], X[[0, 5, 6]])  # the failed nodes keep their rows
