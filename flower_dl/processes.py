@@ -211,6 +211,7 @@ class RayHead:
         self._stopping = threading.Event()
         # Ray's own temp dir, short: its unix sockets live there (at most 107 bytes a path)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="flower-dl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
+        watchdog.register_dir(self.temp_dir)  # removed even if this process is killed outright
         cmd = [
             sys.executable,
             "-m",
@@ -285,6 +286,8 @@ def local_superlink(workdir: Path, startup_timeout: float = 60.0) -> Iterator[di
     """
     port = free_port()
     env = flwr_env(workdir, port)
+    # a temporary workdir of flower-dl's own (``flower-dl-*``: run, sweep) goes even if the command is killed
+    watchdog.register_dir(workdir)
     head = proc = None
     try:
         if not env.get("RAY_ADDRESS") and env.get(RAY_HEAD_ENV, "1") != "0":
@@ -581,6 +584,7 @@ def launch(
         (``"not started"`` when ``flwr`` printed no run id).
     """
     with tempfile.TemporaryDirectory(prefix="flower-dl-app-") as staged:
+        watchdog.register_dir(staged)
         # flwr walks the whole folder it is given, a .venv in it included: give it only the app's files
         cmd = _run_cmd(stage_app(app_dir, Path(staged)), overrides, num_supernodes, cpus_per_node, gpus_per_node)
         if on_line is not None:

@@ -28,6 +28,12 @@ How it finds them
     The command writes each session id on this process's stdin, one a line,
     as it starts the session's leader.
 
+What else it removes
+    The temporary folders the command registered (:func:`register_dir`:
+    Ray's session folder, which holds its logs and any objects it spilled,
+    and the staged app), once their processes are stopped; only folders
+    whose name starts with :data:`DIR_PREFIX`.
+
 When it stops them
     When the command writes :data:`CLOSE` (it is done), when its stdin
     reaches end of file (the command exited or was killed: the kernel closes
@@ -54,6 +60,7 @@ import argparse
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +76,10 @@ GRACE = 2.0
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc")
 CLOSE = b"close"
 """What the command writes on the watchdog's stdin as it exits normally."""
+DIR = b"dir "
+"""What precedes a temporary folder's path on the watchdog's stdin (:func:`register_dir`)."""
+DIR_PREFIX = "flower-dl-"
+"""The only folders the watchdog removes are named so (a guard against removing anything else)."""
 
 
 # ------------------------------------------------------------- the command's side
@@ -104,11 +115,17 @@ class Watchdog:
                 self._start_locked()
                 self._send(sid)
 
-    def _send(self, sid: int) -> bool:
+    def register_dir(self, path: str | os.PathLike) -> None:
+        """Remove the temporary folder ``path`` with the processes, if the command cannot (e.g. SIGKILL)."""
+        with self._lock:
+            self._start_locked()
+            self._send(os.fsencode(os.fspath(path)), prefix=DIR)
+
+    def _send(self, sid: int | bytes, prefix: bytes = b"") -> bool:
         if self._proc is None or self._proc.stdin is None:
             return True
         try:
-            self._proc.stdin.write(f"{sid}\n".encode())
+            self._proc.stdin.write(prefix + (sid if isinstance(sid, bytes) else str(sid).encode()) + b"\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             return False
@@ -131,6 +148,7 @@ WATCHDOG = Watchdog()
 """The watchdog of this process: :mod:`flower_dl.processes` registers, :func:`flower_dl.cli.main` closes."""
 start = WATCHDOG.start
 register = WATCHDOG.register
+register_dir = WATCHDOG.register_dir
 close = WATCHDOG.close
 
 
@@ -215,6 +233,13 @@ def _read_lines(buffer: bytearray) -> tuple[list[bytes], bool]:
     return [line.strip() for line in lines if line.strip()], False
 
 
+def remove_dirs(dirs: set[str]) -> None:
+    """Remove the registered temporary folders that are left (only those named :data:`DIR_PREFIX`...)."""
+    for path in dirs:
+        if os.path.basename(os.path.normpath(path)).startswith(DIR_PREFIX) and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Watch the sessions the parent names on stdin until it is gone; then stop them (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m flower_dl.watchdog", description=__doc__.split("\n\n")[0])
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(ProcessLookupError):
         exclude.add(os.getsid(args.parent))
     sessions = Sessions(exclude)
+    dirs: set[str] = set()
     buffer = bytearray()
     closed = done = False
     next_scan = 0.0
@@ -234,11 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             lines, done = _read_lines(buffer)
             closed = closed or CLOSE in lines
             sessions.sids |= {int(line) for line in lines if line.isdigit()} - sessions.exclude
+            dirs |= {os.fsdecode(line[len(DIR) :]) for line in lines if line.startswith(DIR)}
         done = done or closed or os.getppid() != args.parent
         if time.monotonic() >= next_scan:
             sessions.members()
             next_scan = time.monotonic() + SCAN
     stopped = sessions.stop()
+    remove_dirs(dirs)
     if stopped and not closed:  # after a clean exit, a leftover is no news
         names = ", ".join(sorted(set(stopped.values())))
         with contextlib.suppress(OSError):

@@ -78,3 +78,15 @@ def test_no_ray_head_when_switched_off(tmp_path, monkeypatch) -> None:
     with local_superlink(tmp_path) as env:
         assert "RAY_ADDRESS" not in env  # Flower's simulation starts Ray itself
     assert not (tmp_path / "ray.log").exists()
+
+
+def test_the_watchdog_removes_only_flower_dl_temporary_folders(tmp_path):
+    from flower_dl.watchdog import remove_dirs
+
+    ours, theirs = tmp_path / "flower-dl-ray-abc", tmp_path / "results"
+    for folder in (ours, theirs):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "f.txt").write_text("x")
+    remove_dirs({str(ours), str(theirs), str(tmp_path / "flower-dl-gone")})  # a gone one is no error
+    assert not ours.exists()
+    assert (theirs / "sub" / "f.txt").exists()  # a registered folder not named flower-dl-* is kept

@@ -108,6 +108,7 @@ def _left_after_exit(proc: subprocess.Popen, tree: Tree, timeout: float = 20.0) 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_no_process_outlives_a_stopped_command(tmp_path: Path, command: str, sig: signal.Signals) -> None:
     out, err = tmp_path / "stdout", tmp_path / "stderr"
+    ray_dirs_before = set(Path("/tmp").glob("flower-dl-ray-*"))  # Ray's folder is in /tmp whatever TMPDIR says
     with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a full pipe would block the command
         proc = subprocess.Popen(
             [sys.executable, "-m", "flower_dl.cli", *COMMANDS[command](tmp_path)],
@@ -125,6 +126,9 @@ def test_no_process_outlives_a_stopped_command(tmp_path: Path, command: str, sig
         left = _left_after_exit(proc, tree)
         output = out.read_text()[-2000:] + err.read_text()[-2000:]
         assert not left, f"left running: {sorted(left.items())}\n{output}"
+        # nor its temporary folders (Ray's session, the staged app), SIGKILL included: the watchdog removes them
+        left_dirs = (set(Path("/tmp").glob("flower-dl-ray-*")) - ray_dirs_before) | set(tmp_path.glob("flower-dl-*"))
+        assert not left_dirs, f"left on disk: {sorted(map(str, left_dirs))}\n{output}"
         expected = 0 if command == "deploy-local" and sig != signal.SIGKILL else INTERRUPTED[sig]
         assert proc.returncode == expected, output
         if sig != signal.SIGKILL:
