@@ -88,7 +88,8 @@ def _wait_until_up(proc: subprocess.Popen, tree: Tree, out: Path, timeout: float
         if flower_up and ("deploy-local" not in proc.args or READY in out.read_text()):
             return
         time.sleep(0.1)
-    raise AssertionError(f"Flower's processes did not start (exit code {proc.poll()})")
+    said = out.read_text()[-2000:] + out.with_name("stderr").read_text()[-2000:]
+    raise AssertionError(f"Flower's processes did not start (exit code {proc.poll()}):\n{said}")
 
 
 def _left_after_exit(proc: subprocess.Popen, tree: Tree, timeout: float = 20.0) -> dict[int, str]:
