@@ -28,7 +28,7 @@ from flower_dl.data import DATASETS, PARTITIONERS
 from flower_dl.mechanisms import check_mechanism
 from flower_dl.membership import check_mia_samples
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
-from flower_dl.topology.schedules import check_gossip_steps, check_schedule
+from flower_dl.topology.checks import check_gossip_steps, check_schedule
 
 STRATEGY_NAMES: tuple[str, ...] = (
     "decentralized",

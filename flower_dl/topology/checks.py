@@ -4,8 +4,10 @@ Every ClientApp process checks its run config through :func:`check_topology`,
 which runs the checks here; networkx would slow each process's start, so this
 module (and everything it imports) stays free of it.  Here: :class:`TopologyError`,
 the study's edge list :data:`STUDY_EDGES`, :func:`parse_edges`, one
-``_check_<family>`` per graph family that has invalid parameter values, and the
-helpers that phrase a disconnected graph in a message.
+``_check_<family>`` per graph family that has invalid parameter values, the
+helpers that phrase a disconnected graph in a message, and the checks of the
+mixing schedules' keys (the schedules themselves, which need scipy, are in
+:mod:`flower_dl.topology.schedules`).
 """
 
 from __future__ import annotations
@@ -313,3 +315,63 @@ def _check_small_world(num_nodes: int, degree: object, prob: object) -> None:
             f"even degree with 2 <= degree < num-nodes ({n}) (degree/2 neighbours per side)"
         )
     _check_prob(prob)
+
+
+# ---------------------------------------------------------------------------
+# mixing schedules' run-config checks (the schedules: flower_dl.topology.schedules)
+# ---------------------------------------------------------------------------
+
+
+SCHEDULES: tuple[str, ...] = ("static", "random-matching", "one-peer-exponential", "epidemic")
+"""Names accepted by the run-config key ``mixing-schedule`` (:mod:`flower_dl.topology.schedules`)."""
+
+
+def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> None:
+    """Check the run-config values ``mixing-schedule`` and, for ``epidemic``, ``epidemic-peers``.
+
+    ``epidemic-peers`` is checked only for ``epidemic``, the one schedule that
+    reads it, because its allowed range depends on ``num-nodes``: a default of
+    a 10-node sweep must not fail a 3-node run of another schedule.
+
+    Parameters
+    ----------
+    schedule : object
+        Value of ``mixing-schedule``; one of :data:`SCHEDULES`.
+    num_nodes : int
+        Value of ``num-nodes`` (checked elsewhere; here only its lower bound for
+        the schedules that need a peer).
+    epidemic_peers : object
+        Value of ``epidemic-peers``: models each node sends per round, an
+        integer in ``1..num-nodes-1``.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the value and what is allowed, e.g.
+        ``"epidemic-peers: 0 is outside 1..num-nodes-1 (num-nodes is 5)"``.
+    """
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
+        raise ValueError(f"mixing-schedule: {schedule!r} is not a known schedule; allowed: {', '.join(SCHEDULES)}")
+    if schedule in ("one-peer-exponential", "epidemic") and num_nodes < 2:
+        raise ValueError(
+            f"num-nodes: {num_nodes} is too small for mixing-schedule {schedule!r}; allowed: an integer >= 2"
+        )
+    if schedule == "epidemic":
+        if not _is_int(epidemic_peers):
+            raise ValueError(
+                f"epidemic-peers: {epidemic_peers!r} must be an integer in 1..num-nodes-1 (num-nodes is {num_nodes})"
+            )
+        if not 1 <= int(epidemic_peers) <= num_nodes - 1:  # type: ignore[call-overload]
+            raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
+
+
+def check_gossip_steps(steps: object) -> None:
+    """Check the run-config value ``gossip-steps`` (gossip steps per round): an integer >= 1.
+
+    Raises
+    ------
+    ValueError
+        ``"gossip-steps: 0 must be an integer >= 1"``.
+    """
+    if not _is_int(steps) or int(steps) < 1:  # type: ignore[call-overload]
+        raise ValueError(f"gossip-steps: {steps!r} must be an integer >= 1")

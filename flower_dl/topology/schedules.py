@@ -40,22 +40,19 @@ Above :data:`SPARSE_ABOVE` nodes :func:`mixing_at` returns a
 ``W @ X`` then costs ``O(n P)``); :func:`validate_round`, :func:`round_edges`
 and ``strategies.mixing.mix`` take either.
 
-One module although over ~400 lines: about 170 of them are docstrings; the four
-schedules share their checks, support masks and validation.
+The four schedules share their support masks and validation; their run-config
+checks are in :mod:`flower_dl.topology.checks`, which imports no scipy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import sparse as sp
 
-if TYPE_CHECKING:  # scipy is imported where it is used: the run-config checks here run in every node process
-    from scipy import sparse as sp
-
-SCHEDULES: tuple[str, ...] = ("static", "random-matching", "one-peer-exponential", "epidemic")
-"""Names accepted by the run-config key ``mixing-schedule``."""
+# the run-config checks live in the scipy-free checks module (every node process runs them); named here too
+from flower_dl.topology.checks import SCHEDULES, _is_int, check_gossip_steps, check_schedule
 
 PROMISES_DOUBLY_STOCHASTIC: dict[str, bool | None] = {
     "static": None,
@@ -70,66 +67,6 @@ SPARSE_ABOVE = 256
 
 _STREAMS = {"random-matching": 0x6D61, "epidemic": 0x656C}
 """Fixed per-schedule stream numbers mixed into the seed (ASCII ``ma``, ``el``)."""
-
-
-# ---------------------------------------------------------------------------
-# run-config checks
-# ---------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> None:
-    """Check the run-config values ``mixing-schedule`` and, for ``epidemic``, ``epidemic-peers``.
-
-    ``epidemic-peers`` is checked only for ``epidemic``, the one schedule that
-    reads it, because its allowed range depends on ``num-nodes``: a default of
-    a 10-node sweep must not fail a 3-node run of another schedule.
-
-    Parameters
-    ----------
-    schedule : object
-        Value of ``mixing-schedule``; one of :data:`SCHEDULES`.
-    num_nodes : int
-        Value of ``num-nodes`` (checked elsewhere; here only its lower bound for
-        the schedules that need a peer).
-    epidemic_peers : object
-        Value of ``epidemic-peers``: models each node sends per round, an
-        integer in ``1..num-nodes-1``.
-
-    Raises
-    ------
-    ValueError
-        Naming the key, the value and what is allowed, e.g.
-        ``"epidemic-peers: 0 is outside 1..num-nodes-1 (num-nodes is 5)"``.
-    """
-    if not isinstance(schedule, str) or schedule not in SCHEDULES:
-        raise ValueError(f"mixing-schedule: {schedule!r} is not a known schedule; allowed: {', '.join(SCHEDULES)}")
-    if schedule in ("one-peer-exponential", "epidemic") and num_nodes < 2:
-        raise ValueError(
-            f"num-nodes: {num_nodes} is too small for mixing-schedule {schedule!r}; allowed: an integer >= 2"
-        )
-    if schedule == "epidemic":
-        if not _is_int(epidemic_peers):
-            raise ValueError(
-                f"epidemic-peers: {epidemic_peers!r} must be an integer in 1..num-nodes-1 (num-nodes is {num_nodes})"
-            )
-        if not 1 <= int(epidemic_peers) <= num_nodes - 1:  # type: ignore[call-overload]
-            raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
-
-
-def check_gossip_steps(steps: object) -> None:
-    """Check the run-config value ``gossip-steps`` (gossip steps per round): an integer >= 1.
-
-    Raises
-    ------
-    ValueError
-        ``"gossip-steps: 0 must be an integer >= 1"``.
-    """
-    if not _is_int(steps) or int(steps) < 1:  # type: ignore[call-overload]
-        raise ValueError(f"gossip-steps: {steps!r} must be an integer >= 1")
 
 
 def promises_doubly_stochastic(schedule: str, W: np.ndarray | sp.spmatrix | None = None, atol: float = 1e-9) -> bool:
@@ -177,8 +114,6 @@ def _undirected(edges: Iterable[tuple[int, int]], num_nodes: int) -> np.ndarray:
 
 def _assemble(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int, sparse: bool) -> np.ndarray | sp.csr_matrix:
     """Matrix with the given (distinct) entries, dense float64 or CSR."""
-    from scipy import sparse as sp
-
     if sparse:
         return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float64)
     W = np.zeros((n, n), dtype=np.float64)
@@ -264,8 +199,6 @@ def mixing_at(
         For a bad schedule or ``epidemic_peers`` (:func:`check_schedule`), a
         round below 1, a step outside the round, or a missing ``W`` / ``edges``.
     """
-    from scipy import sparse as sp
-
     check_schedule(schedule, num_nodes, epidemic_peers)
     check_gossip_steps(gossip_steps)
     if not _is_int(round_) or round_ < 1:
@@ -400,8 +333,6 @@ def validate_round(
     ValueError
         Naming the schedule, the round and the failing entry, row or column.
     """
-    from scipy import sparse as sp
-
     where = f"mixing-schedule {schedule!r}" + ("" if round_ is None else f", round {round_}")
     W = W if sp.issparse(W) else np.asarray(W, dtype=np.float64)
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
@@ -445,8 +376,6 @@ def round_edges(W: np.ndarray | sp.spmatrix) -> list[tuple[int, int]]:
     Each pair is one whole model (or one compressed message) on the wire, which
     is how the strategy counts the bytes of a round.
     """
-    from scipy import sparse as sp
-
     coo = sp.coo_matrix(W)
     keep = (coo.data > 0) & (coo.row != coo.col)
     return sorted(zip(coo.col[keep].tolist(), coo.row[keep].tolist()))
@@ -454,8 +383,6 @@ def round_edges(W: np.ndarray | sp.spmatrix) -> list[tuple[int, int]]:
 
 def models_sent(W: np.ndarray | sp.spmatrix) -> np.ndarray:
     """Models each node sends in a round: the off-diagonal non-zeros of its column of ``W(t)`` (int64, shape (n,))."""
-    from scipy import sparse as sp
-
     coo = sp.coo_matrix(W)
     keep = (coo.data > 0) & (coo.row != coo.col)
     return np.bincount(coo.col[keep], minlength=W.shape[0]).astype(np.int64)
