@@ -24,11 +24,6 @@ from pathlib import Path
 
 import pathspec
 
-NEVER_ENTERED = frozenset(
-    {"__pycache__", "node_modules", "venv", "env", "ENV", "build", "dist", "eggs", "lib", "lib64"}
-)
-"""Folder names not walked at any depth (besides hidden ones): Flower excludes their files anyway."""
-
 
 def _ignore_spec(app_dir: Path) -> pathspec.PathSpec:
     gitignore = app_dir / ".gitignore"
@@ -43,11 +38,13 @@ def app_files(app_dir: Path) -> list[str]:
     with the app's own ``[tool.flwr.app]`` include/exclude patterns) applied
     to the files git would track.
     """
-    from flwr.cli.build import get_filtered_fab_paths
+    from flwr.cli.build import FAB_EXCLUDE_PATTERNS, build_pathspec, get_filtered_fab_paths
     from flwr.cli.config_utils import load_and_validate
 
     app_dir = Path(app_dir)
     ignored = _ignore_spec(app_dir)
+    # a folder all of whose files Flower's own exclusions drop (``.venv/**``, ``**/__pycache__/**``, ...)
+    flower_excluded = build_pathspec(FAB_EXCLUDE_PATTERNS)
     found: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
         rel_dir = Path(dirpath).relative_to(app_dir).as_posix()
@@ -55,7 +52,9 @@ def app_files(app_dir: Path) -> list[str]:
         dirnames[:] = [
             d
             for d in dirnames
-            if not d.startswith(".") and d not in NEVER_ENTERED and not ignored.match_file(f"{prefix}{d}/")
+            if not d.startswith(".")
+            and not ignored.match_file(f"{prefix}{d}/")
+            and not flower_excluded.match_file(f"{prefix}{d}/_")  # any file in it
         ]
         for name in filenames:
             rel = prefix + name

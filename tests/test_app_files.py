@@ -38,6 +38,7 @@ def test_a_venv_results_and_hidden_folders_are_not_walked_or_staged(tmp_path):
     _write(app / ".gitignore", "/results/\n*.log\n")
     _write(app / "flower_dl" / "server_app.py")
     _write(app / "flower_dl" / "sub" / "helpers.py")
+    _write(app / "flower_dl" / "lib" / "util.py")  # a package folder Flower bundles (its lib/ exclusion is the root's)
     _write(app / "README.md", "# app\n")
     _write(app / ".venv" / "lib" / "site.py")  # a virtual environment beside the app
     _write(app / "venv" / "x.py")
@@ -48,5 +49,7 @@ def test_a_venv_results_and_hidden_folders_are_not_walked_or_staged(tmp_path):
     _write(app / "data.bin", "")  # not a kind of file Flower bundles
     staged = stage_app(app, tmp_path / "staged")
     found = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
-    assert found == ["README.md", "flower_dl/server_app.py", "flower_dl/sub/helpers.py", "pyproject.toml"]
+    assert found == [
+        "README.md", "flower_dl/lib/util.py", "flower_dl/server_app.py", "flower_dl/sub/helpers.py", "pyproject.toml",
+    ]  # fmt: skip
     assert (staged / "flower_dl" / "server_app.py").read_text() == "x = 1\n"
