@@ -314,12 +314,8 @@ class Node:
 
     # -------------------------------------------------------- training set
     def _train_key(self) -> tuple:
-        stored = self.context.state.get(self._key(_RECEIVED_DIGEST))
-        if stored is not None:
-            digest = str(stored["digest"])
-        else:
-            received = self.received()
-            digest = "" if received is None else _digest(received["ids"], received["src"])
+        stored = self.context.state.get(self._key(_RECEIVED_DIGEST))  # written with what was received
+        digest = "" if stored is None else str(stored["digest"])
         return ("train-set", self.context.run_id, self.cell, self.partition_id, digest)
 
     def train_set(self) -> TrainSet:

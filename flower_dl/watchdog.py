@@ -108,24 +108,25 @@ class Watchdog:
 
     def register(self, sid: int) -> None:
         """Watch session ``sid`` (the pid of a process started with ``start_new_session=True``)."""
-        with self._lock:
-            self._start_locked()
-            if not self._send(sid):  # it was killed: a new one (which knows only the sessions from now on)
-                self._proc = None
-                self._start_locked()
-                self._send(sid)
+        self._tell(str(sid).encode())
 
     def register_dir(self, path: str | os.PathLike) -> None:
         """Remove the temporary folder ``path`` with the processes, if the command cannot (e.g. SIGKILL)."""
+        self._tell(DIR + os.fsencode(os.fspath(path)))
+
+    def _tell(self, line: bytes) -> None:
         with self._lock:
             self._start_locked()
-            self._send(os.fsencode(os.fspath(path)), prefix=DIR)
+            if not self._send(line):  # it was killed: a new one (which knows only what it is told from now on)
+                self._proc = None
+                self._start_locked()
+                self._send(line)
 
-    def _send(self, sid: int | bytes, prefix: bytes = b"") -> bool:
+    def _send(self, line: bytes) -> bool:
         if self._proc is None or self._proc.stdin is None:
             return True
         try:
-            self._proc.stdin.write(prefix + (sid if isinstance(sid, bytes) else str(sid).encode()) + b"\n")
+            self._proc.stdin.write(line + b"\n")
             self._proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             return False
