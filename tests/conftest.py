@@ -12,6 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def python_output(code: str, timeout: float = 120) -> str:
+    """What ``python -c code`` prints in a fresh interpreter (e.g. which modules an import pulls in)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``flower-dl`` (this environment's) from the repository root (``env``: extra variables)."""
     return subprocess.run(

@@ -8,9 +8,6 @@ handles. The real-Flower path is covered by the simulation tests.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from flwr.app import Context, Error, Message, RecordDict
@@ -22,6 +19,8 @@ from flower_dl.crypto import DecryptionError, KeyPair, open_samples
 from flower_dl.data import load_dataset
 from flower_dl.node_state import Node
 from flower_dl.server_app import build_topology, discover_nodes, run_exchange
+
+from .conftest import python_output
 
 INITIAL_MODEL_KEY = protocol.INITIAL_MODEL
 
@@ -274,8 +273,7 @@ def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypa
 def test_the_server_app_does_not_import_torch() -> None:
     """Importing the ServerApp (and its strategies) leaves torch out: ~2 s of CPU and ~300 MB."""
     code = "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert python_output(code) == "False"
 
 
 def test_exposure_and_nn_distance_on_a_three_node_line() -> None:
@@ -392,6 +390,4 @@ def test_a_node_process_imports_neither_scipy_nor_networkx_nor_torch():
         "RunConfig.from_run_config({'mixing-schedule': 'epidemic', 'num-nodes': 8, 'topology': 'ring'})\n"
         "print(sorted(m for m in ('scipy', 'networkx', 'torch') if m in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
+    assert python_output(code) == "[]"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import networkx as nx
 import numpy as np
@@ -27,6 +25,8 @@ from flower_dl.topology import (
     spectral_gap,
     validate_mixing_matrix,
 )
+
+from .conftest import python_output
 
 # ---------------------------------------------------------------------------
 # parse_edges
@@ -377,9 +377,7 @@ def test_check_topology_does_not_import_networkx() -> None:
         "        pass\n"
         "print('networkx' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
+    assert python_output(code, timeout=60) == "False"
 
 
 def test_random_families_can_still_fail_at_build_time() -> None:
