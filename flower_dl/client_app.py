@@ -30,7 +30,7 @@ from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from flower_dl import crypto, exchange, identity, import_in_background, mechanisms, membership, privacy, protocol
-from flower_dl.node_state import Node, node_for, seed_of
+from flower_dl.node_state import Node, device_name, node_for, seed_of
 
 # torch is imported only by the train and evaluate handlers (and by the one
 # query.receive that builds the initial model): on a SuperNode each message runs
@@ -93,7 +93,9 @@ def identify(msg: Message, context: Context) -> Message:
     node.check_data()  # a config this node's data cannot serve fails the run here, before any training
     published = identity.publish(node.key_pair().public_bytes, node.partition_id, _key_context(node, context),
                                  node.identity())  # fmt: skip
-    info = protocol.NodeInfo(node.partition_id, len(node.own_ids()), published)
+    info = protocol.NodeInfo(
+        node.partition_id, len(node.own_ids()), published, data_digest=node.data_digest(), mia_samples=node.mia_samples
+    )
     return protocol.identify_reply(msg, info)
 
 
@@ -238,8 +240,9 @@ def train(msg: Message, context: Context) -> Message:
     arrays = ArrayRecord(model.state_dict())  # copied to the CPU, as bytes: the reused module stays where it is
     steps = training.num_steps(len(train_y), cfg.local_epochs, cfg.batch_size)
     return protocol.train_reply(
-        msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), num_steps=steps, evaluation=evaluation
-    )
+        msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), num_steps=steps, evaluation=evaluation,
+        device=device_name(train_x.device),
+    )  # fmt: skip
 
 
 @app.evaluate()
@@ -263,7 +266,7 @@ def _evaluate(node: Node, model) -> protocol.Evaluation:
 
     _, _, test_x, test_y = node.tensors()
     loss, acc = training.evaluate(model, test_x, test_y)
-    if node.cfg.mia_samples == 0:
+    if node.mia_samples == 0:
         return protocol.Evaluation(loss, acc)
     members_x, members_y, nonmembers = node.attack_tensors()
     member_losses = training.sample_losses(model, members_x, members_y)

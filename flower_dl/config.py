@@ -108,6 +108,8 @@ class RunConfig:
     results_dir: str = "results"
     run_name: str = ""
     sweep_file: str = ""
+    checkpoint_every: int = 1
+    resume: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -135,6 +137,7 @@ class RunConfig:
         _range("seed", self.seed, 0, 2**32 - 1, "an integer in 0..4294967295")
         _range("node-wait-timeout", self.node_wait_timeout, 0.0, None, "a number of seconds > 0", strict_low=True)
         _range("round-timeout", self.round_timeout, 0.0, None, "a number of seconds > 0", strict_low=True)
+        _range("checkpoint-every", self.checkpoint_every, 0, None, "an integer >= 0 (rounds; 0: no checkpoints)")
         if not self.results_dir:
             raise ConfigError("results-dir: '' is empty; allowed: a folder path")
         if "/" in self.run_name or self.run_name in (".", ".."):
@@ -179,10 +182,14 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+OUTPUT_KEYS: tuple[str, ...] = ("results-dir", "run-name", "sweep-file", "checkpoint-every", "resume")
+"""Keys that say where a run's results go and how they are kept (or which cells one Flower run runs), not
+what it computes: left out of :func:`config_id` (a resumed run is the same cell) and of the results table."""
+
+
 def config_id(run_config: Mapping[str, Any]) -> str:
-    """Stable id of a run config: a hash of its keys and values, ``results-dir`` and ``run-name`` left out."""
-    ignored = {"results-dir", "run-name", "sweep-file"}
-    canonical = {k: v for k, v in sorted(run_config.items()) if k not in ignored}
+    """Stable id of a run config: a hash of its keys and values, the :data:`OUTPUT_KEYS` left out."""
+    canonical = {k: v for k, v in sorted(run_config.items()) if k not in OUTPUT_KEYS}
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -34,6 +34,7 @@ import numpy as np
 __all__ = [
     "attack_auc",
     "attack_samples",
+    "attack_supply",
     "check_mia_samples",
     "edge_exposure",
     "exposed_fraction",
@@ -159,6 +160,17 @@ def check_mia_samples(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
         raise ValueError(f"mia-samples: {value!r} must be an integer >= 0")
     return int(value)
+
+
+def attack_supply(train_labels: np.ndarray, test_labels: np.ndarray) -> int:
+    """The most members (and non-members) :func:`attack_samples` can draw for a node.
+
+    Members come from the node's own training samples, non-members from the
+    test samples of the node's classes: the smaller of the two counts.
+    """
+    train_labels = np.asarray(train_labels, dtype=np.int64).ravel()
+    test_labels = np.asarray(test_labels, dtype=np.int64).ravel()
+    return int(min(len(train_labels), np.isin(test_labels, np.unique(train_labels)).sum()))
 
 
 def attack_samples(

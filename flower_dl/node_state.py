@@ -35,7 +35,8 @@ from flower_dl.config import RunConfig
 from flower_dl.data import ImageData, load_dataset, partition_indices
 from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
 from flower_dl.mechanisms import check_mixup_size
-from flower_dl.membership import attack_samples
+from flower_dl.membership import attack_samples, attack_supply
+from flower_dl.provenance import array_digest
 
 if TYPE_CHECKING:
     import torch
@@ -81,6 +82,20 @@ def device():  # -> torch.device
     import torch
 
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(dev) -> str:  # dev: torch.device
+    """``"cpu"``, or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: the device a node trained on, for provenance."""
+    if dev.type != "cuda":
+        return str(dev.type)
+
+    def name() -> str:
+        import torch
+
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+    return CACHE.get(("device-name", str(dev)), name)
 
 
 def seed_of(*parts: int) -> int:
@@ -190,8 +205,36 @@ class Node:
         _, _, labels = self.own_samples()
         if cfg.exchange_mechanism == "mixup":
             check_mixup_size(cfg.mixup_size, self.partition_id, labels)
-        if cfg.mia_samples:
+        if self.mia_samples:
             self.attack_samples()
+
+    @property
+    def mia_samples(self) -> int:
+        """``mia-samples``, capped at what this node can supply (its own samples, test samples of its classes).
+
+        The default (200) cannot hold on a small node folder; rather than fail
+        the run, the node attacks with what it has, and says so when it is
+        identified (the ServerApp logs it once and stores it in ``config.json``).
+        """
+        cfg = self.cfg
+        if cfg.mia_samples == 0:
+            return 0
+
+        def limit() -> int:
+            _, _, labels = self.own_samples()
+            _, test_labels = self.test_set()
+            return attack_supply(labels, test_labels)
+
+        return min(cfg.mia_samples, CACHE.get(("attack-supply", *self.data_key(), self.own_key()), limit))
+
+    def data_digest(self) -> str:
+        """A hash of the arrays this node's data come from (the shared dataset, or its own folder and test set)."""
+
+        def digest() -> str:
+            data = self.folder() if self.owns_its_data else self.dataset()
+            return array_digest(data.train_images, data.train_labels, data.test_images, data.test_labels)
+
+        return CACHE.get(("data-digest", *self.data_key()), digest)
 
     def attack_samples(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions (in its own samples) of the attack's members, and test indices of its non-members."""
@@ -200,11 +243,11 @@ class Node:
         def draw() -> tuple[np.ndarray, np.ndarray]:
             ids, _, labels = self.own_samples()
             _, test_labels = self.test_set()
-            members, nonmembers = attack_samples(ids, labels, test_labels, cfg.mia_samples, cfg.seed,
+            members, nonmembers = attack_samples(ids, labels, test_labels, self.mia_samples, cfg.seed,
                                                  node=self.partition_id)  # fmt: skip
             return np.searchsorted(ids, members), nonmembers
 
-        return CACHE.get(("attack", *self.data_key(), self.own_key(), cfg.mia_samples), draw)
+        return CACHE.get(("attack", *self.data_key(), self.own_key(), self.mia_samples), draw)
 
     def own_key(self) -> tuple:
         """What the node's own samples depend on beyond its data (its partition)."""
@@ -224,7 +267,7 @@ class Node:
             _, images, labels = self.own_samples(positions)
             return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev), nonmembers
 
-        return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.cfg.mia_samples, str(dev)), build)
+        return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.mia_samples, str(dev)), build)
 
     def model(self, arrays: ArrayRecord, dev):  # -> torch.nn.Module
         """The run's model holding ``arrays``' weights, on ``dev``: one module per process and model, reused.

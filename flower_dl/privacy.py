@@ -168,6 +168,8 @@ class ExchangeReport:
     """Node -> ``exposed-fraction``: of its original samples, those some other node received (by id)."""
     nn_distance: dict[int, float] = field(default_factory=dict)
     """Node -> mean over its sent items of the RMS pixel distance to its nearest original image (0: copies)."""
+    classes: dict[int, list[int]] = field(default_factory=dict)
+    """Node -> the classes its original data hold (from its label distribution)."""
 
 
 def exchange_report(
@@ -204,7 +206,8 @@ def exchange_report(
     leak.update(leakage(share_ratio, sent_maps, exchanged))
     leak.update({i: float("nan") for i in failed})
     maps = {i: _maps(s, neighbours[i]) for i, s in summaries.items()}
-    return ExchangeReport(edges, leak, maps, *node_exposure(summaries, edges))
+    classes = {i: np.flatnonzero(np.asarray(s.original_labels) > 0).tolist() for i, s in summaries.items()}
+    return ExchangeReport(edges, leak, maps, *node_exposure(summaries, edges), classes=classes)
 
 
 def node_exposure(
@@ -236,8 +239,8 @@ def _edge_row(
     """One row of ``edges.csv``, and the intensity map sent over the edge if it counts for leakage."""
     count, nbytes = sizes.get((i, j), (0, 0))
     row: dict[str, Any] = {"src": i, "dst": j, "samples-sent": count, "bytes-sent": nbytes}
-    if i in failed or j in failed:
-        row["failed"] = "; ".join(f"node {x} failed in the exchange" for x in (i, j) if x in failed)
+    row["failed"] = int(i in failed or j in failed)
+    row["failure"] = "; ".join(f"node {x} failed in the exchange" for x in (i, j) if x in failed)
     if j in summaries:
         row["new-samples"] = int(summaries[j].new_from.get(i, 0))
         if i in summaries:

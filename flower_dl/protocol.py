@@ -10,7 +10,9 @@ own node config (``partition-id``, ``data-dir``) to know what to do.
 message            sender  records: keys                                               meaning
 =================  ======  ==========================================================  ===============================
 ``query.identify`` server  ``run-config``                                              who are you?
-  reply            node    ``info``: partition-id, num-train-examples, public-key      its place and exchange key
+  reply            node    ``info``: partition-id, num-train-examples, public-key,     its place and exchange key,
+                           data-digest, mia-samples                                    its data's digest, the attack's
+                                                                                       size (capped to what it holds)
 ``query.share``    server  ``run-config``; ``exchange``: neighbours, public-keys        draw your share for them
   reply            node    ``share``: ``sealed:{j}`` per neighbour j (encrypted), or   the share, sealed for each
                            ``ids:{k}``, ``images:{k}``, ``labels:{k}`` per share k     neighbour or in clear
@@ -31,7 +33,8 @@ message            sender  records: keys                                        
                            [``correction``: an array per parameter]                    correction at every step)
   reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model (and the
                            train-seconds, num-examples, num-steps,                     received one's accuracy)
-                           [eval-loss, eval-acc, mia-auc, mia-tpr-1fpr]
+                           [eval-loss, eval-acc, mia-auc, mia-tpr-1fpr];
+                           ``node``: device                                            (where it trained)
 ``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
                            server-round
   reply            node    ``metrics``: eval-loss, eval-acc, num-examples,              its accuracy and loss (and the
@@ -87,6 +90,8 @@ INITIAL_MODEL = "initial-model"
 ARRAYS = "arrays"
 CONFIG = "config"
 METRICS = "metrics"
+NODE = "node"
+"""A ``train`` reply's ConfigRecord of facts about the node (its device), beside Flower's one MetricRecord."""
 CORRECTION = "correction"
 
 # keys inside records
@@ -134,6 +139,10 @@ class NodeInfo:
     num_train_examples: int
     public_key: bytes
     """The exchange key as published: 32 bytes, or 96 when signed (:mod:`flower_dl.identity`); relayed as is."""
+    data_digest: str = ""
+    """A hash of the arrays the node's data come from (:func:`flower_dl.provenance.array_digest`)."""
+    mia_samples: int = 0
+    """The membership attack's members per evaluation: ``mia-samples``, capped to what the node can supply."""
 
 
 def identify_request(node_id: int, run_config: ConfigRecord) -> Message:
@@ -146,6 +155,8 @@ def identify_reply(msg: Message, info: NodeInfo) -> Message:
             "partition-id": info.partition_id,
             "num-train-examples": info.num_train_examples,
             "public-key": info.public_key,
+            "data-digest": info.data_digest,
+            "mia-samples": int(info.mia_samples),
         }
     )
     return Message(RecordDict({INFO: record}), reply_to=msg)
@@ -153,7 +164,10 @@ def identify_reply(msg: Message, info: NodeInfo) -> Message:
 
 def parse_identify(reply: Message) -> NodeInfo:
     info = reply.content[INFO]
-    return NodeInfo(int(info["partition-id"]), int(info["num-train-examples"]), bytes(info["public-key"]))
+    return NodeInfo(
+        int(info["partition-id"]), int(info["num-train-examples"]), bytes(info["public-key"]),
+        str(info.get("data-digest", "")), int(info.get("mia-samples", 0)),
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------ share
@@ -402,14 +416,21 @@ def train_reply(
     num_examples: int,
     num_steps: int = 0,
     evaluation: Evaluation | None = None,
+    device: str = "",
 ) -> Message:
-    """The trained model and its metrics; ``evaluation`` of the received model, if asked."""
+    """The trained model and its metrics; ``evaluation`` of the received model, if asked; where it trained."""
     metrics = MetricRecord(
         {"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples), NUM_STEPS: int(num_steps)}
     )
     if evaluation is not None:
         evaluation.write(metrics)
-    return Message(RecordDict({ARRAYS: arrays, METRICS: metrics}), reply_to=msg)
+    return Message(RecordDict({ARRAYS: arrays, METRICS: metrics, NODE: ConfigRecord({"device": device})}), reply_to=msg)
+
+
+def reply_device(reply: Message) -> str:
+    """The device a ``train`` reply's node trained on (``""`` from a node that does not say)."""
+    record = reply.content.config_records.get(NODE)
+    return "" if record is None else str(record.get("device", ""))
 
 
 @dataclass(frozen=True)

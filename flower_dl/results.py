@@ -23,10 +23,8 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from logging import INFO
 from pathlib import Path
 from typing import Any
@@ -34,40 +32,9 @@ from typing import Any
 import numpy as np
 from flwr.common.logger import log
 
-from flower_dl.files import csv_text, default_mode
-
-COLUMNS: tuple[str, ...] = (
-    "round",
-    "node",
-    "accuracy",
-    "loss",
-    "train-loss",
-    "train-seconds",
-    "num-train-examples",
-    "leakage",
-    "exposed-fraction",
-    "nn-distance",
-    "mia-auc",
-    "mia-tpr-1fpr",
-    "consensus-distance",
-    "gossip-bytes",
-    "failed",
-)
-"""Columns of ``metrics.csv`` (empty cell = not measured)."""
-
-EDGE_COLUMNS: tuple[str, ...] = (
-    "src",
-    "dst",
-    "samples-sent",
-    "new-samples",
-    "bytes-sent",
-    "kl-sent-vs-exchanged",
-    "js-sent-vs-exchanged",
-    "label-kl",
-    "exposed-fraction",
-    "nn-distance",
-    "failed",
-)
+from flower_dl.columns import EDGE_COLUMNS
+from flower_dl.columns import METRIC_COLUMNS as COLUMNS
+from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text
 
 
 def run_folder_name(run_config: Mapping[str, Any], now: float | None = None) -> str:
@@ -81,51 +48,112 @@ def run_folder_name(run_config: Mapping[str, Any], now: float | None = None) -> 
     )
 
 
-def write_run_folder(
-    results_dir: str | os.PathLike[str],
-    name: str,
-    *,
-    config: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
-    edges: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Any],
-    figures: Mapping[str, bytes] | None = None,
-) -> Path:
-    """Write a complete run folder atomically and return its path.
+STATES: tuple[str, ...] = ("running", "completed", "failed", "interrupted")
+"""What ``status.json``'s ``state`` can say. ``running`` in a folder no process writes to any more means
+the run was killed (SIGKILL, a crash of the machine); ``flower-dl run --resume`` goes on from it."""
 
-    An existing folder of the same name is replaced only once the new one is
-    complete (the old one is renamed aside first, then removed).
+
+class RunFolder:
+    """A run's folder, written as the run goes: every file atomically, so a reader never sees half a file.
+
+    ``config.json`` is written when the run starts; ``metrics.csv``,
+    ``edges.csv``, ``summary.json`` and ``status.json`` after every round
+    (:meth:`write_round`), so an interrupted run keeps every finished round;
+    ``checkpoint.pkl`` every ``checkpoint-every`` rounds (removed once the run
+    completed); figures at the end.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The folder (``<results-dir>/<run-name>``).
+    resume : bool
+        Keep what the folder holds (a resumed run). Otherwise an existing
+        run folder of the same name is moved aside (hidden, beside it) and
+        removed only once this run has completed: a run that fails keeps
+        the old results.
     """
-    root = Path(results_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / name
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.", suffix=".tmp"))
-    os.chmod(tmp, default_mode(directory=True))
+
+    def __init__(self, path: Path, *, resume: bool = False) -> None:
+        self.path = path
+        self._replaced: Path | None = None
+        if path.exists() and not resume and any(path.iterdir()):
+            self._replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            os.replace(path, self._replaced)
+        path.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------ reading
+    def status(self) -> dict[str, Any]:
+        """``status.json`` (``{}`` when the folder has none yet)."""
+        return _read_json(self.path / "status.json")
+
+    def config(self) -> dict[str, Any]:
+        """``config.json`` (``{}`` when the folder has none yet)."""
+        return _read_json(self.path / "config.json")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the last checkpoint is (it may not exist)."""
+        return self.path / CHECKPOINT
+
+    # ------------------------------------------------------------ writing
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        atomic_write_text(self.path / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def write_edges(self, edges: Sequence[Mapping[str, Any]]) -> None:
+        """``edges.csv``: the exchange phase's edges (known before round 1)."""
+        atomic_write_text(self.path / "edges.csv", csv_text(edges, EDGE_COLUMNS))
+
+    def write_round(
+        self, *, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        """The table and summary as they stand, then the status (last: it names what the others hold)."""
+        atomic_write_text(self.path / "metrics.csv", csv_text(rows, COLUMNS))
+        atomic_write_text(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        self.write_status(status)
+
+    def write_status(self, status: Mapping[str, Any]) -> None:
+        if status.get("state") not in STATES:
+            raise ValueError(f"status: state {status.get('state')!r} is not one of {', '.join(STATES)}")
+        stamped = {**status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_text(self.path / "status.json", json.dumps(stamped, indent=2, sort_keys=True) + "\n")
+
+    def finish(self, figures: Mapping[str, bytes]) -> None:
+        """The figures; the checkpoint is no longer needed; a run folder this one replaced is removed."""
+        for name, data in figures.items():
+            atomic_write_bytes(self.path / name, data)
+        self.checkpoint_path.unlink(missing_ok=True)
+        if self._replaced is not None:
+            shutil.rmtree(self._replaced, ignore_errors=True)
+            self._replaced = None
+
+
+CHECKPOINT = "checkpoint.pkl"
+"""The checkpoint's file name in a run folder."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
     try:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (tmp / "metrics.csv").write_text(csv_text(rows, COLUMNS))
-        (tmp / "edges.csv").write_text(csv_text(edges, EDGE_COLUMNS))
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-        for fname, data in (figures or {}).items():
-            (tmp / fname).write_bytes(data)
-        old = None
-        if final.exists():
-            old = root / f".{name}.old-{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot be read as JSON ({err})") from err
+    return data if isinstance(data, dict) else {}
 
 
-def intensity_figure(maps: Mapping[int, Mapping[str, Any]], cfg: Any | None = None) -> bytes:
-    """PNG of each node's intensity distributions: original / exchanged / transmitted.
+def intensity_figure(
+    maps: Mapping[int, Mapping[str, Any]],
+    cfg: Any | None = None,
+    leakage: Mapping[int, float] | None = None,
+    classes: Mapping[int, Sequence[int]] | None = None,
+) -> bytes:
+    """PNG of each node's pixel-intensity distributions: original / exchanged / transmitted.
 
-    Like the original study's "image distribution" figures: one row per node,
-    one column per distribution.
+    Like the original study's "image distribution" figures: one row per node
+    (labelled with its classes and its leakage), one column per distribution.
+    Each map is a distribution over pixels (it sums to 1), so all panels share
+    one colour scale, shown by the colour bar: a brighter pixel holds more of
+    the node's total intensity.
     """
     import matplotlib
 
@@ -134,41 +162,47 @@ def intensity_figure(maps: Mapping[int, Mapping[str, Any]], cfg: Any | None = No
 
     kinds = ("original", "exchanged", "transmitted")
     nodes = sorted(maps)
-    fig, axes = plt.subplots(len(nodes), 3, figsize=(6, 2 * len(nodes)), squeeze=False)
+    vmax = max((float(np.max(maps[n][k])) for n in nodes for k in kinds), default=1.0) or 1.0
+    fig, axes = plt.subplots(len(nodes), 3, figsize=(6.8, 2 * len(nodes) + 0.4), squeeze=False)
+    image = None
     for r, node in enumerate(nodes):
         for c, kind in enumerate(kinds):
             ax = axes[r][c]
-            ax.imshow(maps[node][kind], cmap="viridis")
+            image = ax.imshow(maps[node][kind], cmap="viridis", vmin=0.0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(kind, fontsize=9)
             if c == 0:
-                ax.set_ylabel(f"node {node}", fontsize=9)
+                ax.set_ylabel(_node_label(node, leakage, classes), fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.03)
+        bar.set_label("share of the node's total pixel intensity", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     if cfg is not None:
         fig.suptitle(
-            f"pixel-intensity distributions, k={cfg.digits_per_node}, share-ratio={cfg.share_ratio}",
-            fontsize=9,
+            f"pixel-intensity distributions, k={cfg.digits_per_node}, share-ratio={cfg.share_ratio}\n"
+            "leakage: share-ratio x sum over neighbours of KL(transmitted || neighbour's exchanged), nats",
+            fontsize=8,
         )
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
 
+def _node_label(node: int, leakage: Mapping[int, float] | None, classes: Mapping[int, Sequence[int]] | None) -> str:
+    """``"node 2\nclasses 2, 3\nleakage 0.0123"``: a row of :func:`intensity_figure`."""
+    lines = [f"node {node}"]
+    if classes is not None and node in classes:
+        lines.append("classes " + ", ".join(str(c) for c in classes[node]))
+    if leakage is not None and node in leakage:
+        value = leakage[node]
+        lines.append("leakage n/a" if value is None or np.isnan(value) else f"leakage {value:.4f}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------- assembly
-@dataclass(frozen=True)
-class RunResults:
-    """Everything a run folder holds, before it is written."""
-
-    config: dict[str, Any]
-    rows: list[dict[str, Any]]
-    edges: list[dict[str, Any]]
-    summary: dict[str, Any]
-    figures: dict[str, bytes] = field(default_factory=dict)
-
-
 def metrics_rows(
     num_rounds: int,
     num_nodes: int,
@@ -204,23 +238,28 @@ def summary_of(
     failures: Sequence[Mapping[str, Any]],
     wall_time_s: float,
 ) -> dict[str, Any]:
-    """``summary.json``: the last round's per-node accuracy and its mean/min/max, leakage, bytes, failures.
+    """``summary.json``: the last evaluated round's per-node accuracy and its mean/min/max, leakage, bytes, failures.
 
-    ``gossip-bytes-total`` sums the ``gossip-bytes`` column: every byte the
-    nodes would have sent in training (model exchange, not the data exchange
-    phase, whose bytes are in ``edges.csv``).
+    ``num_rounds`` is the rounds done so far (the run's ``num-server-rounds``
+    once it completed). The accuracy is that of the last round with one
+    (``evaluated-round``): while a run goes on, round r's models are
+    evaluated in round r + 1's messages. ``gossip-bytes-total`` sums the
+    ``gossip-bytes`` column: every byte the nodes would have sent in training
+    (model exchange, not the data exchange phase, whose bytes are in ``edges.csv``).
     """
-    final = {r["node"]: r.get("accuracy") for r in rows if r["round"] == num_rounds}
+    evaluated = max((r["round"] for r in rows if r.get("accuracy") is not None), default=num_rounds)
+    final = {r["node"]: r.get("accuracy") for r in rows if r["round"] == evaluated}
     last = [a for a in final.values() if a is not None]
     return {
         "rounds": num_rounds,
+        "evaluated-round": evaluated,
         "accuracy": final,
         "accuracy-mean": float(np.mean(last)) if last else None,
         "accuracy-min": float(np.min(last)) if last else None,
         "accuracy-max": float(np.max(last)) if last else None,
         "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
         "leakage-mean": float(np.nanmean(list(leakage.values()))),
-        **_final_means(rows, num_rounds, ("mia-auc", "mia-tpr-1fpr")),
+        **_final_means(rows, evaluated, ("mia-auc", "mia-tpr-1fpr")),
         **_per_node_columns(rows, ("exposed-fraction", "nn-distance")),
         "gossip-bytes-total": int(sum(r.get("gossip-bytes") or 0 for r in rows)),
         "failures": list(failures),

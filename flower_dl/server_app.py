@@ -10,7 +10,7 @@ the leakage hook. Every message is built and read by :mod:`flower_dl.protocol`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,11 @@ import numpy as np
 from flwr.app import ArrayRecord, Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
 
-from flower_dl import privacy, protocol, results
+from flower_dl import privacy, protocol, provenance, results, rounds
 from flower_dl.config import RunConfig, load_cells
-from flower_dl.files import check_writable_dir
+from flower_dl.files import atomic_open, check_writable_dir
 from flower_dl.flwr_output import CELL_LINE
 from flower_dl.grid import collect, prompt, short_reason
 from flower_dl.strategies import build_strategy
@@ -52,24 +53,50 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None) -> Path:
-    """Run one experiment end to end and write its results folder; return the folder."""
+    """Run one experiment end to end, writing its results folder as rounds finish; return the folder.
+
+    With ``resume`` the folder's last checkpoint is where the rounds go on
+    from (the exchange phase, deterministic, runs again: the nodes of a new
+    Flower run hold nothing yet); a completed folder is left as it is.
+    """
     started = time.time()
+    folder = results.RunFolder(
+        Path(cfg.results_dir).expanduser() / results.run_folder_name(cfg.to_run_config(), started), resume=cfg.resume
+    )
+    if cfg.resume and folder.status().get("state") == "completed":
+        log(INFO, "flower-dl: %s has completed already: nothing to resume", folder.path)
+        return folder.path
     topology = build_topology(cfg)
+    log(INFO, "topology %s: %s (spectral gap of W: %.4f)", cfg.topology, topology.description,
+        topology.description["spectral-gap"])  # fmt: skip
     nodes = discover_nodes(grid, cfg)
     exchanged = run_exchange(grid, cfg, topology, nodes)
     report = privacy.exchange_report(
         cfg.share_ratio, topology.neighbours, exchanged.summaries, exchanged.sizes, exchanged.failed
     )
-    for node in range(cfg.num_nodes):
-        log(INFO, "leakage of node %d: %.6f", node, report.leakage[node])
+    log(INFO, "leakage per node: %s", ", ".join(f"{n}: {report.leakage[n]:.6f}" for n in range(cfg.num_nodes)))
     strategy = build_strategy(cfg, topology.W, nodes.node_ids, topology.graph.edges())
     for pid, reason in exchanged.failed.items():
         strategy.history.fail(0, pid, "exchange", reason)
-    strategy.start(
-        grid=grid, initial_arrays=initial_model(cfg, exchanged.initial),
-        num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout,
-    )  # fmt: skip
-    return write_results(cfg, topology, report, strategy.history, started, flower_run_id)
+    first, arrays = 1, None
+    if cfg.resume and folder.checkpoint_path.exists():
+        with open(folder.checkpoint_path, "rb") as fh:
+            done, arrays = rounds.restore(strategy, fh, cfg.cell_id)
+        first = done + 1
+        log(INFO, "flower-dl: resuming %s after round %d of %d", folder.path, done, cfg.num_server_rounds)
+    recorder = RunRecorder(cfg, folder, topology, report, nodes, strategy, started, flower_run_id)
+    recorder.start(first - 1)
+    try:
+        rounds.run_rounds(
+            strategy, grid, arrays if arrays is not None else initial_model(cfg, exchanged.initial),
+            num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout, first_round=first,
+            on_round=recorder.round_done, progress=recorder.progress,
+        )  # fmt: skip
+    except BaseException as err:
+        recorder.stopped(err)
+        raise
+    recorder.finish()
+    return folder.path
 
 
 def run_cells(grid: Grid, cells: list[RunConfig], flower_run_id: int | None = None) -> None:
@@ -109,10 +136,7 @@ def build_topology(cfg: RunConfig) -> Topology:
         cfg.topology, cfg.num_nodes, edges=cfg.edges, degree=cfg.degree, prob=cfg.edge_prob, seed=cfg.seed
     )
     W = mixing_matrix(graph, cfg.mixing)
-    topo = Topology(graph, W, {i: neighbours(graph, i) for i in range(cfg.num_nodes)}, describe(graph, W))
-    log(INFO, "topology %s: %s (spectral gap of W: %.4f)", cfg.topology, topo.description,
-        topo.description["spectral-gap"])  # fmt: skip
-    return topo
+    return Topology(graph, W, {i: neighbours(graph, i) for i in range(cfg.num_nodes)}, describe(graph, W))
 
 
 # -------------------------------------------------------------------- nodes
@@ -124,6 +148,10 @@ class Nodes:
     """partition-id -> Flower node id."""
     public_keys: dict[int, bytes]
     """partition-id -> the node's exchange public key."""
+    data_digests: dict[int, str] = field(default_factory=dict)
+    """partition-id -> the digest of the node's data (provenance)."""
+    mia_samples: dict[int, int] = field(default_factory=dict)
+    """partition-id -> the membership attack's members per evaluation on that node (``mia-samples``, capped)."""
 
 
 def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
@@ -161,7 +189,15 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
         )
     node_ids = {pid: nids[0] for pid, nids in sorted(by_pid.items())}
     log(INFO, "nodes by partition-id: %s", node_ids)
-    return Nodes(node_ids, {pid: infos[nid].public_key for pid, nid in node_ids.items()})
+    info = {pid: infos[nid] for pid, nid in node_ids.items()}
+    mia = {pid: i.mia_samples for pid, i in info.items()}
+    capped = {pid: n for pid, n in mia.items() if n < cfg.mia_samples}
+    if capped:
+        log(WARNING, "mia-samples = %d is more than %d node(s) can supply: capped to %s (recorded in config.json)",
+            cfg.mia_samples, len(capped), ", ".join(f"{n} on node {pid}" for pid, n in capped.items()))  # fmt: skip
+    return Nodes(
+        node_ids, {pid: i.public_key for pid, i in info.items()}, {pid: i.data_digest for pid, i in info.items()}, mia
+    )
 
 
 def _first_failures(failed: dict[int, str], shown: int = 3) -> str:
@@ -235,37 +271,106 @@ def initial_model(cfg: RunConfig, from_node: ArrayRecord | None) -> ArrayRecord:
 
 
 # ------------------------------------------------------------------ results
-def write_results(
-    cfg: RunConfig,
-    topology: Topology,
-    report: privacy.ExchangeReport,
-    history: NodeHistory,
-    started: float,
-    flower_run_id: int | None,
-) -> Path:
-    """Assemble the run folder from the leakage report and the strategy's history; write and summarise it."""
-    per_node = {"exposed-fraction": report.exposure, "nn-distance": report.nn_distance}
-    rows = results.metrics_rows(
-        cfg.num_server_rounds, cfg.num_nodes, history.columns, history.consensus, history.failures, report.leakage,
-        per_node,
-    )  # fmt: skip
-    summary = results.summary_of(rows, cfg.num_server_rounds, report.leakage, history.failures, time.time() - started)
-    config = {
-        "run-config": cfg.to_run_config(),
-        "topology": topology.description,
-        "edges": sorted([list(e) for e in topology.graph.edges()]),
-        "mixing-matrix": topology.W.tolist() if cfg.num_nodes <= 64 else None,
-        "flower-run-id": flower_run_id,
-        "versions": results.library_versions(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-    }
-    figures = {}
-    if report.maps and cfg.num_nodes <= 32:
-        figures["intensity.png"] = results.intensity_figure(report.maps, cfg)
-    folder = results.write_run_folder(
-        Path(cfg.results_dir).expanduser(),
-        results.run_folder_name(cfg.to_run_config(), started),
-        config=config, rows=rows, edges=report.edges, summary=summary, figures=figures,
-    )  # fmt: skip
-    results.log_summary(cfg.strategy, cfg.model, summary, folder)
-    return folder
+class RunRecorder:
+    """Writes a run's folder as it goes: config at the start, tables and status every round, checkpoints.
+
+    What a round's rows hold comes from the leakage hook's report and the
+    strategy's per-node history alone (:func:`flower_dl.results.metrics_rows`).
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        folder: results.RunFolder,
+        topology: Topology,
+        report: privacy.ExchangeReport,
+        nodes: Nodes,
+        strategy: Strategy,
+        started: float,
+        flower_run_id: int | None,
+    ) -> None:
+        self.cfg, self.folder, self.topology, self.report = cfg, folder, topology, report
+        self.nodes, self.strategy, self.started, self.flower_run_id = nodes, strategy, started, flower_run_id
+        self.history: NodeHistory = strategy.history  # type: ignore[attr-defined]
+        self.done = 0
+        self.checkpointed: int | None = None
+
+    def config(self) -> dict[str, Any]:
+        """``config.json``: the resolved run config, the topology, the provenance (code, libraries, data, devices)."""
+        cfg, topology = self.cfg, self.topology
+        return {
+            "run-config": cfg.to_run_config(),
+            "topology": topology.description,
+            "edges": sorted([list(e) for e in topology.graph.edges()]),
+            "mixing-matrix": topology.W.tolist() if cfg.num_nodes <= 64 else None,
+            "flower-run-id": self.flower_run_id,
+            "versions": results.library_versions(),
+            "provenance": provenance.run_provenance(cfg.dataset, self.nodes.data_digests, self.history.devices),
+            "mia-samples-used": {str(pid): n for pid, n in sorted(self.nodes.mia_samples.items())},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        per_node = {"exposed-fraction": self.report.exposure, "nn-distance": self.report.nn_distance}
+        h = self.history
+        return results.metrics_rows(self.done, self.cfg.num_nodes, h.columns, h.consensus, h.failures,
+                                    self.report.leakage, per_node)  # fmt: skip
+
+    def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return results.summary_of(rows, self.done, self.report.leakage, self.history.failures,
+                                  time.time() - self.started)  # fmt: skip
+
+    def status(self, state: str, **extra: Any) -> dict[str, Any]:
+        return {"state": state, "rounds-done": self.done, "num-server-rounds": self.cfg.num_server_rounds,
+                "checkpoint-round": self.checkpointed, **extra}  # fmt: skip
+
+    def start(self, done: int) -> None:
+        """The folder before the first round to run (``done``: rounds a resumed run had finished)."""
+        self.done = self.checkpointed = done
+        if not done:
+            self.checkpointed = None
+        self.folder.write_config(self.config())
+        self.folder.write_edges(self.report.edges)
+        rows = self.rows()
+        self.folder.write_round(rows=rows, summary=self.summary(rows), status=self.status("running"))
+
+    def round_done(self, server_round: int, arrays: ArrayRecord) -> None:
+        """After each round: the tables and status; a checkpoint every ``checkpoint-every`` rounds."""
+        self.done = server_round
+        every = self.cfg.checkpoint_every
+        if every and server_round % every == 0 and server_round < self.cfg.num_server_rounds:
+            with atomic_open(self.folder.checkpoint_path) as fh:
+                rounds.write_checkpoint(fh, self.strategy, server_round, arrays, self.cfg.cell_id)
+            self.checkpointed = server_round
+        rows = self.rows()
+        self.folder.write_round(rows=rows, summary=self.summary(rows), status=self.status("running"))
+
+    def progress(self, server_round: int) -> str:
+        """What the progress line says of the results: the mean accuracy of the last evaluated round."""
+        evaluated = [(r, n, c["accuracy"]) for (r, n), c in self.history.columns.items() if "accuracy" in c]
+        if not evaluated:
+            return ""
+        last = max(r for r, _, _ in evaluated)
+        accs = [a for r, _, a in evaluated if r == last]
+        return f"mean accuracy {100 * sum(accs) / len(accs):.2f}% (round {last}'s models)"
+
+    def stopped(self, err: BaseException) -> None:
+        """The run stopped early: say how and where in ``status.json`` (the finished rounds stay)."""
+        state = "interrupted" if isinstance(err, KeyboardInterrupt | SystemExit) else "failed"
+        try:
+            self.folder.write_status(self.status(state, error=short_reason(str(err) or type(err).__name__)))
+        except OSError as write_err:  # the original error matters more
+            log(WARNING, "flower-dl: could not record the run's status: %s", write_err)
+
+    def finish(self) -> None:
+        """The last tables, the config with every node's device, the figures, status ``completed``; the summary."""
+        cfg, report = self.cfg, self.report
+        rows = self.rows()
+        summary = self.summary(rows)
+        self.folder.write_config(self.config())
+        self.folder.write_round(rows=rows, summary=summary, status=self.status("completed"))
+        figures = {}
+        if report.maps and cfg.num_nodes <= 32:
+            figures["intensity.png"] = results.intensity_figure(report.maps, cfg, report.leakage, report.classes)
+        self.folder.finish(figures)
+        results.log_summary(cfg.strategy, cfg.model, summary, self.folder.path)

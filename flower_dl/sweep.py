@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import json
 import os
 import re
 import tempfile
@@ -36,40 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flower_dl.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 from flower_dl.config import config_id, save_cells
 from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
 from flower_dl.flwr_output import cell_event
 from flower_dl.processes import launch, local_superlink
-from flower_dl.results import COLUMNS as METRIC_COLUMNS
-
-CONFIG_COLUMNS: tuple[str, ...] = (
-    "cell",
-    "seed",
-    "strategy",
-    "model",
-    "dataset",
-    "partitioner",
-    "digits-per-node",
-    "share-ratio",
-    "exchange-mode",
-    "topology",
-    "num-nodes",
-    "local-epochs",
-    "num-server-rounds",
-    "mixing-schedule",
-    "gossip-steps",
-    "compression",
-    "compression-ratio",
-    "choco-gamma",
-    "exchange-mechanism",
-    "exchange-noise",
-    "mixup-size",
-)
-TABLE_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
-TEXT_COLUMNS: tuple[str, ...] = (
-    "cell", "strategy", "model", "dataset", "partitioner", "exchange-mode", "topology", "mixing-schedule", "compression",
-    "exchange-mechanism",
-)  # fmt: skip
+from flower_dl.provenance import row_provenance
 
 _PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")
 
@@ -152,8 +125,13 @@ def append_cell(
     """Append a finished run's ``metrics.csv`` rows to ``table`` atomically; return the rows added."""
     table = Path(table)
     existing = read_table(table)
-    identity = {c: run_config.get(c) for c in CONFIG_COLUMNS if c != "cell"}
-    new = [{"cell": cell, **identity, **row} for row in read_metrics(metrics_csv)]
+    identity = {c: run_config.get(c) for c in CONFIG_COLUMNS}
+    config_json = Path(metrics_csv).with_name("config.json")
+    run_provenance = json.loads(config_json.read_text()).get("provenance", {}) if config_json.exists() else {}
+    new = [
+        {"cell": cell, **identity, **row_provenance(run_provenance, int(row["node"])), **row}
+        for row in read_metrics(metrics_csv)
+    ]
     write_table(table, existing + new)
     return len(new)
 

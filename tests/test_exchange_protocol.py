@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import client_app, privacy, protocol
@@ -20,65 +20,11 @@ from flower_dl.data import load_dataset
 from flower_dl.node_state import Node
 from flower_dl.server_app import build_topology, discover_nodes, run_exchange
 
-from .conftest import python_output
+from .conftest import FakeGrid, python_output
 
 INITIAL_MODEL_KEY = protocol.INITIAL_MODEL
 
-HANDLERS = {
-    protocol.IDENTIFY: client_app.identify,
-    protocol.SHARE: client_app.share,
-    protocol.RECEIVE: client_app.receive,
-}
-
-
-class FakeGrid:
-    """Routes messages to in-process nodes; records every message's content."""
-
-    def __init__(self, cfg: RunConfig, node_config=None, tamper=None) -> None:
-        self.tamper = tamper  # a server that changes what it relays: message -> None
-        self.contexts = {
-            1000 + pid: Context(
-                run_id=7,
-                node_id=1000 + pid,
-                node_config={
-                    "partition-id": pid,
-                    "num-partitions": cfg.num_nodes,
-                    **(node_config(pid) if node_config else {}),
-                },
-                state=RecordDict(),
-                run_config=cfg.to_run_config(),
-            )
-            for pid in range(cfg.num_nodes)
-        }
-        self.seen: list[RecordDict] = []
-
-    def get_node_ids(self):
-        return list(self.contexts)
-
-    def send_and_receive(self, messages, timeout=None):
-        replies = []
-        for msg in messages:
-            if self.tamper is not None:
-                self.tamper(msg)
-            self.seen.append(msg.content)
-            node = msg.metadata.dst_node_id
-            TaskIdentity.node_id = node
-            try:
-                reply = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
-            except Exception as err:  # as Flower does: the node's error becomes an error reply
-                reply = Message(Error(code=0, reason=str(err)), reply_to=msg)
-            if not reply.has_error():
-                self.seen.append(reply.content)
-            assert reply.metadata.src_node_id == node
-            replies.append(reply)
-            TaskIdentity.node_id = 1
-        return replies
-
-
-@pytest.fixture(autouse=True)
-def task_identity():
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 1, 1
-    yield
+pytestmark = pytest.mark.usefixtures("task_identity")
 
 
 def _exchange(node_config=None, tamper=None, **changes):
@@ -315,8 +261,25 @@ def test_noise_zero_is_raw_and_mixup_of_one_sends_real_images_under_fresh_ids() 
 def test_a_mixup_size_above_a_nodes_smallest_class_stops_the_run_at_discovery() -> None:
     with pytest.raises(RuntimeError, match="mixup-size: 500 is larger than node 0's smallest class"):
         _exchange(share_ratio=0.3, digits_per_node=2, exchange_mechanism="mixup", mixup_size=500)
-    with pytest.raises(RuntimeError, match="mia-samples: 900 is more than node 0 can supply"):
-        _exchange(share_ratio=0.3, digits_per_node=2, mia_samples=900)
+
+
+def test_mia_samples_above_what_a_node_holds_is_capped_at_discovery(caplog) -> None:
+    """A default that cannot hold for the data is settled before training: capped, said once, recorded."""
+    cfg = RunConfig(share_ratio=0.3, digits_per_node=2, mia_samples=900)
+    grid = FakeGrid(cfg, None, None)
+    with caplog.at_level("WARNING", logger="flwr"):
+        nodes = discover_nodes(grid, cfg)
+    for pid in range(cfg.num_nodes):
+        node = _node(grid, cfg, pid)
+        _, _, labels = node.own_samples()
+        _, test_labels = node.test_set()
+        supply = min(len(labels), int(np.isin(test_labels, np.unique(labels)).sum()))  # by hand
+        assert nodes.mia_samples[pid] == node.mia_samples == supply < 900
+        members, nonmembers = node.attack_samples()
+        assert len(members) == len(nonmembers) == supply
+    warnings = [r.getMessage() for r in caplog.records if "mia-samples" in r.getMessage()]
+    assert len(warnings) == 1 and "capped to" in warnings[0] and "on node 4" in warnings[0]
+    assert discover_nodes(grid, cfg.replace(mia_samples=50)).mia_samples == dict.fromkeys(range(5), 50)
 
 
 def _swap_keys_for(victim: int, impostor_key: bytes | None = None):

@@ -27,8 +27,10 @@ def test_failing_nodes_are_recorded_and_the_run_completes(tmp_path) -> None:
     with open(folder / "edges.csv") as fh:
         edges = {(int(e["src"]), int(e["dst"])): e for e in csv.DictReader(fh)}
     assert int(rows[(2, 2)]["num-train-examples"]) == 1200 + int(edges[(0, 2)]["new-samples"])
-    assert edges[(4, 2)]["samples-sent"] == "0" and "node 4 failed in the exchange" in edges[(4, 2)]["failed"]
-    assert "node 4 failed" in edges[(2, 4)]["failed"] and edges[(0, 1)]["failed"] == ""
+    assert edges[(4, 2)]["samples-sent"] == "0" and edges[(4, 2)]["failed"] == "1"
+    assert "node 4 failed in the exchange" in edges[(4, 2)]["failure"]
+    assert "node 4 failed" in edges[(2, 4)]["failure"] and edges[(0, 1)]["failed"] == "0"
+    assert all(e["failed"] in ("0", "1") for e in edges.values())  # never blank
     failures = json.loads((folder / "summary.json").read_text())["failures"]
     stages = {(f["round"], f["node"], f["stage"]) for f in failures}
     assert stages == {(0, 4, "exchange"), (1, 2, "train")}

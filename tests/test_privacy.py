@@ -101,7 +101,8 @@ def test_exchange_report_on_a_hand_worked_line() -> None:
     assert rows[(0, 1)]["kl-sent-vs-exchanged"] == pytest.approx(kl(0.9, 0.6))
     assert rows[(0, 1)]["new-samples"] == 5 and rows[(0, 1)]["bytes-sent"] == 500
     assert "kl-sent-vs-exchanged" not in rows[(1, 2)]  # the receiver failed: nothing to compare with
-    assert rows[(1, 2)]["failed"] == "node 2 failed in the exchange"
+    assert rows[(1, 2)]["failed"] == 1 and rows[(1, 2)]["failure"] == "node 2 failed in the exchange"
+    assert rows[(0, 1)]["failed"] == 0 and rows[(0, 1)]["failure"] == ""
     assert rows[(2, 1)]["samples-sent"] == 0 and "new-samples" in rows[(2, 1)]
     assert report.leakage[0] == pytest.approx(0.5 * kl(0.9, 0.6))
     assert report.leakage[1] == pytest.approx(0.5 * kl(0.2, 0.3))  # only the edge to node 0 counts

@@ -212,6 +212,7 @@ class PerNode:
         evaluated = self.evaluation.in_train_message(server_round)
         for pid, reply in got.items():
             self.history.record(server_round, pid, protocol.train_columns(reply))
+            self.history.devices[pid] = protocol.reply_device(reply)
             if evaluated:
                 self.history.record(server_round - 1, pid, protocol.evaluate_columns(reply))
         if evaluated:  # the evaluation of round - 1 was lost with the train reply

@@ -26,6 +26,8 @@ class NodeHistory:
     """``{"round", "node", "stage", "reason"}`` for every failed or missing reply."""
     consensus: dict[int, float] = field(default_factory=dict)
     """Round -> mean squared distance of the node models to their average (0: one model)."""
+    devices: dict[int, str] = field(default_factory=dict)
+    """Node -> the device it last said it trained on (provenance)."""
 
     def record(self, server_round: int, node: int, columns: dict[str, Any]) -> None:
         """Add measured columns to the row of ``(server_round, node)``."""
