@@ -120,26 +120,73 @@ def checked_dir(path: str | Path, key: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``flower-dl run``: one simulation, results in ``results-dir``."""
+    """``flower-dl run``: one simulation, results in ``results-dir/run-name`` (or ``--resume`` one that stopped)."""
+    from flower_dl.results import run_folder_name
+
     app_dir = Path(args.app).resolve()
-    overrides = parse_overrides(args.run_config)
+    if args.resume:
+        overrides = _resume_overrides(Path(args.resume), args.run_config)
+    else:
+        overrides = parse_overrides(args.run_config)
     cfg = resolve_config(app_dir, overrides)
     overrides["results-dir"] = str(checked_dir(cfg.results_dir, "results-dir"))
+    # the folder's name is fixed here, so that this command can say how the run ended in it
+    overrides["run-name"] = run_folder_name(cfg.to_run_config(), time.time())
+    folder = Path(overrides["results-dir"]) / overrides["run-name"]
     num_supernodes = _check_supernodes(args.num_supernodes, cfg.num_nodes)
-    with tempfile.TemporaryDirectory(prefix="flower-dl-") as tmp, local_superlink(Path(tmp)) as env:
-        rc, status = launch(
-            app_dir,
-            overrides,
-            env,
-            num_supernodes=num_supernodes,
-            cpus_per_node=args.cpus_per_node,
-            gpus_per_node=args.gpus_per_node,
-            on_line=_echo,
-        )
+    quiet = None if args.verbose else flwr_output.QuietLog()
+    interrupted = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="flower-dl-") as tmp, local_superlink(Path(tmp)) as env:
+            rc, status = launch(
+                app_dir,
+                overrides,
+                env,
+                num_supernodes=num_supernodes,
+                cpus_per_node=args.cpus_per_node,
+                gpus_per_node=args.gpus_per_node,
+                on_line=lambda line: _echo(line) if quiet is None or quiet.keep(line) else None,
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        _close_status(folder, interrupted)
     if rc != 0 or status != "finished:completed":
-        print(f"{PROG}: error: the run did not complete (flwr exit code {rc}, status {status})", file=sys.stderr)
+        reason = flwr_output.failure_reason(status)
+        print(f"{PROG}: error: the run failed: {reason} (flwr exit code {rc}; -v shows Flower's whole log)",
+              file=sys.stderr)  # fmt: skip
         return 1
     return 0
+
+
+def _resume_overrides(folder: Path, extra: Sequence[str] | None) -> dict[str, Any]:
+    """The run config of the run in ``folder`` (its ``config.json``), to go on from its last checkpoint."""
+    from flower_dl.results import RunFolder
+
+    if extra:
+        raise CliError("--resume: a resumed run keeps its own run config; -c is not allowed with it")
+    if not (folder / "config.json").is_file():
+        raise CliError(f"--resume: {str(folder)!r} holds no config.json (not a flower-dl run folder)")
+    try:
+        run_config = dict(RunFolder(folder, resume=True).config()["run-config"])
+    except (ValueError, KeyError) as err:
+        raise CliError(f"--resume: {str(folder / 'config.json')!r} cannot be read: {err}") from err
+    folder = folder.resolve()
+    return {**run_config, "results-dir": str(folder.parent), "run-name": folder.name, "resume": True}
+
+
+def _close_status(folder: Path, interrupted: bool) -> None:
+    """A run folder whose status still says ``running`` once its run is gone: say it stopped (and resumable)."""
+    from flower_dl.results import RunFolder
+
+    if not (folder / "status.json").exists():
+        return
+    run = RunFolder(folder, resume=True)
+    status = run.status()
+    if status.get("state") == "running":
+        how = "interrupted" if interrupted else "failed"
+        run.write_status({**status, "state": how, "error": f"the run's processes stopped ({how})"})
 
 
 def _check_supernodes(requested: int | None, num_nodes: int) -> int:
@@ -291,7 +338,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     runs_dir = None
     if todo:  # the outputs must be writable before the first cell, not after it
         checked_dir(table.parent, "--table")
-        runs_dir = checked_dir(args.runs_dir, "--runs-dir") if args.runs_dir else None
+        runs_dir = checked_dir(args.runs_dir or sweep.default_runs_dir(table), "--runs-dir")
     print(
         f"{PROG}: sweep of {len(cells)} cells ({len(cells) - len(todo)} already in {table}); running {len(todo)}",
         flush=True,
@@ -457,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node, e.g. 0.2 (default: 0)"
     )
+    run.add_argument("--resume", metavar="RUN_FOLDER", help="go on with the run in RUN_FOLDER from its last checkpoint")
+    run.add_argument("--verbose", "-v", action="store_true", help="show Flower's whole log (default: progress only)")
     run.set_defaults(func=cmd_run)
 
     sw = sub.add_parser("sweep", help="run a grid of configs x seeds; append rows to one results table")
@@ -471,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--table", "-t", default="results/sweep.csv", help="results table, .csv or .xlsx (default: results/sweep.csv)"
     )
-    sw.add_argument("--runs-dir", help="keep each cell's run folder here (default: discarded)")
+    sw.add_argument(
+        "--runs-dir", help="each cell's run folder (and checkpoint: a re-run resumes it) (default: TABLE-STEM.runs/)"
+    )
     sw.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per simulated node (default: 1)")
     sw.add_argument("--gpus-per-node", type=float, default=0.0, help="GPU share per simulated node (default: 0)")
     sw.add_argument(

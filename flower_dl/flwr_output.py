@@ -136,3 +136,67 @@ def cell_event(line: str) -> tuple[str, str, str] | None:
     """
     match = _CELL.search(plain(line))
     return (match.group(1), match.group(2), match.group(3) or "") if match else None
+
+
+# ------------------------------------------------------------------ quiet log
+_LEVEL = re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s*:\s?(.*)$", re.DOTALL)
+_ACTOR = re.compile(r"^\((\w+) pid=\d+\)\s*")
+_NOISE: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"^Starting logstream for run_id",
+        r"^Starting Flower Simulation",
+        r"^Since flwr 1\.32, default simulated SuperNodes changed",  # said whatever num-supernodes is
+        r"^Federation `",
+        r"^To change federation size",
+        r"^\s*flwr federation simulation-config",
+        r"^\[ROUND \d+/\d+\]",  # flower-dl's own progress line says more
+        r"^Strategy execution finished in",
+        r"^round \d+: consensus distance",
+        r"^nodes by partition-id:",
+        r"^Manually terminating ClientAppActor",
+        r"^An exception was raised when processing a message by RayBackend",  # a node's error, said once below
+        r"^Simulation raised an exception",
+        r"ray::ClientAppActor",
+        r"^Traceback \(most recent call last\)",
+        r"^Exit Code: \d+",
+        r"^flower-dl: the run failed:",  # flower-dl run says it once, from the run's status
+        r"^\s*$",
+    )
+)
+"""Log messages of Flower (and of flower-dl for ``-v``) that a ``flower-dl run`` user need not read: Flower's
+start-up chatter, its warning about a default that does not apply (the simulation gets ``num-nodes``
+SuperNodes), per-round markers the progress line replaces, and a node's error as Flower repeats it with
+tracebacks (the run's own error line says it once)."""
+
+
+class QuietLog:
+    """Which of Flower's output lines ``flower-dl run`` shows without ``-v``: flower-dl's, and warnings and errors.
+
+    Flower's output mixes log records (``INFO :  ...``, coloured) with the
+    ``flwr`` command's own lines, Python warnings, and multi-line
+    tracebacks (the continuation lines carry no level). Without ``-v`` only
+    log records are shown, less :data:`_NOISE`; a traceback's lines go with
+    the record they continue. ``-v`` shows every line as it came.
+    """
+
+    def __init__(self) -> None:
+        self.shown = 0
+
+    def keep(self, line: str) -> bool:
+        """Whether to show ``line`` (one line as printed, colour codes and newline included)."""
+        text = plain(line).rstrip("\n")
+        actor = _ACTOR.match(text)
+        if actor:  # a node's (Ray actor's) own log line
+            text = text[actor.end() :]
+        match = _LEVEL.match(text)
+        if match is None:
+            return False  # flwr's own messages, warnings from libraries, traceback continuation lines
+        level, message = match.group(1), match.group(2).strip()
+        return not (level == "DEBUG" or any(p.search(message) for p in _NOISE))
+
+
+def failure_reason(status: str) -> str:
+    """What a failed run's status says went wrong, without Flower's wrapping (``"finished:failed (...: X)"`` -> X)."""
+    inner = status.partition("(")[2].rstrip(")") if "(" in status else status
+    return inner.split("exception: ", 1)[-1] if "exception: " in inner else inner

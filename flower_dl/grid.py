@@ -188,10 +188,17 @@ class Collected(Generic[K]):
     """Key -> why there is no usable reply: the error's last line, or :data:`NO_REPLY`."""
 
 
+_FLOWER_WRAPPER = "Exception ClientAppException occurred. Message: "
+"""How Flower's simulation wraps a node's exception message."""
+
+
 def short_reason(reason: str) -> str:
-    """The last non-empty line of an error reason (Flower sends whole tracebacks)."""
+    """The last non-empty line of an error reason (Flower sends whole tracebacks), without Flower's wrapper."""
     lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown error"
+    text = lines[-1] if lines else "unknown error"
+    if _FLOWER_WRAPPER in text:
+        text = text.split(_FLOWER_WRAPPER, 1)[1].removesuffix("'>")
+    return text
 
 
 def split_replies(replies: Iterable[Message], key_of_node: Mapping[int, K]) -> Collected[K]:

@@ -67,8 +67,9 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         log(INFO, "flower-dl: %s has completed already: nothing to resume", folder.path)
         return folder.path
     topology = build_topology(cfg)
-    log(INFO, "topology %s: %s (spectral gap of W: %.4f)", cfg.topology, topology.description,
-        topology.description["spectral-gap"])  # fmt: skip
+    d = topology.description
+    log(INFO, "topology %s: %d nodes, %d edges, degree %d-%d, spectral gap of W %.4f (mixing %s)", cfg.topology,
+        d["num-nodes"], d["num-edges"], d["min-degree"], d["max-degree"], d["spectral-gap"], cfg.mixing)  # fmt: skip
     nodes = discover_nodes(grid, cfg)
     exchanged = run_exchange(grid, cfg, topology, nodes)
     report = privacy.exchange_report(

@@ -156,6 +156,16 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         atomic_write_text(path, csv_text(rows, TABLE_COLUMNS))
 
 
+def default_runs_dir(table: Path) -> Path:
+    """Where a sweep keeps its cells' run folders unless told: beside the table, ``<stem>.runs/<cell id>``.
+
+    They outlive the sweep: a cell interrupted mid-run goes on from its last
+    checkpoint when the sweep is run again (its folder is named by its cell
+    id, and it is launched with ``resume``).
+    """
+    return table.with_name(table.stem + ".runs")
+
+
 def log_path(table: Path) -> Path:
     """Where a sweep keeps every cell's Flower output: beside the table, ``<stem>.log``."""
     return table.with_name(table.stem + ".log")
@@ -255,7 +265,7 @@ def _launch_cell(
     """Run one cell as its own Flower simulation (``--separate-runs``); its run folder is ``out_dir/<cell id>``."""
     rc, status = launch(
         app_dir,
-        {**cell.overrides, "results-dir": str(out_dir), "run-name": cell.id},
+        {**cell.overrides, "results-dir": str(out_dir), "run-name": cell.id, "resume": True},
         env,
         num_supernodes=int(cell.run_config["num-nodes"]),
         cpus_per_node=cpus_per_node,
@@ -303,7 +313,9 @@ def _launch_group(
     by_id = {cell.id: cell for cell in group}
     cells_file = out_dir / f".cells-{group[0].id}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_cells(cells_file, [{**c.run_config, "results-dir": str(out_dir), "run-name": c.id} for c in group])
+    save_cells(
+        cells_file, [{**c.run_config, "results-dir": str(out_dir), "run-name": c.id, "resume": True} for c in group]
+    )
     ended: set[str] = set()
 
     def line(text: str) -> None:
@@ -373,7 +385,7 @@ def run_sweep(
     app_dir : pathlib.Path
         The app folder.
     runs_dir : pathlib.Path, optional
-        Keep each cell's run folder here; ``None``: a temporary folder, discarded.
+        Each cell's run folder goes here; ``None``: :func:`default_runs_dir`.
     cpus_per_node, gpus_per_node
         Resources of each simulated node.
     on_cell_start, on_line, on_cell_end : callable, optional
@@ -407,7 +419,7 @@ def run_sweep(
             tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp,
             local_superlink(Path(tmp)) as env,
         ):
-            out_dir = runs_dir or Path(tmp) / "runs"
+            out_dir = runs_dir or default_runs_dir(table)
             resources = {"app_dir": app_dir, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node}
             if separate_runs:
                 for cell in cells:

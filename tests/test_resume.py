@@ -117,3 +117,24 @@ def test_a_failed_run_says_how_and_where_it_stopped(tmp_path: Path) -> None:
     status = _status(tmp_path / "run")
     assert status["state"] == "failed" and status["rounds-done"] == 0 and "went away" in status["error"]
     assert (tmp_path / "run" / "config.json").exists() and (tmp_path / "run" / "edges.csv").exists()
+
+
+def test_a_sweep_cell_interrupted_mid_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """One Flower run's cells (``sweep-file``): Ctrl-C in the first cell's round 3, then the sweep again."""
+    from flower_dl.server_app import run_cells
+
+    base = RunConfig(num_server_rounds=4, local_epochs=1, mia_samples=0, results_dir=str(tmp_path / "cells"))
+    cells = [base.replace(share_ratio=s, run_name=base.replace(share_ratio=s).cell_id, resume=True) for s in (0.1, 0.2)]
+    reference = [run_experiment(FakeGrid(c), c.replace(results_dir=str(tmp_path / "ref"), resume=False)) for c in cells]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(InterruptedGrid(cells[0], at=3), cells)
+    first = tmp_path / "cells" / cells[0].cell_id
+    assert _status(first)["state"] == "interrupted" and (first / "checkpoint.pkl").exists()
+    assert not (tmp_path / "cells" / cells[1].cell_id).exists()
+
+    run_cells(FakeGrid(cells[0], base=9000), cells)  # the sweep run again: a new Flower run
+    for cell, ref in zip(cells, reference):
+        folder = tmp_path / "cells" / cell.cell_id
+        assert _status(folder)["state"] == "completed"
+        assert _rows(folder) == _rows(ref)
