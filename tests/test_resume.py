@@ -40,9 +40,11 @@ class InterruptedGrid(FakeGrid):
     def send_and_receive(self, messages, timeout=None):
         messages = list(messages)
         for msg in messages:
-            if msg.metadata.message_type == protocol.TRAIN:
-                if protocol.parse_train_request(msg).server_round == self.at:
-                    raise KeyboardInterrupt
+            if (
+                msg.metadata.message_type == protocol.TRAIN
+                and protocol.parse_train_request(msg).server_round == self.at
+            ):
+                raise KeyboardInterrupt
         return super().send_and_receive(messages, timeout)
 
 
