@@ -23,6 +23,7 @@ printing sit together so that the commands stay consistent; the work itself is e
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flower_dl import flwr_output
+from flower_dl import flwr_output, watchdog
 from flower_dl.files import check_writable_dir
 from flower_dl.processes import CONNECTION, ProcessError, launch, local_deployment, local_superlink
 
@@ -390,13 +391,29 @@ def _fitting_topology(num_nodes: int) -> str:
 
 def cmd_deploy_local(args: argparse.Namespace) -> int:
     """``flower-dl deploy-local``: a SuperLink and N SuperNodes on 127.0.0.1 until Ctrl-C."""
+    own_workdir = not args.workdir  # a folder of its own is removed when it stops; the user's is kept
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="flower-dl-deploy-")).resolve()
+    if own_workdir:
+        watchdog.register_dir(workdir)  # removed even if this command is killed outright
+    try:
+        _deploy(args, workdir)
+    finally:
+        if own_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    where = f"its temporary folder {workdir} removed" if own_workdir else f"logs kept in {workdir}"
+    print(f"{PROG}: local deployment stopped; {where}", flush=True)
+    return 0
+
+
+def _deploy(args: argparse.Namespace, workdir: Path) -> None:
+    """Start the local deployment in ``workdir``, say how to use it, wait until stopped."""
     with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir) as dep:
         home = dep.env["FLWR_HOME"]
         folder = " dataset='folder'" if "{partition-id}" in args.data_dir else ""
         print(
             f"{PROG}: SuperLink on {dep.superlink_address} (insecure, loopback only) and "
-            f"{args.num_nodes} SuperNodes (partition-id 0..{args.num_nodes - 1}); logs in {workdir}\n"
+            f"{args.num_nodes} SuperNodes (partition-id 0..{args.num_nodes - 1}); logs in {workdir} "
+            f"({'removed when it stops' if not args.workdir else 'kept'})\n"
             f"Run the app against it from another shell:\n"
             f"  FLWR_HOME={home} flwr run . {CONNECTION} --stream "
             f'--run-config "num-nodes={args.num_nodes}{_fitting_topology(args.num_nodes)}{folder} '
@@ -409,8 +426,6 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
-    print(f"{PROG}: local deployment stopped", flush=True)
-    return 0
 
 
 def _new_or_empty(path: str, who: str) -> Path:

@@ -29,7 +29,7 @@ FAST = "num-server-rounds=1 local-epochs=1"
 COMMANDS = {
     "run": lambda tmp: ["run", "-c", f"{FAST} results-dir='{tmp}'"],
     "sweep": lambda tmp: ["sweep", "-g", "share-ratio=[0.1]", "-c", FAST, "-t", str(tmp / "t.csv")],
-    "deploy-local": lambda tmp: ["deploy-local", "-n", "2", "--workdir", str(tmp / "deploy")],
+    "deploy-local": lambda tmp: ["deploy-local", "-n", "2"],  # its own temporary folder: removed when stopped
 }
 INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGKILL: -signal.SIGKILL}
 UP = ("flower-superlin", "flower-superex")  # /proc's names are cut at 15 characters
