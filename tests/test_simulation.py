@@ -18,8 +18,9 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
         "edges.csv",
         "intensity.png",
         "metrics.csv",
+        "status.json",
         "summary.json",
-    ]
+    ]  # no checkpoint.pkl left: the run completed
     with open(folder / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [(int(r["round"]), int(r["node"])) for r in rows] == [(r, n) for r in (1, 2) for n in range(5)]
@@ -46,8 +47,17 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
         edges = list(csv.DictReader(fh))
     assert len(edges) == 8  # 4 undirected edges, both directions
     assert all(int(e["samples-sent"]) == 120 for e in edges)  # 10% of 1,200
-    # per-round accuracy and the summary were printed
-    assert "mean accuracy" in proc.stdout and "[ROUND 2/2]" in proc.stdout
+    # one progress line per round and the summary were printed, none of Flower's misleading lines
+    assert "mean accuracy" in proc.stdout and "round 2/2: mean accuracy" in proc.stdout
+    for noise in ("[ROUND", "default simulated SuperNodes", "ConfigRecord", "Aggregated MetricRecord", "Global Arrays"):
+        assert noise not in proc.stdout, noise
+    # provenance: the code, the libraries, the data, each node's device
+    prov = config["provenance"]
+    assert prov["git-commit"] == "" or len(prov["git-commit"].removesuffix("-dirty")) == 40
+    assert prov["flwr-version"].startswith("1.42") and prov["torch-version"] and prov["python-version"]
+    assert prov["data-digest"] and {n["data-digest"] for n in prov["nodes"].values()} == {prov["data-digest"]}
+    assert {n["device"] for n in prov["nodes"].values()} == {"cpu"}
+    assert json.loads((folder / "status.json").read_text())["state"] == "completed"
 
 
 def test_one_message_a_round_measures_what_separate_evaluate_messages_do(sim_two_rounds, tmp_path) -> None:
