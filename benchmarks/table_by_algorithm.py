@@ -7,9 +7,14 @@ A run's accuracy is the mean over its nodes of the last round's accuracy (as
 run per seed). ``--by algorithm`` groups by strategy, mixing schedule, gossip
 steps and Choco's gamma (columns: accuracy, total gossip bytes per run);
 ``--by mechanism`` by strategy and exchange mechanism (accuracy, KL leakage,
-exposed fraction, nn-distance, membership-attack AUC). When a table holds the
-same config twice (cells run again after a new run-config key changed the
-cell ids), the later cell is kept, so every seed counts once.
+exposed fraction, nn-distance, membership-attack AUC). Any other run-config
+key that varies among a group's runs (``lr``, ``batch-size``, a key added
+later) becomes a column and a grouping key too, so that only seeds are
+averaged; ``--by mechanism`` averages over the data settings by design and
+prints which it averaged over. When a table holds the same config twice
+(cells run again after a new run-config key changed the cell ids), the later
+cell is kept, so every seed counts once; a key the older cells did not record
+(empty) does not split them.
 """
 
 from __future__ import annotations
@@ -18,20 +23,34 @@ import argparse
 
 import pandas as pd
 
+from flower_dl.columns import CONFIG_COLUMNS
 from flower_dl.report.table import read_table
-from flower_dl.sweep import CONFIG_COLUMNS
 
 IDENTITY = ["strategy", "digits-per-node", "share-ratio", "seed"]
+DATA_KEYS = ["digits-per-node", "share-ratio"]
+
+
+def split_keys(meta: pd.DataFrame, keys: list[str], averaged: list[str]) -> list[str]:
+    """Config columns that vary among the runs of one group of ``keys`` (seed and ``averaged`` aside).
+
+    They become grouping keys too, so that a group never averages two
+    learning rates (or two values of any key) as if they were seeds; an empty
+    cell (an older run that did not record the key) does not count.
+    """
+    groups = meta.groupby(keys, dropna=False)
+    skip = {"seed", *keys, *averaged}
+    return [c for c in CONFIG_COLUMNS if c in meta and c not in skip and groups[c].nunique().max() > 1]
 
 
 def label_algorithm(run: pd.Series) -> str:
     """``decentralized`` / ``decentralized, epidemic`` / ``decentralized, 5 gossip steps`` / ``choco, gamma 0.5``."""
     parts = [run["strategy"]]
     if run["strategy"] in ("decentralized", "gradient-tracking", "choco"):
-        if run.get("mixing-schedule", "static") not in ("static", "", None):
-            parts.append(str(run["mixing-schedule"]))
-        if int(run.get("gossip-steps") or 1) > 1:
-            parts.append(f"{int(run['gossip-steps'])} gossip steps")
+        schedule, steps = run.get("mixing-schedule"), run.get("gossip-steps")
+        if pd.notna(schedule) and schedule not in ("static", ""):
+            parts.append(str(schedule))
+        if pd.notna(steps) and int(steps) > 1:
+            parts.append(f"{int(steps)} gossip steps")
     if run["strategy"] == "choco":
         parts.append(f"top-k {run['compression-ratio']:g}, gamma {run['choco-gamma']:g}")
     return ", ".join(parts)
@@ -67,13 +86,19 @@ def main() -> None:
     parser.add_argument("--by", choices=("algorithm", "mechanism"), default="algorithm")
     args = parser.parse_args()
     table = read_table(args.table)
-    meta = table.drop_duplicates("cell")[[c for c in CONFIG_COLUMNS if c in table.columns]]
+    meta = table.drop_duplicates("cell")[["cell", *(c for c in CONFIG_COLUMNS if c in table.columns)]]
     label = label_algorithm if args.by == "algorithm" else label_mechanism
     meta = meta.assign(group=meta.apply(label, axis=1))
-    # the same config twice (older cell ids): keep the last
-    meta = meta.drop_duplicates([*IDENTITY, "group"], keep="last")
-    per_run = runs(table[table["cell"].isin(meta["cell"])], meta)
     keys = ["digits-per-node", "share-ratio", "group"] if args.by == "algorithm" else ["strategy", "group"]
+    averaged = [] if args.by == "algorithm" else DATA_KEYS
+    keys += split_keys(meta, keys, averaged)
+    # the same config twice (older cell ids): keep the last
+    meta = meta.drop_duplicates(list(dict.fromkeys([*IDENTITY, *keys])), keep="last")
+    per_run = runs(table[table["cell"].isin(meta["cell"])], meta)
+    spanned = [c for c in averaged if meta.groupby(keys, dropna=False)[c].nunique().max() > 1]
+    if spanned:
+        spans = [f"{c} ({', '.join(f'{v:g}' for v in sorted(meta[c].dropna().unique()))})" for c in spanned]
+        print("Averaged over " + " and ".join(spans) + ".\n")
     figures = ["accuracy", "gossip-bytes"] if args.by == "algorithm" else [
         "accuracy", "leakage", "exposed-fraction", "nn-distance", "mia-auc"]  # fmt: skip
     grouped = per_run.groupby(keys)

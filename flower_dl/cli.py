@@ -494,7 +494,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from flower_dl import report
 
     try:
-        paths = report.write_report(args.table, args.out, formats=tuple(args.formats))
+        paths = report.write_report(args.table, args.out, formats=tuple(args.formats), allow_mixed=args.allow_mixed)
     except (OSError, ValueError) as err:
         raise CliError(str(err)) from err
     for path in paths:
@@ -578,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("table", help="results table (.csv or .xlsx)")
     rp.add_argument("--out", "-o", default="results/report", help="output folder (default: results/report)")
     rp.add_argument("--formats", nargs="+", default=["png", "svg"], help="figure formats (default: png svg)")
+    rp.add_argument(
+        "--allow-mixed", action="store_true",
+        help="report rows made by different code, or from different data under one dataset name, side by side",
+    )  # fmt: skip
     rp.set_defaults(func=cmd_report)
     return parser
 

@@ -399,6 +399,7 @@ def run_sweep(
         The cells that ended (written or failed) and whether Ctrl-C stopped the sweep.
     """
     log = log_path(table)
+    log.parent.mkdir(parents=True, exist_ok=True)  # the table's folder may not exist yet (checked creatable)
     ended: list[tuple[Cell, CellResult]] = []
     interrupted = False
 

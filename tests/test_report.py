@@ -1,11 +1,13 @@
-"""Report: figures and summary.md from synthetic sweep tables; Pareto front; table reading; gossip bytes;
-exchange mechanisms and the membership attack."""
+"""Report: figures (and the CSV of what each plots) and summary.md from synthetic sweep tables; Pareto front;
+table reading; gossip bytes; exchange mechanisms and the membership attack. Grouping by every varying key and
+the provenance check: test_report_grouping.py."""
 
 from __future__ import annotations
 
 import itertools
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 from flower_dl.report import (
     FIGURE_MAKERS,
     FIGURES,
+    POINT_COLUMNS,
     TABLE_COLUMNS,
     Tables,
     final_rows,
@@ -22,6 +25,7 @@ from flower_dl.report import (
     read_table,
     write_report,
 )
+from flower_dl.report.drawing import BOUNDS_GID, DATA_GID, REFERENCE_GID
 from flower_dl.report.table import (
     DECENTRALIZED_STRATEGIES,
     _byte_curves,
@@ -54,7 +58,9 @@ def leakage(share: float, k: int, node: int) -> float:
     return share * (1.0 + 0.1 * k) * (node + 1) / 10
 
 
-def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SEEDS) -> list[dict]:
+def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SEEDS, *, full=False) -> list[dict]:
+    """One row per strategy x share x digits x seed x round x node; ``full``: also gossip bytes and a membership
+    attack, so that every figure has something to draw."""
     rows = []
     for si, s in enumerate(strategies):
         for share, k, seed in itertools.product(shares, digits, seeds):
@@ -86,6 +92,9 @@ def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SE
                         "failed": 0,
                     }
                 )
+                if full:
+                    rows[-1]["gossip-bytes"] = 1000 * (si + 1) * (node + 1)
+                    rows[-1]["mia-auc"] = 0.5 + 0.01 * node + 0.02 * k * share + 0.001 * rnd
     return rows
 
 
@@ -102,6 +111,18 @@ def report(tmp_path_factory) -> tuple[Path, list[Path]]:
     return out, write_report(table, out)
 
 
+@pytest.fixture(scope="module")
+def full_table(tmp_path_factory) -> Path:
+    """The synthetic table with gossip bytes and a membership attack: every figure has something to draw."""
+    return write_csv(tmp_path_factory.mktemp("full") / "full.csv", synthetic_rows(full=True))
+
+
+@pytest.fixture(scope="module")
+def full_report(full_table: Path) -> tuple[Path, list[Path]]:
+    out = full_table.parent / "out"
+    return out, write_report(full_table, out)
+
+
 def check_png(path: Path) -> None:
     import matplotlib.image as mpimg
 
@@ -114,9 +135,9 @@ def check_png(path: Path) -> None:
     assert len(colours) > 10, f"{path} looks blank"
 
 
-def test_every_figure_in_every_format(report) -> None:
-    out, written = report
-    expected = [out / f"{b}.{f}" for b in FIGURES for f in ("png", "svg")] + [out / "summary.md"]
+def test_every_figure_in_every_format(full_report) -> None:
+    out, written = full_report
+    expected = [out / f"{b}.{f}" for b in FIGURES for f in ("png", "svg", "csv")] + [out / "summary.md"]
     assert written == expected
     assert len(FIGURES) == 10
     assert {
@@ -132,7 +153,75 @@ def test_every_figure_in_every_format(report) -> None:
         elif path.suffix == ".svg":
             root = ET.parse(path).getroot()
             assert root.tag.endswith("svg")
+        elif path.suffix == ".csv":
+            assert list(pd.read_csv(path).columns) == list(POINT_COLUMNS)
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    text = (out / "summary.md").read_text()
+    assert "Main figure: [accuracy-vs-leakage](accuracy-vs-leakage.png)" in text
+    assert "Not drawn" not in text
+
+
+def drawn_numbers(fig) -> tuple[Counter, set]:
+    """What a figure's artists hold: the (x, y) of its data artists (a multiset), and the points of its error
+    bars and bands. Every line and collection must be a data, bounds or reference artist."""
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.lines import Line2D
+
+    data: Counter = Counter()
+    bounds: set = set()
+    for ax in (a for a in fig.axes if a.get_visible()):
+        for artist in [*ax.get_lines(), *ax.collections]:
+            gid = artist.get_gid()
+            assert gid in (DATA_GID, BOUNDS_GID, REFERENCE_GID), f"{artist} drawn without being recorded"
+            if gid == DATA_GID and isinstance(artist, Line2D):
+                data.update(rounded(artist.get_xydata()))
+            elif gid == DATA_GID:
+                assert isinstance(artist, PathCollection)
+                data.update(rounded(np.asarray(artist.get_offsets())))
+            elif gid == BOUNDS_GID and isinstance(artist, Line2D):  # error bar caps
+                bounds.update(rounded(artist.get_xydata()))
+            elif gid == BOUNDS_GID and isinstance(artist, LineCollection):  # error bars
+                bounds.update(p for seg in artist.get_segments() for p in rounded(seg))
+            elif gid == BOUNDS_GID:  # a band
+                bounds.update(p for path in artist.get_paths() for p in rounded(path.vertices))
+    return data, bounds
+
+
+def rounded(xy) -> list[tuple[float, float]]:
+    return [(round(float(x), 9), round(float(y), 9)) for x, y in np.asarray(xy, dtype=float)]
+
+
+def test_each_figures_csv_holds_exactly_the_numbers_it_plots(full_table: Path, full_report) -> None:
+    out, _ = full_report
+    tables = Tables.of(read_table(full_table))
+    for base in FIGURES:
+        plot = FIGURE_MAKERS[base](tables)
+        points = plot.points
+        csv = pd.read_csv(out / f"{base}.csv")
+        assert len(csv) == len(points) > 0, base
+        for col in ("x", "y", "y-low", "y-high"):
+            np.testing.assert_allclose(csv[col].to_numpy(float), points[col].to_numpy(float), rtol=1e-12, err_msg=base)
+        assert csv["series"].tolist() == points["series"].tolist(), base
+        data, bounds = drawn_numbers(plot.figure)
+        assert data == Counter(rounded(points[["x", "y"]])), base
+        barred = points.dropna(subset=["y-low"])
+        assert bounds == set(rounded(barred[["x", "y-low"]])) | set(rounded(barred[["x", "y-high"]])), base
+        assert csv["x-quantity"].notna().all() and csv["y-quantity"].notna().all(), base
+
+
+def test_axes_are_labelled_with_their_units(full_table: Path) -> None:
+    tables = Tables.of(read_table(full_table))
+    labels = {}
+    for base in FIGURES:
+        ax = next(a for a in FIGURE_MAKERS[base](tables).figure.axes if a.get_visible() and a.get_xlabel())
+        labels[base] = (ax.get_xlabel(), ax.get_ylabel())
+    assert labels["accuracy-vs-share-ratio"] == ("share ratio (fraction of a node's samples)", "final accuracy (%)")
+    assert labels["accuracy-vs-digits"] == ("digits per node (classes)", "final accuracy (%)")
+    assert labels["leakage-vs-digits"][1] == "node leakage: KL divergence (nats)"
+    assert labels["accuracy-vs-leakage"] == ("node leakage: KL divergence (nats)", "node final accuracy (%)")
+    assert labels["learning-curves"] == ("round", "accuracy (%)")
+    assert labels["accuracy-vs-gossip-bytes"][0] == "cumulative gossip bytes per node (bytes, log scale)"
+    assert labels["accuracy-vs-mia-auc"][0] == "membership-attack AUC (AUC, 0.5 = chance)"
 
 
 def markdown_tables(path: Path) -> list[list[list[str]]]:
@@ -183,7 +272,9 @@ def test_summary_has_one_row_per_group_with_the_right_numbers(report) -> None:
         assert float(total) == pytest.approx(np.sum([leakage(share, k, n) for n in NODES]), abs=6e-5)
     assert len(seen) == len(rows)
     text = (out / "summary.md").read_text()
-    assert all(b in text for b in FIGURES)
+    assert all(b in text for b in FIGURES)  # drawn, or not drawn and why
+    assert "- accuracy-vs-gossip-bytes: no gossip bytes recorded." in text
+    assert "- accuracy-vs-mia-auc: membership attack not recorded." in text
     # no gossip column values in this table: one row per strategy, bytes not measured
     by_strategy = strategy_rows(out / "summary.md")
     assert [r[0] for r in by_strategy] == sorted(STRATEGIES)
@@ -249,21 +340,56 @@ def test_read_table_rejects_bad_tables(tmp_path: Path) -> None:
         read_table(tmp_path / "t.json")
 
 
+THIN_DRAWN = {
+    "single-cell": ["accuracy-vs-leakage", "learning-curves", "pareto-by-strategy", "accuracy-vs-leakage-by-mechanism"],
+    "no-leakage": [],  # one round, no leakage: nothing has two x values
+}
+
+
 @pytest.mark.parametrize("case", ["single-cell", "no-leakage"])
-def test_thin_tables_still_yield_every_figure(tmp_path: Path, case: str) -> None:
+def test_thin_tables_draw_what_they_can_and_say_why_not_the_rest(tmp_path: Path, case: str) -> None:
     rows = synthetic_rows(strategies=("decentralized",), shares=(0.1,), digits=(3,), seeds=(0,))
     if case == "no-leakage":  # also: failed node-rounds, a single round
         rows = [dict(r, leakage="", failed=int(r["node"] == 0)) for r in rows if r["round"] == 1]
     table = write_csv(tmp_path / "one.csv", rows)
     written = write_report(table, tmp_path / "out", formats=("png",))
-    assert [p.name for p in written] == [f"{b}.png" for b in FIGURES] + ["summary.md"]
-    for path in written[:-1]:
-        check_png(path)
+    drawn = THIN_DRAWN[case]
+    assert [p.name for p in written] == [f"{b}.{s}" for b in drawn for s in ("png", "csv")] + ["summary.md"]
+    for path in written:
+        if path.suffix == ".png":
+            check_png(path)
+    text = (tmp_path / "out" / "summary.md").read_text()
     summary = summary_rows(tmp_path / "out" / "summary.md")
     assert len(summary) == 1 and summary[0][4:6] == ["1", "1"]
-    if case == "no-leakage":
+    assert "This table holds one run (one cell): the report could draw " in text
+    assert "- accuracy-vs-digits: one digits-per-node value (3); it needs two or more." in text
+    assert "- accuracy-vs-share-ratio: one share-ratio value (0.1); it needs two or more." in text
+    for base in set(FIGURES) - set(drawn):
+        assert f"- {base}: " in text
+    if case == "single-cell":
+        assert "Main figure: [accuracy-vs-leakage](accuracy-vs-leakage.png)" in text
+    else:
         assert summary[0][-1] == "n/a"
-        assert "failed node-round" in (tmp_path / "out" / "summary.md").read_text()
+        assert "failed node-round" in text
+        assert "- learning-curves: one round value (1); it needs two or more." in text
+        assert "Figures: none could be drawn from this table." in text and "Main figure" not in text
+
+
+def test_a_single_k_table_does_not_draw_accuracy_vs_digits(tmp_path: Path) -> None:
+    """Drawn for one k, its axis would run from 2.84 to 3.16 digits; an earlier report's file is removed."""
+    rows = synthetic_rows(shares=(0.0, 0.1, 0.2), digits=(3,), seeds=(0,))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "accuracy-vs-digits.png").write_bytes(b"an earlier report's figure")
+    written = write_report(write_csv(tmp_path / "k3.csv", rows), out, formats=("png",))
+    names = [p.name for p in written]
+    assert "accuracy-vs-share-ratio.png" in names and "accuracy-vs-share-ratio.csv" in names
+    assert not [n for n in names if n.startswith(("accuracy-vs-digits.", "leakage-vs-digits."))]
+    assert not (out / "accuracy-vs-digits.png").exists()
+    text = (out / "summary.md").read_text()
+    assert "- accuracy-vs-digits: one digits-per-node value (3); it needs two or more." in text
+    assert "- leakage-vs-digits: one digits-per-node value (3); it needs two or more." in text
+    assert "This table holds one run" not in text
 
 
 # ------------------------------------------------------- gossip bytes per strategy
@@ -426,9 +552,13 @@ def test_a_table_without_the_gossip_columns_still_reports(tmp_path: Path) -> Non
     header = old.read_text().splitlines()[0].split(",")
     assert not NEW_COLUMNS & set(header)
     written = write_report(old, tmp_path / "out", formats=("png",))
-    assert [p.name for p in written] == [f"{b}.png" for b in FIGURES] + ["summary.md"]
-    for path in written[:-1]:
-        check_png(path)
+    # one digits-per-node value, no gossip bytes, no membership attack: those figures are not drawn
+    skipped = {"accuracy-vs-digits", "leakage-vs-digits", "accuracy-vs-gossip-bytes", "accuracy-vs-mia-auc"}
+    drawn = [b for b in FIGURES if b not in skipped]
+    assert [p.name for p in written] == [f"{b}.{s}" for b in drawn for s in ("png", "csv")] + ["summary.md"]
+    for path in written:
+        if path.suffix == ".png":
+            check_png(path)
     rows = strategy_rows(tmp_path / "out" / "summary.md")
     assert [(r[0], r[2], r[-1]) for r in rows] == [("decentralized", "2", "n/a"), ("fedavg", "2", "n/a")]
     assert len(summary_rows(tmp_path / "out" / "summary.md")) == 4  # the main table is unchanged
@@ -682,9 +812,20 @@ def test_mechanism_summary_and_figures(mech_table: Path, tmp_path: Path) -> None
     summary = tmp_path / "out" / "summary.md"
     text = summary.read_text()
     assert "## Per strategy" in text and "## Per exchange mechanism" in text
-    assert len(summary_rows(summary)) == 2  # decentralized and choco, one data setting
+    # one row per configuration: 3 series x 2 mechanisms (before, the gammas and mechanisms were averaged together)
+    main = summary_rows(summary)
+    assert len(main) == len(MECH_SERIES) * len(MECHANISMS)
+    assert {(r[0], r[4]) for r in main} == {
+        (f"{label.split(',')[0]} (DE){label[len(label.split(',')[0]) :]}", mech_label)
+        for label in MECH_LABELS.values()
+        for _, mech_label in MECHANISMS
+    }
+    assert all(r[5] == r[6] == "2" for r in main)  # runs == seeds: only seeds are averaged
     assert [r[0] for r in strategy_rows(summary)] == ["choco, gamma 0.5", "choco, gamma 1", "decentralized"]
-    assert "choco-gamma (0.5, 1)" in text and "exchange-mechanism (noise, raw)" in text
+    assert "Varying keys (each keeps its runs apart): strategy (choco, decentralized); choco-gamma (0.5, 1); " in text
+    # the per-strategy rows average over the mechanisms, and say so first thing
+    assert "## Per strategy\n\nAveraged over exchange-mechanism (noise, raw).\n" in text
+    assert "## Per exchange mechanism\n\nEach strategy's runs" in text  # averages over nothing: says nothing
     rows = markdown_tables(summary)[2]
     assert len(rows) == len(MECH_SERIES) * len(MECHANISMS)
     labels = {v: k for k, v in MECH_LABELS.items()}
@@ -714,9 +855,11 @@ def scatter_points(fig) -> int:
 def test_mechanism_figures_draw_every_node(mech_table: Path) -> None:
     tables = Tables.of(read_table(mech_table))
     n_runs = len(MECH_SERIES) * len(MECHANISMS) * len(MECH_SEEDS)
-    fig = FIGURE_MAKERS["accuracy-vs-mia-auc"](tables)
+    fig = FIGURE_MAKERS["accuracy-vs-mia-auc"](tables).figure
     assert scatter_points(fig) == n_runs * len(MECH_NODES) - 1  # one node not attacked
     (ax,) = [a for a in fig.axes if a.get_visible() and a.get_xlabel()]
     assert any(list(line.get_xdata()) == [0.5, 0.5] for line in ax.get_lines())  # the chance line
-    fig = FIGURE_MAKERS["accuracy-vs-leakage-by-mechanism"](tables)
+    fig = FIGURE_MAKERS["accuracy-vs-leakage-by-mechanism"](tables).figure
     assert scatter_points(fig) == n_runs * len(MECH_NODES) + len(MECHANISMS)  # nodes, then one mean each
+    # the means average over the algorithms by design: the title says over which, with the values
+    assert "span strategy (choco, decentralized) and choco-gamma (0.5, 1)" in fig.axes[0].get_title()
