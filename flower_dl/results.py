@@ -82,6 +82,11 @@ class RunFolder:
         path.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------ reading
+    @staticmethod
+    def state_of(path: Path) -> str | None:
+        """The ``state`` of the run folder at ``path`` (``None``: no folder, or no status yet)."""
+        return _read_json(path / "status.json").get("state")
+
     def status(self) -> dict[str, Any]:
         """``status.json`` (``{}`` when the folder has none yet)."""
         return _read_json(self.path / "status.json")

@@ -60,12 +60,10 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     Flower run hold nothing yet); a completed folder is left as it is.
     """
     started = time.time()
-    folder = results.RunFolder(
-        Path(cfg.results_dir).expanduser() / results.run_folder_name(cfg.to_run_config(), started), resume=cfg.resume
-    )
-    if cfg.resume and folder.status().get("state") == "completed":
-        log(INFO, "flower-dl: %s has completed already: nothing to resume", folder.path)
-        return folder.path
+    path = Path(cfg.results_dir).expanduser() / results.run_folder_name(cfg.to_run_config(), started)
+    if cfg.resume and results.RunFolder.state_of(path) == "completed":
+        log(INFO, "flower-dl: %s has completed already: nothing to resume", path)
+        return path
     topology = build_topology(cfg)
     d = topology.description
     log(INFO, "topology %s: %d nodes, %d edges, degree %d-%d, spectral gap of W %.4f (mixing %s)", cfg.topology,
@@ -76,6 +74,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         cfg.share_ratio, topology.neighbours, exchanged.summaries, exchanged.sizes, exchanged.failed
     )
     log(INFO, "leakage per node: %s", ", ".join(f"{n}: {report.leakage[n]:.6f}" for n in range(cfg.num_nodes)))
+    folder = results.RunFolder(path, resume=cfg.resume)  # made once the run can train: a refused one leaves none
     strategy = build_strategy(cfg, topology.W, nodes.node_ids, topology.graph.edges())
     for pid, reason in exchanged.failed.items():
         strategy.history.fail(0, pid, "exchange", reason)
