@@ -70,7 +70,8 @@ def run_data_digest(per_node: Mapping[int, str]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def _version(distribution: str) -> str:
+def version_of(distribution: str) -> str:
+    """An installed distribution's version, or ``"not installed"``."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
@@ -121,10 +122,10 @@ def git_commit() -> str:
 def environment() -> dict[str, str]:
     """The run-wide provenance columns: code, libraries and platform."""
     return {
-        "flower-dl-version": _version("flower-dl"),
+        "flower-dl-version": version_of("flower-dl"),
         "git-commit": git_commit(),
         "python-version": platform.python_version(),
-        **{column: _version(dist) for column, dist in _LIBRARIES.items()},
+        **{column: version_of(dist) for column, dist in _LIBRARIES.items()},
         "platform": platform.platform(),
     }
 

@@ -1,19 +1,20 @@
-"""The tidy results table and the run folder, written atomically.
+"""The tidy results table and the run folder, written as the run goes.
 
-A run folder holds:
+A run folder (:class:`RunFolder`) holds:
 
-``config.json``   the full resolved run config, plus the seed, the topology's
-                  description and the library versions;
-``metrics.csv``   one row per round x node (the tidy table, see :data:`COLUMNS`);
-``edges.csv``     one row per directed edge of the exchange phase (``failed`` names
-                  the node that failed in the exchange, if any);
-``summary.json``  the last round's per-node accuracy, mean/min/max, leakage.
+``config.json``     the full resolved run config, the topology's description, the
+                    library versions and the provenance (:mod:`flower_dl.provenance`);
+``metrics.csv``     one row per round x node (the tidy table, see :data:`COLUMNS`);
+``edges.csv``       one row per directed edge of the exchange phase (``failed``: 0/1);
+``summary.json``    the last evaluated round's per-node accuracy, mean/min/max, leakage;
+``status.json``     how far the run got and how it ended;
+``checkpoint.pkl``  the server's state after the last checkpointed round, until the run completes.
 
-:func:`assemble` makes all of it from what a run measured (the leakage
-hook's report and the strategy's per-node history), with no Flower types;
-:func:`log_summary` prints the short summary at the end of a run. The folder
-is first written under a hidden temporary name beside its final place and
-then renamed, so a crash never leaves a half-written run folder.
+:func:`metrics_rows` and :func:`summary_of` make the tables from what a run
+measured (the leakage hook's report and the strategy's per-node history),
+with no Flower types; :func:`log_summary` prints the short summary at the end
+of a run. Every file is written atomically (a temporary file renamed over
+it), so a reader never sees half a file, whenever the run stops.
 """
 
 from __future__ import annotations
@@ -296,14 +297,11 @@ def _per_node_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str])
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
-    from importlib.metadata import PackageNotFoundError, version
+    from flower_dl.provenance import version_of
 
     out = {"python": platform.python_version()}
     for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
+        out[pkg] = version_of(pkg)
     return out
 
 

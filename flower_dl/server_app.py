@@ -294,6 +294,8 @@ class RunRecorder:
         self.history: NodeHistory = strategy.history  # type: ignore[attr-defined]
         self.done = 0
         self.checkpointed: int | None = None
+        self.summary: dict[str, Any] = {}
+        """The last :meth:`write`'s ``summary.json`` (the progress line reads it)."""
 
     def config(self) -> dict[str, Any]:
         """``config.json``: the resolved run config, the topology, the provenance (code, libraries, data, devices)."""
@@ -310,15 +312,15 @@ class RunRecorder:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
         }
 
-    def rows(self) -> list[dict[str, Any]]:
-        per_node = {"exposed-fraction": self.report.exposure, "nn-distance": self.report.nn_distance}
-        h = self.history
-        return results.metrics_rows(self.done, self.cfg.num_nodes, h.columns, h.consensus, h.failures,
-                                    self.report.leakage, per_node)  # fmt: skip
-
-    def summary(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return results.summary_of(rows, self.done, self.report.leakage, self.history.failures,
-                                  time.time() - self.started)  # fmt: skip
+    def write(self, state: str) -> dict[str, Any]:
+        """The table and summary of the rounds done so far, and the status ``state``; the summary."""
+        h, report = self.history, self.report
+        per_node = {"exposed-fraction": report.exposure, "nn-distance": report.nn_distance}
+        rows = results.metrics_rows(self.done, self.cfg.num_nodes, h.columns, h.consensus, h.failures,
+                                    report.leakage, per_node)  # fmt: skip
+        self.summary = results.summary_of(rows, self.done, report.leakage, h.failures, time.time() - self.started)
+        self.folder.write_round(rows=rows, summary=self.summary, status=self.status(state))
+        return self.summary
 
     def status(self, state: str, **extra: Any) -> dict[str, Any]:
         return {"state": state, "rounds-done": self.done, "num-server-rounds": self.cfg.num_server_rounds,
@@ -326,13 +328,10 @@ class RunRecorder:
 
     def start(self, done: int) -> None:
         """The folder before the first round to run (``done``: rounds a resumed run had finished)."""
-        self.done = self.checkpointed = done
-        if not done:
-            self.checkpointed = None
+        self.done, self.checkpointed = done, done or None
         self.folder.write_config(self.config())
         self.folder.write_edges(self.report.edges)
-        rows = self.rows()
-        self.folder.write_round(rows=rows, summary=self.summary(rows), status=self.status("running"))
+        self.write("running")
 
     def round_done(self, server_round: int, arrays: ArrayRecord) -> None:
         """After each round: the tables and status; a checkpoint every ``checkpoint-every`` rounds."""
@@ -342,17 +341,14 @@ class RunRecorder:
             with atomic_open(self.folder.checkpoint_path) as fh:
                 rounds.write_checkpoint(fh, self.strategy, server_round, arrays, self.cfg.cell_id)
             self.checkpointed = server_round
-        rows = self.rows()
-        self.folder.write_round(rows=rows, summary=self.summary(rows), status=self.status("running"))
+        self.write("running")
 
     def progress(self, server_round: int) -> str:
         """What the progress line says of the results: the mean accuracy of the last evaluated round."""
-        evaluated = [(r, n, c["accuracy"]) for (r, n), c in self.history.columns.items() if "accuracy" in c]
-        if not evaluated:
+        mean = self.summary.get("accuracy-mean")
+        if mean is None:
             return ""
-        last = max(r for r, _, _ in evaluated)
-        accs = [a for r, _, a in evaluated if r == last]
-        return f"mean accuracy {100 * sum(accs) / len(accs):.2f}% (round {last}'s models)"
+        return f"mean accuracy {100 * mean:.2f}% (round {self.summary['evaluated-round']}'s models)"
 
     def stopped(self, err: BaseException) -> None:
         """The run stopped early: say how and where in ``status.json`` (the finished rounds stay)."""
@@ -365,10 +361,8 @@ class RunRecorder:
     def finish(self) -> None:
         """The last tables, the config with every node's device, the figures, status ``completed``; the summary."""
         cfg, report = self.cfg, self.report
-        rows = self.rows()
-        summary = self.summary(rows)
         self.folder.write_config(self.config())
-        self.folder.write_round(rows=rows, summary=summary, status=self.status("completed"))
+        summary = self.write("completed")
         figures = {}
         if report.maps and cfg.num_nodes <= 32:
             figures["intensity.png"] = results.intensity_figure(report.maps, cfg, report.leakage, report.classes)
