@@ -826,6 +826,14 @@ def _cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _over_runs(g: Any, **extra: pd.Series) -> pd.DataFrame:
+    """What every per-group table of runs holds: ``runs`` (cells), ``acc`` and ``acc-std`` (mean and sample std
+    over runs of the run's final node-mean accuracy), ``leakage`` (mean over runs of the run's mean node
+    leakage), then ``extra``; ``g`` is a groupby of :func:`_cell_stats`."""
+    common = {"runs": g["cell"].nunique(), "acc": g["acc"].mean(), "acc-std": g["acc"].std(ddof=1)}
+    return pd.DataFrame({**common, "leakage": g["leakage"].mean(), **extra})
+
+
 def _group_stats(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per configuration (``config``: every varying key but the seed): the main table of ``summary.md``.
 
@@ -850,17 +858,10 @@ def _group_stats(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.Data
     """
     cells = _cell_stats(df) if cells is None else cells
     g = cells.groupby("config", sort=False)
-    stats = pd.DataFrame(
-        {
-            "runs": g["cell"].nunique(),
-            "seeds": g["seed"].nunique(),
-            "acc": g["acc"].mean(),
-            "acc-std": g["acc"].std(ddof=1),
-            "acc-min": g["acc-min"].min(),
-            "acc-max": g["acc-max"].max(),
-            "leakage": g["leakage"].mean(),
-            "leakage-total": g["leakage-total"].mean(),
-        }
+    stats = _over_runs(
+        g,
+        seeds=g["seed"].nunique(),
+        **{"acc-min": g["acc-min"].min(), "acc-max": g["acc-max"].max(), "leakage-total": g["leakage-total"].mean()},
     )
     return _sort_rows(_with_labels(stats, cells, ["config"]), GROUP_COLUMNS)
 
@@ -896,15 +897,7 @@ def _series_stats(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.Dat
     """
     cells = _cell_stats(df) if cells is None else cells
     g = cells.groupby("algorithm", sort=False)
-    stats = pd.DataFrame(
-        {
-            "runs": g["cell"].nunique(),
-            "acc": g["acc"].mean(),
-            "acc-std": g["acc"].std(ddof=1),
-            "leakage": g["leakage"].mean(),
-            "gossip-bytes": g["gossip-bytes-total"].mean(),
-        }
-    )
+    stats = _over_runs(g, **{"gossip-bytes": g["gossip-bytes-total"].mean()})
     return _sort_rows(_with_labels(stats, cells, ["algorithm"]), ["strategy", "model"])
 
 
@@ -941,17 +934,7 @@ def _mechanism_stats(df: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.
     cells = _cell_stats(df) if cells is None else cells
     keys = ["line", "mechanism"]
     g = cells.groupby(keys, sort=False)
-    stats = pd.DataFrame(
-        {
-            "runs": g["cell"].nunique(),
-            "acc": g["acc"].mean(),
-            "acc-std": g["acc"].std(ddof=1),
-            "leakage": g["leakage"].mean(),
-            "exposed-fraction": g["exposed-fraction"].mean(),
-            "nn-distance": g["nn-distance"].mean(),
-            "mia-auc": g["mia-auc"].mean(),
-        }
-    )
+    stats = _over_runs(g, **{c: g[c].mean() for c in ("exposed-fraction", "nn-distance", "mia-auc")})
     return _sort_rows(_with_labels(stats, cells, keys), ["strategy", "model"])
 
 
