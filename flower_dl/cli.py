@@ -608,16 +608,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flower_dl.processes import stoppable
 
     args = build_parser().parse_args(argv)
-    with stoppable() as received:
-        try:
-            code = int(args.func(args) or 0)
-        except (CliError, ProcessError) as err:
-            print(f"{PROG}: error: {err}", file=sys.stderr)
-            code = 2
-        except KeyboardInterrupt:
-            how = f" by {signal.Signals(received[0]).name}" if received else ""
-            print(f"{PROG}: interrupted{how}", file=sys.stderr)
-            code = 130
+    received: list[int] = []
+    try:
+        with stoppable() as received:
+            try:
+                code = int(args.func(args) or 0)
+            except (CliError, ProcessError) as err:
+                print(f"{PROG}: error: {err}", file=sys.stderr)
+                code = 2
+            except KeyboardInterrupt:
+                how = f" by {signal.Signals(received[0]).name}" if received else ""
+                print(f"{PROG}: interrupted{how}", file=sys.stderr)
+                code = 130
+    except KeyboardInterrupt:  # a second stop signal while the watchdog stopped what was left: the first one decides
+        code = 130
     return 128 + received[0] if code == 130 and received else code  # a sweep says 130 whatever the signal
 
 

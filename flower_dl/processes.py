@@ -462,10 +462,12 @@ def stoppable() -> Iterator[list[int]]:
     try:
         yield stop.received
     finally:
-        _STOP = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        watchdog.close()
+        try:
+            watchdog.close()  # first: a stop signal while it stops what is left is still ours
+        finally:
+            _STOP = None
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _stop_held_back() -> contextlib.AbstractContextManager[None]:
