@@ -291,6 +291,7 @@ def timed_simulation(
     *,
     num_nodes: int,
     cpus_per_node: int = 1,
+    gpus_per_node: float = 0.0,
     echo: Callable[[str], None] | None = None,
     app_dir: Path = APP_DIR,
 ) -> SimulationTiming:
@@ -321,8 +322,9 @@ def timed_simulation(
                 echo(line)
 
         rc, status = launch(
-            app_dir, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node, on_line=on_line
-        )
+            app_dir, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node,
+            gpus_per_node=gpus_per_node, on_line=on_line,
+        )  # fmt: skip
         total = time.monotonic() - t0
     superlink_start = t0 - t_link
 

@@ -2,10 +2,13 @@
 
 Usage::
 
-    python benchmarks/bench_round_time.py [--model mlp|cnn|both] [--rounds R] [--startup-runs N]
-                                          [--startup-only] [--json OUT.json] [--quick]
+    python benchmarks/bench_round_time.py [--model mlp|cnn|both|fedavg-cnn|resnet18|colour|all] [--rounds R]
+                                          [--startup-runs N] [--startup-only] [--json OUT.json] [--quick]
+                                          [--cifar-dir DIR] [--cifar-train N]
 
-For each model (``mlp``, ``cnn``) one run measures, in this order:
+For each model (``mlp``, ``cnn``; with ``--model colour`` the FedAvg paper's
+CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
+3 x 32 x 32, see below) one run measures, in this order:
 
 (b) flower-dl, per round. One simulation launched through the package's own
     path (``flower_dl.processes.local_superlink`` + ``flower_dl.processes.launch``,
@@ -70,7 +73,11 @@ batch 64, lr 0.01, momentum 0.5, seed 42. Data: full-size Fashion-MNIST from
 Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``)
 when present, else synthetic random images of the same size (60,000 train /
 10,000 test, 6,000 per class) written as IDX files to a temporary folder and
-used by both sides.
+used by both sides. The colour models train on CIFAR-10 read from its Python
+batches: the real files under ``--cifar-dir`` when they are there, else
+random images of CIFAR's shape (``--cifar-train`` training images, a fifth
+as many test images, 10 classes) written in the real files' layout; their
+accuracy is never the point (and on random images, meaningless).
 
 The plain loops are warmed up before their clock starts (one short training
 call: torch.optim's first use imports ``torch._dynamo``, about 1.6 s, and
@@ -123,7 +130,7 @@ from _harness import (
     warn_leftovers,
 )
 from flower_dl.cli import resolve_config
-from flower_dl.data import CACHE_DIR_ENV, load_dataset, partition_indices, to_tensor
+from flower_dl.data import CACHE_DIR_ENV, find_cifar, input_shape, load_dataset, partition_indices, to_tensor
 from flower_dl.models import build_model
 from flower_dl.processes import RAY_HEAD_ENV
 from flower_dl.topology import STUDY_EDGES
@@ -166,8 +173,52 @@ def write_synthetic_idx(folder: Path, n_train: int = 60_000, n_test: int = 10_00
     return folder
 
 
+COLOUR_MODELS: tuple[str, ...] = ("fedavg-cnn", "resnet18")
+"""Models measured on CIFAR-size colour data."""
+MODEL_SETS: dict[str, tuple[str, ...]] = {
+    "both": ("mlp", "cnn"),
+    "colour": COLOUR_MODELS,
+    "all": ("mlp", "cnn", *COLOUR_MODELS),
+}
+
+
+def write_synthetic_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Random ``uint8`` 3 x 32 x 32 images, balanced labels, as CIFAR-10's Python batches under ``root``."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def batch(n: int) -> bytes:
+        labels = rng.permutation(np.arange(n) % 10)
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        return pickle.dumps({b"data": data, b"labels": labels.tolist(), b"batch_label": b"synthetic"})
+
+    per_batch = n_train // 5
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(batch(per_batch))
+    (folder / "test_batch").write_bytes(batch(n_test))
+    names = [f"class-{c}".encode() for c in range(10)]
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}))
+    return root
+
+
+def choose_colour_data(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str]:
+    """``("cifar10", data-dir, description)``: the real batches under ``--cifar-dir``, else synthetic ones."""
+    if args.cifar_dir:
+        try:
+            find_cifar(args.cifar_dir, "cifar10")
+            return "cifar10", args.cifar_dir, f"CIFAR-10 from {args.cifar_dir}"
+        except ValueError:
+            pass
+    n_train, n_test = args.cifar_train, args.cifar_train // 5
+    folder = write_synthetic_cifar10(tmp / "synthetic-cifar10", n_train, n_test)
+    return "cifar10", str(folder), f"synthetic, CIFAR-10-shaped (3x32x32, {n_train:,} / {n_test:,}), random pixels"
+
+
 def choose_data(args: argparse.Namespace, tmp: Path) -> tuple[str, str, str]:
-    """``(dataset, data-dir, description)`` for the run config."""
+    """``(dataset, data-dir, description)`` for the run config (the grayscale models')."""
     if args.quick:
         return "mnist-5k", "", "mnist-5k (embedded, 4,000 train / 1,000 test)"
     data_dir = Path(args.data_dir)
@@ -188,8 +239,8 @@ def node_sizes(metrics_csv: Path, num_nodes: int) -> list[int]:
     return [int(float(sizes[i])) for i in range(num_nodes)]
 
 
-def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple]:
-    """Each node's own partition filled up to ``sizes[i]`` samples; the test set."""
+def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], tuple, tuple]:
+    """Each node's own partition filled up to ``sizes[i]`` samples; the test set; (input shape, class count)."""
     data = load_dataset(cfg.dataset, cfg.data_dir)
     parts = partition_indices(
         data.train_labels,
@@ -198,6 +249,7 @@ def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, tor
         digits_per_node=cfg.digits_per_node,
         alpha=cfg.dirichlet_alpha,
         seed=cfg.seed,
+        num_classes=data.num_classes,
     )
     rng = np.random.default_rng(cfg.seed)
     everything = np.arange(len(data.train_labels))
@@ -208,9 +260,10 @@ def plain_node_data(cfg, sizes: list[int]) -> tuple[list[tuple[torch.Tensor, tor
         others = np.setdiff1d(everything, own, assume_unique=True)
         extra = rng.choice(others, size=size - len(own), replace=False)
         ids = np.concatenate([own, extra])
-        nodes.append((to_tensor(data.train_images[ids]), torch.from_numpy(data.train_labels[ids].astype(np.int64))))
-    test = (to_tensor(data.test_images), torch.from_numpy(data.test_labels.astype(np.int64)))
-    return nodes, test
+        x = to_tensor(data.train_images[ids], data.mean, data.std)
+        nodes.append((x, torch.from_numpy(data.train_labels[ids].astype(np.int64))))
+    test = (to_tensor(data.test_images, data.mean, data.std), torch.from_numpy(data.test_labels.astype(np.int64)))
+    return nodes, test, (input_shape(data.train_images), data.num_classes)
 
 
 # --------------------------------------------------------------- the loops
@@ -254,11 +307,15 @@ def plain_loop(cfg, sizes: list[int], rounds: int, variant: str = "plain") -> di
     train_fn, evaluate_fn = LOOPS[variant]
     rss_before = own_rss()
     with TreeMemorySampler(tree=False) as mem:
-        nodes, (test_x, test_y) = plain_node_data(cfg, sizes)
-        models = [build_model(cfg.model, seed=cfg.seed) for _ in nodes]
+        nodes, (test_x, test_y), spec = plain_node_data(cfg, sizes)
+
+        def build_model_for_data():
+            return build_model(cfg.model, *spec, seed=cfg.seed)
+
+        models = [build_model_for_data() for _ in nodes]
         # first-call costs (torch.optim's first use imports torch._dynamo, ~1.6 s; oneDNN
         # kernel set-up) are not training: pay them before the clock starts
-        warm = build_model(cfg.model, seed=cfg.seed)
+        warm = build_model_for_data()
         x0, y0 = nodes[0][0][: 4 * cfg.batch_size], nodes[0][1][: 4 * cfg.batch_size]
         train_fn(warm, x0, y0, epochs=1, lr=cfg.lr, momentum=cfg.momentum, batch_size=cfg.batch_size, generator=None)
         evaluate_fn(warm, test_x[:1024], test_y[:1024])
@@ -396,7 +453,11 @@ def startup_runs(args: argparse.Namespace, dataset: str, data_dir: str, tmp: Pat
 # --------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("mlp", "cnn", "both"), default="both")
+    parser.add_argument("--model", choices=("mlp", "cnn", *COLOUR_MODELS, *MODEL_SETS), default="both")
+    parser.add_argument("--cifar-dir", default="", help="a folder holding cifar-10-batches-py (the colour models)")
+    parser.add_argument(
+        "--cifar-train", type=int, default=2500, help="training images of the synthetic CIFAR-size data (default: 2500)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each run (default: 3)")
     parser.add_argument("--local-epochs", type=int, default=3, help="local epochs per round (default: 3, the study's)")
     parser.add_argument(
@@ -461,11 +522,14 @@ def run_benchmark(
     args: argparse.Namespace, machine: dict[str, Any]
 ) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
     """Every measurement, in a temporary folder: ``(data description, per-model results, start-up runs)``."""
-    models = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    models = list(MODEL_SETS.get(args.model, (args.model,)))
     results = []
     with tempfile.TemporaryDirectory(prefix="flower-dl-bench-") as tmp_name:
         tmp = Path(tmp_name)
         dataset, data_dir, described = choose_data(args, tmp)
+        colour = choose_colour_data(args, tmp) if set(models) & set(COLOUR_MODELS) else None
+        if colour is not None:
+            described = f"{described}; colour models: {colour[2]}"
         # flower-dl's cache of decoded data (here: private to this run), filled once as a user's first run would
         os.environ[CACHE_DIR_ENV] = str(tmp / "cache")
         load_dataset(dataset, data_dir)
@@ -475,7 +539,8 @@ def run_benchmark(
             flush=True,
         )
         for model in [] if args.startup_only else models:
-            results.append(compare_model(model, args, dataset, data_dir, tmp))
+            data = colour[:2] if colour is not None and model in COLOUR_MODELS else (dataset, data_dir)
+            results.append(compare_model(model, args, *data, tmp))
         startup = None
         if args.startup_runs > 0:
             print(

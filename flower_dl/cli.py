@@ -68,6 +68,7 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
 
     from flower_dl.config import RunConfig
     from flower_dl.data import check_data_dir, fetch_dataset
+    from flower_dl.registry import is_import_path
     from flower_dl.server_app import build_topology
 
     if not (app_dir / "pyproject.toml").is_file():
@@ -79,10 +80,14 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     try:
         cfg = RunConfig.from_run_config(fused)
         build_topology(cfg)
+        if is_import_path(cfg.strategy):  # a user's rule: a subclass of the base, checked before anything starts
+            from flower_dl.strategies import strategy_class
+
+            strategy_class(cfg.strategy)
         if cfg.dataset == "folder":
             _check_node_folders(cfg)
         elif cfg.dataset != "mnist-5k" and cfg.data_dir:
-            check_data_dir(cfg.data_dir)
+            check_data_dir(cfg.data_dir, cfg.dataset)
         elif cfg.dataset != "mnist-5k":
             fetch_dataset(cfg.dataset)  # once, here, before any node starts (nodes then find it)
     except ValueError as err:
@@ -438,19 +443,21 @@ def _new_or_empty(path: str, who: str) -> Path:
 
 def cmd_split(args: argparse.Namespace) -> int:
     """``flower-dl split``: one folder per node from a dataset and a partitioner, plus ``manifest.json``."""
-    from flower_dl.data import DataError, load_dataset
+    from flower_dl.data import DATASETS, DataError, load_dataset
     from flower_dl.split import split
 
     app_dir = Path(args.app).resolve()
     overrides = parse_overrides(args.run_config)
     overrides.setdefault("topology", "full")  # a split needs no graph: any num-nodes is fine
     if overrides.get("dataset") == "folder":
-        raise CliError("dataset: 'folder' cannot be split; name the source dataset (mnist-5k, mnist, fashion-mnist)")
+        raise CliError(f"dataset: 'folder' cannot be split; name the source dataset ({', '.join(DATASETS)})")
     cfg = resolve_config(app_dir, overrides)
     out = _new_or_empty(args.out, "split writes")
     try:
         manifest = split(
-            load_dataset(cfg.dataset, cfg.data_dir), partitioner=cfg.partitioner, num_nodes=cfg.num_nodes,
+            load_dataset(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, image_column=cfg.image_column,
+                         label_column=cfg.label_column),
+            partitioner=cfg.partitioner, num_nodes=cfg.num_nodes,
             digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed, out_dir=out,
             layout=args.layout, source=cfg.dataset, test=args.test,
         )  # fmt: skip

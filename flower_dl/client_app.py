@@ -93,9 +93,11 @@ def identify(msg: Message, context: Context) -> Message:
     node.check_data()  # a config this node's data cannot serve fails the run here, before any training
     published = identity.publish(node.key_pair().public_bytes, node.partition_id, _key_context(node, context),
                                  node.identity())  # fmt: skip
+    spec = node.spec()
     info = protocol.NodeInfo(
-        node.partition_id, len(node.own_ids()), published, data_digest=node.data_digest(), mia_samples=node.mia_samples
-    )
+        node.partition_id, len(node.own_ids()), published, data_digest=node.data_digest(),
+        mia_samples=node.mia_samples, input_shape=spec.input_shape, num_classes=spec.num_classes,
+    )  # fmt: skip
     return protocol.identify_reply(msg, info)
 
 
@@ -113,7 +115,7 @@ def share(msg: Message, context: Context) -> Message:
     node.store_sent(
         {key: ids for key, (ids, _, _) in drawn.items()},
         {key: privacy.intensity_distribution(images) for key, (_, images, _) in drawn.items()},
-        {key: privacy.label_distribution(labels) for key, (_, _, labels) in drawn.items()},
+        {key: privacy.label_distribution(labels, node.spec().num_classes) for key, (_, _, labels) in drawn.items()},
         {key: _nn_distance(ids, images, own_images) for key, (ids, images, _) in drawn.items()},
     )
     if not cfg.exchange_encryption:
@@ -170,19 +172,20 @@ def receive(msg: Message, context: Context) -> Message:
     if request.initial_model is not None:
         from flower_dl.models import initial_arrays  # imports torch (in a simulation worker: already under way)
 
-        initial = initial_arrays(*request.initial_model)
+        spec = node.spec()
+        initial = initial_arrays(*request.initial_model, input_shape=spec.input_shape, num_classes=spec.num_classes)
     return protocol.receive_reply(msg, reply_summary, initial)
 
 
 def summary(node: Node) -> privacy.NodeSummary:
     """The leakage hook's summaries of a node, from its own data and what it holds after the exchange."""
     _, own_images, own_labels = node.own_samples()
-    train = node.train_set()
+    train, classes = node.train_set(), node.spec().num_classes
     return privacy.NodeSummary(
         original_intensity=privacy.intensity_distribution(own_images),
-        original_labels=privacy.label_distribution(own_labels),
+        original_labels=privacy.label_distribution(own_labels, classes),
         exchanged_intensity=privacy.intensity_distribution(train.images),
-        exchanged_labels=privacy.label_distribution(train.labels),
+        exchanged_labels=privacy.label_distribution(train.labels, classes),
         sent_intensity=node.sent("intensity"),
         sent_labels=node.sent("labels"),
         num_train_examples=len(train.ids),
@@ -202,7 +205,8 @@ def _open(request: protocol.ReceiveRequest, node: Node, context: Context) -> dic
             keys, public, src, node.partition_id, request.sealed[src], context=_edge_context(context)
         )
         parts.append((src, ids, images, labels))
-    return protocol.concat_parts(parts)
+    _, own_images, _ = node.own_samples()
+    return protocol.concat_parts(parts, own_images.shape[1:])
 
 
 # --------------------------------------------------------------- training

@@ -63,7 +63,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-COMPRESSORS: tuple[str, ...] = ("none", "top-k", "random-k", "qsgd")
+from flower_dl import registry
+
+COMPRESSORS: tuple[str, ...] = registry.COMPRESSORS.names()
 """Names accepted by the run-config key ``compression``."""
 
 MAX_QSGD_LEVELS = 2**31 - 1

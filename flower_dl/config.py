@@ -23,33 +23,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from flower_dl import registry
 from flower_dl.compression import check_compression
-from flower_dl.data import DATASETS, PARTITIONERS
 from flower_dl.mechanisms import check_mechanism
 from flower_dl.membership import check_mia_samples
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
 from flower_dl.topology.checks import check_gossip_steps, check_schedule
 
-STRATEGY_NAMES: tuple[str, ...] = (
-    "decentralized",
-    "fedavg",
-    "fedprox",
-    "fedavgm",
-    "fedadam",
-    "fedadagrad",
-    "fedyogi",
-    "fedmedian",
-    "fedtrimmedavg",
-    "krum",
-    "gradient-tracking",
-    "choco",
-)
-"""Names accepted by the ``strategy`` key (the registry in ``flower_dl.strategies`` maps them)."""
-
-EXCHANGE_MODES: tuple[str, ...] = ("broadcast", "per-neighbour")
-MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn")
-"""Names accepted by ``model`` (``flower_dl.models.MODELS`` must agree; kept here so that
-reading a config needs no torch)."""
+STRATEGY_NAMES: tuple[str, ...] = registry.STRATEGIES.names()
+EXCHANGE_MODES: tuple[str, ...] = registry.EXCHANGE_MODES.names()
+MODEL_NAMES: tuple[str, ...] = registry.MODELS.names()
+"""The built-in names of ``strategy``, ``exchange-mode`` and ``model`` (:mod:`flower_dl.registry` holds them)."""
 
 
 class ConfigError(ValueError):
@@ -74,6 +58,9 @@ class RunConfig:
     partitioner: str = "digits-per-node"
     digits_per_node: int = 3
     dirichlet_alpha: float = 0.5
+    image_size: int = 0
+    image_column: str = "image"
+    label_column: str = "label"
     # exchange phase
     share_ratio: float = 0.1
     exchange_mode: str = "broadcast"
@@ -116,15 +103,26 @@ class RunConfig:
             _check_type(f.name, getattr(self, f.name), f.type)
         _choice("topology", self.topology, TOPOLOGIES)
         _choice("mixing", self.mixing, MIXINGS)
-        _choice("dataset", self.dataset, (*DATASETS, "folder"))
-        _choice("partitioner", self.partitioner, PARTITIONERS)
-        _choice("model", self.model, MODEL_NAMES)
-        _choice("strategy", self.strategy, STRATEGY_NAMES)
-        _choice("exchange-mode", self.exchange_mode, EXCHANGE_MODES)
+        for reg, value in (
+            (registry.DATASETS, self.dataset),
+            (registry.PARTITIONERS, self.partitioner),
+            (registry.MODELS, self.model),
+            (registry.STRATEGIES, self.strategy),
+            (registry.EXCHANGE_MODES, self.exchange_mode),
+        ):
+            try:
+                reg.check(value)  # an import path (model, strategy) is imported here: refused before anything starts
+            except registry.RegistryError as err:
+                raise ConfigError(str(err)) from None
         _range("num-nodes", self.num_nodes, 2, None, "an integer >= 2")
         _range("degree", self.degree, 1, None, "an integer >= 1")
         _range("edge-prob", self.edge_prob, 0.0, 1.0, "a probability in [0, 1]")
-        _range("digits-per-node", self.digits_per_node, 1, 10, "an integer in 1..10")
+        classes = registry.num_classes(self.dataset)
+        if classes:
+            _range("digits-per-node", self.digits_per_node, 1, classes, f"an integer in 1..{classes} ({self.dataset})")
+        else:  # the data's own class count, checked by the node that loads it
+            _range("digits-per-node", self.digits_per_node, 1, None, "an integer >= 1")
+        _range("image-size", self.image_size, 0, None, "an integer >= 0 (pixels a side; 0: the data's own size)")
         _range("dirichlet-alpha", self.dirichlet_alpha, 0.0, None, "a number > 0", strict_low=True)
         _range("share-ratio", self.share_ratio, 0.0, 1.0, "a number in [0, 1]")
         _range("num-server-rounds", self.num_server_rounds, 1, None, "an integer >= 1")

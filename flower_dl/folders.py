@@ -6,21 +6,33 @@ A node folder holds only its node's data, in one of two layouts:
     MNIST-format IDX files at the folder's root, as :func:`flower_dl.data.load_idx_dir`
     reads them: ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``
     and, for the node's own test set, ``t10k-images-idx3-ubyte[.gz]``,
-    ``t10k-labels-idx1-ubyte[.gz]``. Unlike :func:`~flower_dl.data.load_idx_dir`,
+    ``t10k-labels-idx1-ubyte[.gz]``. The image files hold ``uint8``
+    ``(n, H, W)`` grayscale or ``(n, H, W, 3)`` colour images (IDX stores any
+    number of dimensions; the names keep ``idx3``), the label files ``uint8``
+    labels (so at most 256 classes). Unlike :func:`~flower_dl.data.load_idx_dir`,
     nothing below the root is searched: a folder of node folders must not be
     mistaken for one node's data.
 ``png``
     An image tree ``train/<class>/<file>`` and ``test/<class>/<file>``; any
-    format Pillow reads, converted to 8-bit grayscale (Pillow's ``"L"`` mode) and,
-    when not 28x28, resized to 28x28 with Pillow's LANCZOS filter (the sharpest of
-    its antialiasing filters when shrinking; the aspect ratio is not kept). MNIST
-    digits are white on black: a tree of dark-on-light images must be inverted
-    first.
+    format Pillow reads, kept at its own size and channels
+    (:func:`flower_dl.data.image_array`): grayscale modes (``L``, ``1``,
+    ``I;16`` scaled to 8 bits, ``LA`` without its alpha, ...) become ``(H, W)``,
+    every colour mode (``RGB``, ``RGBA`` and ``P`` without alpha, ``CMYK``, ...)
+    ``(H, W, 3)`` RGB. MNIST digits are white on black: a tree of dark-on-light
+    images must be inverted first to resemble them.
+
+One size and mode. A node's images (train and test together, a ``test-dir``'s
+too) must all have the same size and be all grayscale or all colour: a
+folder that mixes them is refused, naming two files that differ. With
+``image-size > 0`` every image is resized to ``image-size x image-size``
+(Pillow's LANCZOS filter, the sharpest of its antialiasing filters when
+shrinking; the aspect ratio is not kept), so sizes may then differ, modes
+still not.
 
 Classes are the digits ``0``..``9`` (class folder names, IDX label values) or,
 when the folder root holds a ``classes.txt``, the names listed there one per
-line (label = line index; at most 10, the models' outputs). Hidden files and
-folders (names starting with ``.``) are ignored.
+line (label = line index; any number of them, the model gets one output
+each). Hidden files and folders (names starting with ``.``) are ignored.
 
 Order. The samples of an image tree are ordered by file name across all its
 class folders (natural sort: digit runs compare as numbers, so ``9.png`` comes
@@ -49,7 +61,19 @@ from pathlib import Path
 
 import numpy as np
 
-from flower_dl.data import IDX_FILES, NUM_CLASSES, DataError, ImageData, _read_idx
+from flower_dl.data import (
+    IDX_FILES,
+    NUM_CLASSES,
+    DataError,
+    ImageData,
+    _read_idx,
+    check_image_size,
+    describe_image,
+    image_array,
+    input_shape,
+    normalisation,
+    resize_images,
+)
 
 LAYOUTS: tuple[str, ...] = ("idx", "png")
 TEST_SETS: tuple[str, ...] = ("shared", "own")
@@ -60,9 +84,14 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "flower-dl-split"
 MANIFEST_VERSION = 1
 PARTITION_ID = "{partition-id}"
-IMAGE_SIZE = (28, 28)
-RESIZE_FILTER = "LANCZOS"
-"""Pillow resampling filter (``PIL.Image.Resampling``) for images that are not 28x28."""
+ONE_SHAPE = (
+    "a node's images (train and test together) must have one size and be all grayscale or all colour "
+    "(image-size > 0 resizes them all to one size)"
+)
+"""What a folder that mixes sizes or modes is told."""
+
+Part = tuple[np.ndarray, np.ndarray, str]
+"""A part's images, labels, and the file that shows its images' shape (for an error naming two that differ)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,7 @@ class FolderData:
     Attributes
     ----------
     train_images, test_images : numpy.ndarray
-        ``uint8`` ``(n, 28, 28)``.
+        ``uint8`` ``(n, H, W)`` grayscale or ``(n, H, W, 3)`` colour, one shape for both.
     train_labels, test_labels : numpy.ndarray
         ``int64``, indices into ``classes``.
     classes : tuple[str, ...]
@@ -95,9 +124,22 @@ class FolderData:
     source_ids: np.ndarray | None
     layout: str
 
+    @property
+    def num_classes(self) -> int:
+        """The model's outputs: one per class of ``classes`` (present in the samples or not)."""
+        return len(self.classes)
+
     def image_data(self) -> ImageData:
-        """The arrays as an :class:`~flower_dl.data.ImageData` (what the rest of flower-dl takes)."""
-        return ImageData(self.train_images, self.train_labels, self.test_images, self.test_labels)
+        """The arrays as an :class:`~flower_dl.data.ImageData` (what the rest of flower-dl takes).
+
+        With the class count and names, and ``normalisation("folder", channels)``:
+        MNIST's for grayscale, 0.5 / 0.5 for colour, the same on every node.
+        """
+        mean, std = normalisation("folder", input_shape(self.train_images)[0])
+        return ImageData(
+            self.train_images, self.train_labels, self.test_images, self.test_labels,
+            num_classes=self.num_classes, mean=mean, std=std, classes=self.classes,
+        )  # fmt: skip
 
 
 def exchange_ids(data: FolderData, partition_id: int) -> np.ndarray:
@@ -159,7 +201,9 @@ def resolve_data_dir(node_config_dir: str, run_template: str, partition_id: int,
 
 
 # ---------------------------------------------------------------------- reading
-def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_dir: str = "") -> FolderData:
+def load_node_folder(
+    data_dir: str | os.PathLike[str], *, node: int | str, test_dir: str = "", image_size: int = 0
+) -> FolderData:
     """Read node ``node``'s folder (and the shared ``test_dir``, when given), checking everything first.
 
     Parameters
@@ -171,6 +215,9 @@ def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_
     test_dir : str
         A folder whose test part replaces the node's own (then the node's own
         test files, if any, are not read).
+    image_size : int
+        ``> 0``: every image resized to ``image_size x image_size`` (LANCZOS);
+        0: images kept at their own size, which must be one for all.
 
     Returns
     -------
@@ -182,9 +229,11 @@ def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_
     DataError
         Naming the node, the folder and the file: missing or empty folder, no
         training data, a class folder or label outside the classes, an image
-        Pillow cannot read, IDX files of different lengths, a malformed
-        ``classes.txt`` or ``source-ids.txt``, no test data.
+        Pillow cannot read, images of two sizes or modes (two files named),
+        IDX files of different lengths, a malformed ``classes.txt`` or
+        ``source-ids.txt``, no test data, a negative ``image-size``.
     """
+    image_size = check_image_size(image_size)
     root = Path(data_dir).expanduser()
     where = f"node {node}: data-dir {str(data_dir)!r}"
     if not root.is_dir():
@@ -192,9 +241,9 @@ def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_
     classes = _read_classes(root, where) or DIGIT_CLASSES
     layout = _detect_layout(root, where)
     if layout == "idx":
-        train_images, train_labels = _read_idx_part(root, "train", len(classes), where)
+        train_images, train_labels, train_first = _read_idx_part(root, "train", len(classes), where, image_size)
     else:
-        train_images, train_labels = _read_tree(root / "train", "train", classes, where)
+        train_images, train_labels, train_first = _read_tree(root / "train", "train", classes, where, image_size)
     if len(train_images) == 0:
         what = "train/" if layout == "png" else IDX_FILES["train_images"]
         raise DataError(f"{where}: {what} holds no images; a node needs training samples")
@@ -209,9 +258,15 @@ def load_node_folder(data_dir: str | os.PathLike[str], *, node: int | str, test_
                 f"{test_where}: {CLASSES_FILE} lists {', '.join(test_classes)} but the data-dir "
                 f"{str(data_dir)!r} has classes {', '.join(classes)}; they must be the same"
             )
-        test_images, test_labels = _read_test_part(test_root, classes, test_where)
+        test_images, test_labels, test_first = _read_test_part(test_root, classes, test_where, image_size)
+        test_first = f"test-dir {str(test_dir)!r}: {test_first}"
     else:
-        test_images, test_labels = _read_test_part(root, classes, where)
+        test_images, test_labels, test_first = _read_test_part(root, classes, where, image_size)
+    if test_images.shape[1:] != train_images.shape[1:]:
+        raise DataError(
+            f"{where}: {train_first} is {describe_image(train_images.shape[1:])} but {test_first} is "
+            f"{describe_image(test_images.shape[1:])}; {ONE_SHAPE}"
+        )
     n = len(train_images)
     return FolderData(
         train_images=train_images,
@@ -238,13 +293,9 @@ def _read_classes(root: Path, where: str) -> tuple[str, ...] | None:
     while names and not names[-1]:
         names.pop()
     if not names:
-        raise DataError(f"{where}: {CLASSES_FILE} lists no classes; allowed: 1..{NUM_CLASSES} names, one a line")
+        raise DataError(f"{where}: {CLASSES_FILE} lists no classes; allowed: one class name a line, at least one")
     if "" in names:
         raise DataError(f"{where}: {CLASSES_FILE} line {names.index('') + 1} is blank; allowed: one class name a line")
-    if len(names) > NUM_CLASSES:
-        raise DataError(
-            f"{where}: {CLASSES_FILE} lists {len(names)} classes; allowed: at most {NUM_CLASSES} (the models' outputs)"
-        )
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
@@ -288,27 +339,28 @@ def _detect_layout(root: Path, where: str) -> str:
     )
 
 
-def _read_test_part(root: Path, classes: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_test_part(root: Path, classes: tuple[str, ...], where: str, image_size: int) -> Part:
     """The test part of ``root``: ``t10k`` files at its root or in ``test/``, else the tree ``test/<class>/``."""
     for folder in (root, root / "test"):
         if _has_idx(folder, "test"):
             prefix = "" if folder == root else "test/"
-            return _read_idx_part(folder, "test", len(classes), where, prefix=prefix)
+            return _read_idx_part(folder, "test", len(classes), where, image_size, prefix=prefix)
     if (root / "test").is_dir():
-        images, labels = _read_tree(root / "test", "test", classes, where)
+        images, labels, first = _read_tree(root / "test", "test", classes, where, image_size)
         if len(images) == 0:
             raise DataError(f"{where}: test/ holds no images")
-        return images, labels
+        return images, labels, first
     raise DataError(
         f"{where}: holds no test data; expected test/<class>/ image folders or {IDX_FILES['test_images']}[.gz] "
         f"and {IDX_FILES['test_labels']}[.gz]; add them or give a test-dir"
     )
 
 
-def _read_idx_part(
-    folder: Path, part: str, num_classes: int, where: str, *, prefix: str = ""
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``part`` (``train``/``test``) images and labels of an IDX folder, checked against each other."""
+def _read_idx_part(folder: Path, part: str, num_classes: int, where: str, image_size: int, *, prefix: str = "") -> Part:
+    """The ``part`` (``train``/``test``) images and labels of an IDX folder, checked against each other.
+
+    ``(n, H, W, 1)`` images are read as ``(n, H, W)``: one layout for grayscale.
+    """
     paths = {}
     for what in ("images", "labels"):
         path = _idx_file(folder, f"{part}_{what}")
@@ -317,8 +369,13 @@ def _read_idx_part(
         paths[what] = path
     images, labels = (_read_idx_checked(paths[w], prefix + paths[w].name, where) for w in ("images", "labels"))
     img_name, lbl_name = prefix + paths["images"].name, prefix + paths["labels"].name
-    if images.ndim != 3 or images.shape[1:] != IMAGE_SIZE:
-        raise DataError(f"{where}: {img_name} holds images of shape {images.shape[1:]}; allowed: 28x28")
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)) or 0 in images.shape[1:]:
+        raise DataError(
+            f"{where}: {img_name} holds images of shape {images.shape[1:]}; allowed: (H, W) grayscale or "
+            "(H, W, 3) colour"
+        )
     if labels.ndim != 1:
         raise DataError(f"{where}: {lbl_name} has {labels.ndim} dimensions; a label file has 1")
     if len(images) != len(labels):
@@ -332,7 +389,7 @@ def _read_idx_part(
             f"{where}: {lbl_name} holds label {int(labels.max())} but there are {num_classes} classes; "
             f"allowed: 0..{num_classes - 1}"
         )
-    return images, labels
+    return resize_images(images, image_size), labels, img_name
 
 
 def _read_idx_checked(path: Path, name: str, where: str) -> np.ndarray:
@@ -355,8 +412,12 @@ def _visible(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def _read_tree(part_dir: Path, part: str, classes: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``part_dir/<class>/<file>``, in file-name order (see the module docstring)."""
+def _read_tree(part_dir: Path, part: str, classes: tuple[str, ...], where: str, image_size: int) -> Part:
+    """Images and labels of ``part_dir/<class>/<file>``, in file-name order (see the module docstring).
+
+    Every image must have the first one's shape (after ``image_size``): the
+    first that differs is refused with the first file's name beside its own.
+    """
     label_of = {name: i for i, name in enumerate(classes)}
     entries: list[tuple[tuple, int, str, Path]] = []
     for class_dir in _visible(part_dir):
@@ -371,23 +432,32 @@ def _read_tree(part_dir: Path, part: str, classes: tuple[str, ...], where: str) 
                 raise DataError(f"{where}: {rel}/{path.name}/ is a folder; a class folder holds only image files")
             entries.append((natural_key(path.name), label_of[class_dir.name], path.name, path))
     entries.sort(key=lambda e: e[:3])
-    images = np.empty((len(entries), *IMAGE_SIZE), dtype=np.uint8)
-    for i, (_, label, name, path) in enumerate(entries):
-        images[i] = _read_image(path, f"{part}/{classes[label]}/{name}", where)
-    return images, np.asarray([e[1] for e in entries], dtype=np.int64)
+    labels = np.asarray([e[1] for e in entries], dtype=np.int64)
+    if not entries:
+        return np.empty((0, 0, 0), dtype=np.uint8), labels, f"{part}/"
+    rels = [f"{part}/{classes[label]}/{name}" for _, label, name, _ in entries]
+    first = _read_image(entries[0][3], rels[0], where, image_size)
+    images = np.empty((len(entries), *first.shape), dtype=np.uint8)
+    images[0] = first
+    for i in range(1, len(entries)):
+        image = _read_image(entries[i][3], rels[i], where, image_size)
+        if image.shape != first.shape:
+            raise DataError(
+                f"{where}: {rels[0]} is {describe_image(first.shape)} but {rels[i]} is "
+                f"{describe_image(image.shape)}; {ONE_SHAPE}"
+            )
+        images[i] = image
+    return images, labels, rels[0]
 
 
-def _read_image(path: Path, rel: str, where: str) -> np.ndarray:
-    """One image as ``uint8`` 28x28 grayscale (Pillow ``"L"``, LANCZOS-resized when another size)."""
+def _read_image(path: Path, rel: str, where: str, image_size: int) -> np.ndarray:
+    """One image as ``uint8`` ``(H, W)`` or ``(H, W, 3)`` (:func:`flower_dl.data.image_array`)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
             img.load()
-            gray = img.convert("L")
-        if gray.size != IMAGE_SIZE:
-            gray = gray.resize(IMAGE_SIZE, getattr(Image.Resampling, RESIZE_FILTER))
-        return np.asarray(gray, dtype=np.uint8)
+            return image_array(img, image_size)
     except UnidentifiedImageError as err:
         raise DataError(f"{where}: {rel} is not a readable image (cannot identify image file)") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:

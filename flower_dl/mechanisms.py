@@ -32,6 +32,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from flower_dl import registry
+
 __all__ = [
     "MECHANISMS",
     "add_noise",
@@ -45,7 +47,7 @@ __all__ = [
     "nn_distance",
 ]
 
-MECHANISMS = ("raw", "noise", "mixup")
+MECHANISMS: tuple[str, ...] = registry.MECHANISMS.names()
 """The values of ``exchange-mechanism``."""
 
 # Fresh id layout: -(1 + node * 2**NODE_SHIFT + round * 2**ROUND_SHIFT + k), all in int64.

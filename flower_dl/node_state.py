@@ -32,7 +32,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 
 from flower_dl import crypto, exchange, identity, protocol
 from flower_dl.config import RunConfig
-from flower_dl.data import ImageData, load_dataset, partition_indices
+from flower_dl.data import ImageData, input_shape, load_dataset, normalisation, partition_indices
 from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
 from flower_dl.mechanisms import check_mixup_size
 from flower_dl.membership import attack_samples, attack_supply
@@ -105,6 +105,18 @@ def seed_of(*parts: int) -> int:
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """What the model and the tensors need to know of a node's data: its shape, class count, normalisation."""
+
+    input_shape: tuple[int, int, int]
+    """``(channels, height, width)``."""
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    """Per channel, applied by :func:`flower_dl.data.to_tensor`."""
+
+
+@dataclass(frozen=True)
 class TrainSet:
     """A node's training set after the exchange: own samples first, then the new received ones."""
 
@@ -136,8 +148,8 @@ class Node:
         """What the node's data depends on (a cache key)."""
         cfg = self.cfg
         if self.owns_its_data:
-            return ("folder", self.folder_path(), cfg.test_dir, self.partition_id)
-        return ("dataset", cfg.dataset, cfg.data_dir)
+            return ("folder", self.folder_path(), cfg.test_dir, cfg.image_size, self.partition_id)
+        return ("dataset", cfg.dataset, cfg.data_dir, cfg.image_size, cfg.image_column, cfg.label_column)
 
     def folder_path(self) -> str:
         """The node's own folder: its node config's ``data-dir``, else the run config's template filled in."""
@@ -148,13 +160,33 @@ class Node:
         """The node's own folder, read and checked once per process (``dataset = "folder"``)."""
         return CACHE.get(
             self.data_key(),
-            lambda: load_node_folder(self.folder_path(), node=self.partition_id, test_dir=self.cfg.test_dir),
+            lambda: load_node_folder(
+                self.folder_path(), node=self.partition_id, test_dir=self.cfg.test_dir, image_size=self.cfg.image_size
+            ),
         )
 
     def dataset(self) -> ImageData:
         """The whole shared dataset, of which the node's partition is a part (not for ``folder``)."""
         cfg = self.cfg
-        return CACHE.get(self.data_key(), lambda: load_dataset(cfg.dataset, cfg.data_dir))
+        return CACHE.get(
+            self.data_key(),
+            lambda: load_dataset(cfg.dataset, cfg.data_dir, image_size=cfg.image_size,
+                                 image_column=cfg.image_column, label_column=cfg.label_column),
+        )  # fmt: skip
+
+    def spec(self) -> DataSpec:
+        """The shape, class count and normalisation of this node's data (a folder's, or the dataset's)."""
+
+        def build() -> DataSpec:
+            if self.owns_its_data:
+                folder = self.folder()
+                shape = input_shape(folder.train_images)
+                mean, std = normalisation("folder", shape[0])
+                return DataSpec(shape, folder.num_classes, mean, std)
+            data = self.dataset()
+            return DataSpec(input_shape(data.train_images), data.num_classes, data.mean, data.std)
+
+        return CACHE.get(("spec", *self.data_key()), build)
 
     def own_ids(self) -> np.ndarray:
         """Ids of the node's original samples (sorted; unique across nodes, see :func:`folders.exchange_ids`)."""
@@ -162,15 +194,15 @@ class Node:
         if self.owns_its_data:
             return exchange_ids(self.folder(), self.partition_id)
         key = (
-            "partition", cfg.dataset, cfg.data_dir, cfg.partitioner, cfg.num_nodes,
+            "partition", *self.data_key(), cfg.partitioner, cfg.num_nodes,
             cfg.digits_per_node, cfg.dirichlet_alpha, cfg.seed,
         )  # fmt: skip
 
         def split() -> list[np.ndarray]:
-            labels = self.dataset().train_labels
+            data = self.dataset()
             return partition_indices(
-                labels, cfg.partitioner, cfg.num_nodes,
-                digits_per_node=cfg.digits_per_node, alpha=cfg.dirichlet_alpha, seed=cfg.seed,
+                data.train_labels, cfg.partitioner, cfg.num_nodes, digits_per_node=cfg.digits_per_node,
+                alpha=cfg.dirichlet_alpha, seed=cfg.seed, num_classes=data.num_classes,
             )  # fmt: skip
 
         parts = CACHE.get(key, split)
@@ -198,11 +230,18 @@ class Node:
         """Refuse a run config this node's data cannot serve, naming the key, the node and what it holds.
 
         Called when the node is identified, so that the run stops before any
-        training: ``mixup-size`` above its smallest class, ``mia-samples``
-        above what it can supply.
+        training: a ``model`` that cannot be built for its data (a factory
+        that raises, returns no module, or gives the wrong number of outputs),
+        ``mixup-size`` above its smallest class, ``mia-samples`` above what it
+        can supply.
         """
+        from flower_dl.models import check_model  # imports torch (a node trains with it anyway)
+
         cfg = self.cfg
         _, _, labels = self.own_samples()
+        spec = self.spec()
+        CACHE.get(("model-check", cfg.model, spec.input_shape, spec.num_classes),
+                  lambda: check_model(cfg.model, spec.input_shape, spec.num_classes))  # fmt: skip
         if cfg.exchange_mechanism == "mixup":
             check_mixup_size(cfg.mixup_size, self.partition_id, labels)
         if self.mia_samples:
@@ -265,7 +304,9 @@ class Node:
         def build() -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
             positions, nonmembers = self.attack_samples()
             _, images, labels = self.own_samples(positions)
-            return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev), nonmembers
+            spec = self.spec()
+            x = to_tensor(images, spec.mean, spec.std).to(dev)
+            return x, torch.from_numpy(labels.astype(np.int64)).to(dev), nonmembers
 
         return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.mia_samples, str(dev)), build)
 
@@ -279,8 +320,12 @@ class Node:
         """
         from flower_dl.models import build_model, load_model
 
-        module = CACHE.get(("model", self.cfg.model, str(dev)), lambda: build_model(self.cfg.model).to(dev))
-        return load_model(self.cfg.model, arrays, dev, into=module)
+        name, spec = self.cfg.model, self.spec()
+        module = CACHE.get(
+            ("model", name, spec.input_shape, spec.num_classes, str(dev)),
+            lambda: build_model(name, spec.input_shape, spec.num_classes).to(dev),
+        )
+        return load_model(name, arrays, dev, into=module)
 
     # --------------------------------------------------------- stored state
     def _key(self, name: str) -> str:
@@ -393,13 +438,17 @@ class Node:
 
         dev = device()
 
+        spec = self.spec()
+
         def train() -> tuple[torch.Tensor, torch.Tensor]:
             ts = self.train_set()
-            return to_tensor(ts.images).to(dev), torch.from_numpy(ts.labels.astype(np.int64)).to(dev)
+            x = to_tensor(ts.images, spec.mean, spec.std).to(dev)
+            return x, torch.from_numpy(ts.labels.astype(np.int64)).to(dev)
 
         def test() -> tuple[torch.Tensor, torch.Tensor]:
             images, labels = self.test_set()
-            return to_tensor(images).to(dev), torch.from_numpy(labels.astype(np.int64)).to(dev)
+            x = to_tensor(images, spec.mean, spec.std).to(dev)
+            return x, torch.from_numpy(labels.astype(np.int64)).to(dev)
 
         train_x, train_y = CACHE.get(("tensors", *self._train_key()[1:], str(dev)), train)
         test_x, test_y = CACHE.get(("test-tensors", *self.data_key(), str(dev)), test)

@@ -2,7 +2,8 @@
 
 The original study measures leakage on *pixel-intensity distributions*: the
 pixel-wise sum of a set of images divided by its total intensity, a 28x28
-probability map. A node's leakage is
+probability map (for colour images one cell per pixel and channel, see
+:func:`intensity_distribution`). A node's leakage is
 
     leak_i = share_ratio * sum_{j in N(i)} KL(p_sent_i || q_exchanged_j)
 
@@ -32,26 +33,35 @@ SMOOTHING = 1e-5
 
 
 def intensity_distribution(images: np.ndarray) -> np.ndarray:
-    """Normalised pixel-intensity distribution of a set of images.
+    """Normalised pixel-intensity distribution of a set of images: one probability per pixel and channel.
+
+    The study's map, for grayscale images, is the pixel-wise sum of the
+    images divided by their total intensity. For colour images each channel
+    of each pixel is a cell of the same map (shape ``(H, W, C)``): the sum of
+    that channel at that pixel over the images, divided by the total of every
+    channel at every pixel. A grayscale image is the one-channel case, so its
+    values are exactly the study's; and a colour share whose hues differ from
+    the receiver's data moves mass between channels, which a map summed over
+    channels would not see.
 
     Parameters
     ----------
     images : numpy.ndarray
-        Raw (non-negative, un-normalised) images, shape ``(n, H, W)`` or
-        ``(n, 1, H, W)``.
+        Raw (non-negative, un-normalised) images: grayscale ``(n, H, W)`` (or
+        ``(n, 1, H, W)``), colour ``(n, H, W, C)`` channels-last.
 
     Returns
     -------
     numpy.ndarray
-        Float64 array of shape ``(H, W)`` summing to 1, or all zeros when there
-        are no images (or they are all black): the study's "no transmitted
-        data" case.
+        Float64 array of shape ``(H, W)`` (grayscale) or ``(H, W, C)`` summing
+        to 1, or all zeros when there are no images (or they are all black):
+        the study's "no transmitted data" case.
     """
     arr = np.asarray(images)
-    if arr.ndim == 4:
+    if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    if arr.ndim != 3:
-        raise ValueError(f"images must have shape (n, H, W); got {arr.shape}")
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"images must have shape (n, H, W) or (n, H, W, C); got {arr.shape}")
     total_map = arr.sum(axis=0, dtype=np.float64)
     total = total_map.sum()
     if total <= 0:

@@ -111,7 +111,14 @@ def bin_path(name: str) -> str:
 
 
 def flwr_env(workdir: Path, port: int) -> dict[str, str]:
-    """Environment for ``flwr`` and Flower's processes: a private FLWR_HOME naming one connection."""
+    """Environment for ``flwr`` and Flower's processes: a private FLWR_HOME naming one connection.
+
+    ``PYTHONPATH`` is passed on with every entry made absolute: Flower runs
+    the ServerApp and the ClientApps from its own copy of the app (another
+    working directory) and appends this ``PYTHONPATH`` to the simulation
+    workers' own, so a user's model or strategy module named by an import
+    path (``model = "my_nets:build"``) imports there as it does here.
+    """
     flwr_home = workdir / "flwr-home"
     flwr_home.mkdir(parents=True, exist_ok=True)
     (flwr_home / "config.toml").write_text(
@@ -129,7 +136,14 @@ def flwr_env(workdir: Path, port: int) -> dict[str, str]:
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         }
     )
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = absolute_path_list(env["PYTHONPATH"])
     return env
+
+
+def absolute_path_list(value: str) -> str:
+    """A ``PYTHONPATH``-style list with every entry absolute (relative ones against the working directory)."""
+    return os.pathsep.join(str(Path(p).resolve()) for p in value.split(os.pathsep) if p)
 
 
 def popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen:

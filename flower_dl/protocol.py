@@ -143,6 +143,10 @@ class NodeInfo:
     """A hash of the arrays the node's data come from (:func:`flower_dl.provenance.array_digest`)."""
     mia_samples: int = 0
     """The membership attack's members per evaluation: ``mia-samples``, capped to what the node can supply."""
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    """``(channels, height, width)`` of the node's images, as its model sees them."""
+    num_classes: int = 10
+    """The class count of the node's data (the model's outputs)."""
 
 
 def identify_request(node_id: int, run_config: ConfigRecord) -> Message:
@@ -157,6 +161,8 @@ def identify_reply(msg: Message, info: NodeInfo) -> Message:
             "public-key": info.public_key,
             "data-digest": info.data_digest,
             "mia-samples": int(info.mia_samples),
+            "input-shape": [int(d) for d in info.input_shape],
+            "num-classes": int(info.num_classes),
         }
     )
     return Message(RecordDict({INFO: record}), reply_to=msg)
@@ -167,6 +173,7 @@ def parse_identify(reply: Message) -> NodeInfo:
     return NodeInfo(
         int(info["partition-id"]), int(info["num-train-examples"]), bytes(info["public-key"]),
         str(info.get("data-digest", "")), int(info.get("mia-samples", 0)),
+        tuple(int(d) for d in info.get("input-shape", [1, 28, 28])), int(info.get("num-classes", 10)),  # type: ignore[union-attr]
     )  # fmt: skip
 
 

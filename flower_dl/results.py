@@ -159,7 +159,8 @@ def intensity_figure(
     (labelled with its classes and its leakage), one column per distribution.
     Each map is a distribution over pixels (it sums to 1), so all panels share
     one colour scale, shown by the colour bar: a brighter pixel holds more of
-    the node's total intensity.
+    the node's total intensity. A colour map (one cell per pixel and
+    channel) is drawn summed over its channels: each pixel's share.
     """
     import matplotlib
 
@@ -168,6 +169,7 @@ def intensity_figure(
 
     kinds = ("original", "exchanged", "transmitted")
     nodes = sorted(maps)
+    maps = {n: {k: _per_pixel(maps[n][k]) for k in kinds} for n in nodes}
     vmax = max((float(np.max(maps[n][k])) for n in nodes for k in kinds), default=1.0) or 1.0
     fig, axes = plt.subplots(len(nodes), 3, figsize=(6.8, 2 * len(nodes) + 0.4), squeeze=False)
     image = None
@@ -195,6 +197,12 @@ def intensity_figure(
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _per_pixel(intensity: np.ndarray) -> np.ndarray:
+    """A pixel-intensity map as drawn: a colour one ``(H, W, C)`` summed over its channels."""
+    arr = np.asarray(intensity)
+    return arr.sum(axis=-1) if arr.ndim == 3 else arr
 
 
 def _node_label(node: int, leakage: Mapping[int, float] | None, classes: Mapping[int, Sequence[int]] | None) -> str:

@@ -88,7 +88,7 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     recorder.start(first - 1)
     try:
         rounds.run_rounds(
-            strategy, grid, arrays if arrays is not None else initial_model(cfg, exchanged.initial),
+            strategy, grid, arrays if arrays is not None else initial_model(cfg, exchanged.initial, nodes),
             num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout, first_round=first,
             on_round=recorder.round_done, progress=recorder.progress,
         )  # fmt: skip
@@ -152,6 +152,10 @@ class Nodes:
     """partition-id -> the digest of the node's data (provenance)."""
     mia_samples: dict[int, int] = field(default_factory=dict)
     """partition-id -> the membership attack's members per evaluation on that node (``mia-samples``, capped)."""
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    """``(channels, height, width)`` of every node's images (they must agree: one model for all)."""
+    num_classes: int = 10
+    """The class count of every node's data."""
 
 
 def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
@@ -195,9 +199,27 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
     if capped:
         log(WARNING, "mia-samples = %d is more than %d node(s) can supply: capped to %s (recorded in config.json)",
             cfg.mia_samples, len(capped), ", ".join(f"{n} on node {pid}" for pid, n in capped.items()))  # fmt: skip
+    input_shape, num_classes = _one_data_shape(info)
     return Nodes(
-        node_ids, {pid: i.public_key for pid, i in info.items()}, {pid: i.data_digest for pid, i in info.items()}, mia
-    )
+        node_ids, {pid: i.public_key for pid, i in info.items()}, {pid: i.data_digest for pid, i in info.items()}, mia,
+        input_shape, num_classes,
+    )  # fmt: skip
+
+
+def _one_data_shape(info: dict[int, protocol.NodeInfo]) -> tuple[tuple[int, int, int], int]:
+    """The input shape and class count every node reported; nodes that disagree cannot share one model."""
+    shapes = {pid: (i.input_shape, i.num_classes) for pid, i in sorted(info.items())}
+    first = next(iter(shapes.values()))
+    differ = {pid: s for pid, s in shapes.items() if s != first}
+    if differ:
+        pid0 = next(iter(shapes))
+        pid, (shape, classes) = next(iter(differ.items()))
+        raise RuntimeError(
+            f"the nodes' data differ in shape: node {pid0} holds {'x'.join(map(str, first[0]))} images of "
+            f"{first[1]} classes, node {pid} {'x'.join(map(str, shape))} images of {classes} classes; every node "
+            "must hold images of one size, channel count and class count (image-size resizes them)"
+        )
+    return first
 
 
 def _first_failures(failed: dict[int, str], shown: int = 3) -> str:
@@ -252,7 +274,7 @@ def run_exchange(grid: Grid, cfg: RunConfig, topology: Topology, nodes: Nodes) -
     return Exchanged({pid: s for pid, (s, _) in parsed.items()}, sizes, failed, initial)
 
 
-def initial_model(cfg: RunConfig, from_node: ArrayRecord | None) -> ArrayRecord:
+def initial_model(cfg: RunConfig, from_node: ArrayRecord | None, nodes: Nodes | None = None) -> ArrayRecord:
     """The initial model: ``build_model(cfg.model, seed=cfg.seed)``'s weights.
 
     A node builds it (the first that took part in the exchange phase, asked
@@ -267,7 +289,9 @@ def initial_model(cfg: RunConfig, from_node: ArrayRecord | None) -> ArrayRecord:
         return from_node
     from flower_dl.models import initial_arrays  # imports torch
 
-    return initial_arrays(cfg.model, cfg.seed)
+    if nodes is None:
+        return initial_arrays(cfg.model, cfg.seed)
+    return initial_arrays(cfg.model, cfg.seed, input_shape=nodes.input_shape, num_classes=nodes.num_classes)
 
 
 # ------------------------------------------------------------------ results

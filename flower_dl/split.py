@@ -2,7 +2,10 @@
 
 The reading side, the layouts and the ids are in :mod:`flower_dl.folders`; every
 folder written here reads back there exactly (arrays, labels and order), which
-``tests/test_folders.py`` checks for both layouts.
+``tests/test_folders.py`` checks for both layouts, and ``tests/test_colour_data.py``
+for colour. Grayscale ``(n, H, W)`` images are written as 8-bit grayscale PNGs
+or 3-D IDX arrays, colour ``(n, H, W, 3)`` ones as RGB PNGs or 4-D IDX arrays,
+at their own size; IDX labels are bytes, so that layout holds at most 256 classes.
 """
 
 from __future__ import annotations
@@ -18,12 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from flower_dl.data import IDX_FILES, NUM_CLASSES, DataError, ImageData, partition_indices
+from flower_dl.data import IDX_FILES, DataError, ImageData, describe_image, partition_indices
 from flower_dl.files import atomic_write_text, default_mode
 from flower_dl.folders import (
     CLASSES_FILE,
     DIGIT_CLASSES,
-    IMAGE_SIZE,
     LAYOUTS,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
@@ -61,13 +63,15 @@ def write_node_folder(
     out_dir : str or os.PathLike
         The node folder; must not exist or be empty.
     train_images, test_images : numpy.ndarray
-        ``uint8`` ``(n, 28, 28)``; no test arrays: a folder whose node is given a ``test-dir``.
+        ``uint8`` ``(n, H, W)`` or ``(n, H, W, 3)``, one shape for both; no test
+        arrays: a folder whose node is given a ``test-dir``.
     train_labels, test_labels : numpy.ndarray
         Integer labels, indices into ``classes``.
     layout : str
         ``"idx"`` or ``"png"``.
     classes : sequence of str, optional
-        Class names, written as ``classes.txt`` (none: the digits 0-9, no file).
+        Class names, written as ``classes.txt`` (none: the digits 0-9, no file);
+        any number of them (``idx``: at most 256).
     source_ids : numpy.ndarray, optional
         The training samples' source ids, written as ``source-ids.txt``.
 
@@ -80,9 +84,10 @@ def write_node_folder(
     train_labels = _check_arrays("train", train_images, train_labels, len(names))
     has_test = test_images is not None or test_labels is not None
     if has_test:
-        test_labels = _check_arrays("test", test_images, test_labels, len(names))
+        test_labels = _check_arrays("test", test_images, test_labels, len(names), like=train_images)
     if layout not in LAYOUTS:
         raise DataError(f"write_node_folder: layout {layout!r} is not known; allowed: {', '.join(LAYOUTS)}")
+    _check_layout_classes(layout, names, "write_node_folder")
     if source_ids is not None:
         source_ids = np.asarray(source_ids, dtype=np.int64)
         if source_ids.shape != train_labels.shape:
@@ -110,27 +115,58 @@ def write_node_folder(
     return out
 
 
+def _bad_names(names: tuple[str, ...]) -> bool:
+    """Whether ``names`` cannot be a ``classes.txt``: none, repeated, or one that is no folder name."""
+    bad = [c for c in names if not c or c != c.strip() or "/" in c or "\n" in c or c.startswith(".")]
+    return not names or len(set(names)) != len(names) or bool(bad)
+
+
 def _check_classes_arg(classes: Sequence[str] | None) -> tuple[str, ...]:
     if classes is None:
         return DIGIT_CLASSES
     names = tuple(str(c) for c in classes)
-    bad = [c for c in names if not c or c != c.strip() or "/" in c or "\n" in c or c.startswith(".")]
-    if not names or len(names) > NUM_CLASSES or len(set(names)) != len(names) or bad:
+    if _bad_names(names):
         raise DataError(
-            f"classes: {list(names)!r} is not allowed; allowed: 1..{NUM_CLASSES} unique names, each a "
+            f"classes: {list(names)!r} is not allowed; allowed: one or more unique names, each a "
             "valid folder name (no '/', no leading '.', no surrounding spaces)"
         )
     return names
 
 
-def _check_arrays(part: str, images: np.ndarray | None, labels: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """Check ``part``'s arrays for writing; return the labels as ``int64``."""
+IDX_MAX_CLASSES = 256
+"""IDX label files hold one unsigned byte a label."""
+
+
+def _check_layout_classes(layout: str, names: tuple[str, ...], who: str) -> None:
+    if layout == "idx" and len(names) > IDX_MAX_CLASSES:
+        raise DataError(
+            f"{who}: {len(names)} classes do not fit the idx layout (labels are bytes); allowed: at most "
+            f"{IDX_MAX_CLASSES}, or layout png"
+        )
+
+
+def _check_arrays(
+    part: str,
+    images: np.ndarray | None,
+    labels: np.ndarray | None,
+    num_classes: int,
+    *,
+    like: np.ndarray | None = None,
+) -> np.ndarray:
+    """Check ``part``'s arrays for writing (of ``like``'s image shape, when given); return the labels as ``int64``."""
     if images is None or labels is None:
         raise DataError(f"write_node_folder: {part} images and labels must be given together")
     images, labels = np.asarray(images), np.asarray(labels)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SIZE:
+    colour = images.ndim == 4 and images.shape[3] == 3
+    if images.dtype != np.uint8 or not (images.ndim == 3 or colour) or 0 in images.shape[1:]:
         raise DataError(
-            f"write_node_folder: {part} images are {images.dtype} {images.shape}; allowed: uint8 (n, 28, 28)"
+            f"write_node_folder: {part} images are {images.dtype} {images.shape}; allowed: uint8 (n, H, W) "
+            "or (n, H, W, 3)"
+        )
+    if like is not None and images.shape[1:] != np.shape(like)[1:]:
+        raise DataError(
+            f"write_node_folder: {part} images are {describe_image(images.shape[1:])} but the training images "
+            f"are {describe_image(np.shape(like)[1:])}; a node's images must have one size and mode"
         )
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(
@@ -179,7 +215,7 @@ def _write_idx(folder: Path, part: str, images: np.ndarray, labels: np.ndarray) 
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """One ``uint8`` 28x28 image as a grayscale PNG."""
+    """One ``uint8`` image as a PNG: ``(H, W)`` 8-bit grayscale (``L``), ``(H, W, 3)`` ``RGB``."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -239,7 +275,10 @@ def split(
         of the classes present in its training partition (a node then measures
         only the classes it knows).
     classes : sequence of str, optional
-        Class names (written as ``classes.txt``); none: the digits 0-9.
+        Class names (written as ``classes.txt``); none: the dataset's own
+        (:attr:`ImageData.classes`) when they are valid folder names, else
+        ``0``..``C-1`` (``C = data.num_classes``); ``classes.txt`` is written
+        unless the names are the digits 0-9 (the reader's default).
 
     Returns
     -------
@@ -251,10 +290,13 @@ def split(
     if test not in TEST_SETS:
         raise DataError(f"split: test {test!r} is not known; allowed: {', '.join(TEST_SETS)}")
     out = _check_empty(out_dir, "split")
-    names = _check_classes_arg(classes)
+    names = _check_classes_arg(classes) if classes is not None else default_class_names(data)
+    _check_layout_classes(layout, names, "split")
+    named = names != DIGIT_CLASSES
     parts = partition_indices(
-        data.train_labels, partitioner, num_nodes, digits_per_node=digits_per_node, alpha=alpha, seed=seed
-    )
+        data.train_labels, partitioner, num_nodes, digits_per_node=digits_per_node, alpha=alpha, seed=seed,
+        num_classes=data.num_classes,
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     nodes = []
     for pid, ids in enumerate(parts):
@@ -273,7 +315,7 @@ def split(
             entry["test-per-class"] = _per_class(test_labels, len(names))
         write_node_folder(
             out / entry["folder"], data.train_images[ids], labels, test_images, test_labels,
-            layout=layout, classes=classes, source_ids=ids,
+            layout=layout, classes=names if named else None, source_ids=ids,
         )  # fmt: skip
         nodes.append(entry)
     manifest: dict[str, Any] = {
@@ -294,11 +336,23 @@ def split(
         "nodes": nodes,
     }
     if test == "shared":
-        _write_shared_test(out, data, layout, names, classes is not None)
+        _write_shared_test(out, data, layout, names, named)
         manifest["test-samples"] = len(data.test_labels)
         manifest["test-per-class"] = _per_class(data.test_labels, len(names))
     atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")  # last: marks the split complete
     return manifest
+
+
+def default_class_names(data: ImageData) -> tuple[str, ...]:
+    """The names ``split`` gives the classes: the dataset's own if they can be folder names, else ``0``..``C-1``.
+
+    CIFAR's names (``airplane``, ...) name the class folders of a png split;
+    names that cannot (Fashion-MNIST's ``T-shirt/top``) give way to numbers,
+    as the labels are.
+    """
+    if len(data.classes) == data.num_classes and not _bad_names(tuple(data.classes)):
+        return tuple(data.classes)
+    return tuple(str(c) for c in range(data.num_classes))
 
 
 def _per_class(labels: np.ndarray, num_classes: int) -> list[int]:
@@ -307,7 +361,7 @@ def _per_class(labels: np.ndarray, num_classes: int) -> list[int]:
 
 def _write_shared_test(out: Path, data: ImageData, layout: str, names: tuple[str, ...], named: bool) -> None:
     """The whole test set as ``out/test/`` (``t10k`` files or ``<class>/`` folders); ``classes.txt`` beside it."""
-    labels = _check_arrays("test", data.test_images, data.test_labels, len(names))
+    labels = _check_arrays("test", data.test_images, data.test_labels, len(names), like=data.train_images)
     if named:
         atomic_write_text(out / CLASSES_FILE, "".join(f"{c}\n" for c in names))
     if layout == "idx":

@@ -135,14 +135,24 @@ def num_steps(num_examples: int, epochs: int, batch_size: int) -> int:
 def _shifts(
     model: nn.Module, correction: Mapping[str, torch.Tensor] | None, lr: float
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(parameter, lr * c)`` pairs of a correction (in the parameter's layout); empty without one."""
+    """``(parameter, lr * c)`` pairs of a correction (in the parameter's layout); empty without one.
+
+    The server tracks every floating array of the state dict, float buffers
+    (BatchNorm's running statistics) included, since it cannot tell them from
+    parameters; SGD does not move a buffer, so a buffer's entry is skipped.
+    """
     if correction is None:
         return []
     params = dict(model.named_parameters())
-    unknown = sorted(set(correction) - set(params))
+    buffers = {name for name, _ in model.named_buffers()}
+    unknown = sorted(set(correction) - set(params) - buffers)
     if unknown:
         raise ValueError(f"correction: {unknown[0]!r} is not a parameter of the model; allowed: {sorted(params)}")
-    return [(params[name], lr * c.to(params[name].dtype).reshape(params[name].shape)) for name, c in correction.items()]
+    return [
+        (params[name], lr * c.to(params[name].dtype).reshape(params[name].shape))
+        for name, c in correction.items()
+        if name in params
+    ]
 
 
 @torch.no_grad()

@@ -201,3 +201,26 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
     assert data_module.cache_dir() == tmp_path / "flower-dl"
     monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "mine"))
     assert data_module.cache_dir() == tmp_path / "mine"
+
+
+def test_a_cache_file_without_the_new_fields_is_decoded_again(tmp_path, monkeypatch) -> None:
+    """A file of the first format (the four arrays only) must not break a load: it is decoded again and rewritten."""
+    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    tr = _gz_idx_dir(tmp_path / "d")
+    load_idx_dir(tmp_path / "d")
+    (cached,) = (tmp_path / "cache" / "decoded").glob("*.npz")
+    with np.load(cached) as stored:
+        arrays = {name: stored[name] for name in ("train_images", "train_labels", "test_images", "test_labels")}
+    with open(cached, "wb") as fh:
+        np.savez(fh, **arrays)
+    again = load_idx_dir(tmp_path / "d")
+    assert np.array_equal(again.train_images, tr) and again.num_classes == 10 and again.mean == (data_module.MEAN,)
+    with np.load(cached) as stored:
+        assert {"num_classes", "mean", "std", "classes"} <= set(stored.files)
+
+
+def test_load_dataset_states_classes_and_normalisation(mnist5k) -> None:
+    assert mnist5k.num_classes == 10 and mnist5k.classes == tuple("0123456789")
+    assert mnist5k.mean == (0.1307,) and mnist5k.std == (0.3081,)
+    with pytest.raises(DataError, match="dataset: 'folder' is not a known dataset"):
+        load_dataset("folder")

@@ -102,7 +102,8 @@ def test_classes_txt_names_are_labels_by_line_index(tmp_path):
     assert_same(got, arrays)
 
 
-def test_non_28x28_rgb_images_become_28x28_grayscale(tmp_path):
+def test_images_keep_their_size_and_a_test_dir_of_another_mode_is_refused(tmp_path):
+    """Once resized to 28x28 grayscale, now kept as they are; the shared test set must then be alike."""
     from PIL import Image
 
     path = tmp_path / "n" / "train" / "5" / "big.png"
@@ -110,9 +111,18 @@ def test_non_28x28_rgb_images_become_28x28_grayscale(tmp_path):
     Image.new("RGB", (56, 40), (255, 255, 255)).save(path)
     (tmp_path / "t" / "test" / "5").mkdir(parents=True)
     Image.new("L", (28, 28), 0).save(tmp_path / "t" / "test" / "5" / "x.png")
+    with pytest.raises(
+        DataError,
+        match=err(
+            "node 0: data-dir", "train/5/big.png is RGB 56 wide x 40 high but test-dir",
+            "test/5/x.png is grayscale 28 wide x 28 high", "must have one size",
+        ),
+    ):  # fmt: skip
+        load_node_folder(tmp_path / "n", node=0, test_dir=str(tmp_path / "t"))
+    Image.new("RGB", (56, 40), (0, 0, 0)).save(tmp_path / "t" / "test" / "5" / "x.png")
     got = load_node_folder(tmp_path / "n", node=0, test_dir=str(tmp_path / "t"))
-    assert got.train_images.shape == (1, 28, 28) and (got.train_images == 255).all()
-    assert got.test_labels.tolist() == [5]
+    assert got.train_images.shape == (1, 40, 56, 3) and (got.train_images == 255).all()
+    assert got.test_images.shape == (1, 40, 56, 3) and got.test_labels.tolist() == [5]
 
 
 def test_test_dir_replaces_the_nodes_own_test_set(tmp_path):
@@ -322,9 +332,23 @@ def test_idx_missing_truncated_and_wrong_shape(idx_node):
     with pytest.raises(DataError, match=err(where(idx_node), "train-labels-idx1-ubyte is not an IDX file")):
         load_node_folder(idx_node, node=3)
     (idx_node / IDX_FILES["train_labels"]).write_bytes(idx_bytes(np.zeros(2, dtype=np.uint8)))
-    (idx_node / IDX_FILES["train_images"]).write_bytes(idx_bytes(np.zeros((2, 32, 32), dtype=np.uint8)))
-    with pytest.raises(DataError, match=err(where(idx_node), "train-images-idx3-ubyte holds images of shape (32, 32)")):
+    (idx_node / IDX_FILES["train_images"]).write_bytes(idx_bytes(np.zeros((2, 32, 32, 2), dtype=np.uint8)))
+    with pytest.raises(
+        DataError,
+        match=err(where(idx_node), "train-images-idx3-ubyte holds images of shape (32, 32, 2); allowed: (H, W)"),
+    ):
         load_node_folder(idx_node, node=3)
+    # 32x32 is allowed now, but not beside 28x28 test images
+    (idx_node / IDX_FILES["train_images"]).write_bytes(idx_bytes(np.zeros((2, 32, 32), dtype=np.uint8)))
+    with pytest.raises(
+        DataError,
+        match=err(
+            where(idx_node), "train-images-idx3-ubyte is grayscale 32 wide x 32 high but t10k-images-idx3-ubyte is "
+            "grayscale 28 wide x 28 high",
+        ),
+    ):  # fmt: skip
+        load_node_folder(idx_node, node=3)
+    assert load_node_folder(idx_node, node=3, image_size=30).train_images.shape == (2, 30, 30)
 
 
 def test_bad_gzip_is_named(idx_node):
@@ -380,7 +404,6 @@ def test_no_test_data_and_bad_test_dir(tmp_path):
         ("", "classes.txt lists no classes"),
         ("a\n\nb\n", "classes.txt line 2 is blank"),
         ("a\nb\na\n", "classes.txt line 3 repeats the class 'a'"),
-        ("".join(f"c{i}\n" for i in range(11)), "classes.txt lists 11 classes; allowed: at most 10"),
         ("a/b\n", "classes.txt line 1: 'a/b' cannot be a folder name"),
     ],
 )
@@ -401,8 +424,14 @@ def test_bad_source_ids(idx_node):
 
 def test_write_refuses_bad_arrays(tmp_path):
     train_x, train_y, _, _ = synthetic()
-    with pytest.raises(DataError, match=err("train images are float64 (23, 28, 28); allowed: uint8 (n, 28, 28)")):
+    with pytest.raises(
+        DataError, match=err("train images are float64 (23, 28, 28); allowed: uint8 (n, H, W) or (n, H, W, 3)")
+    ):
         write_node_folder(tmp_path / "a", train_x.astype(float), train_y, layout="idx")
+    with pytest.raises(
+        DataError, match=err("test images are RGB 28 wide x 28 high but the training images are grayscale")
+    ):
+        write_node_folder(tmp_path / "a", train_x, train_y, np.stack([train_x] * 3, -1), train_y, layout="idx")
     with pytest.raises(DataError, match=err("train labels span 0..9; allowed: 0..1")):
         write_node_folder(tmp_path / "a", train_x, train_y, layout="idx", classes=["a", "b"])
     with pytest.raises(DataError, match=err("layout 'gif' is not known; allowed: idx, png")):

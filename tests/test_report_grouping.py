@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flower_dl import registry
 from flower_dl.columns import CONFIG_COLUMNS
-from flower_dl.config import DATASETS, MODEL_NAMES, OUTPUT_KEYS, PARTITIONERS, STRATEGY_NAMES, RunConfig
+from flower_dl.config import OUTPUT_KEYS, RunConfig
 from flower_dl.report import FIGURE_MAKERS, Tables, check_provenance, read_table, varying_keys, write_report
 from flower_dl.report.summary import summary_markdown
 from flower_dl.report.table import _prepare
@@ -23,10 +24,10 @@ from tests.test_report import markdown_tables, synthetic_rows, write_csv
 DEFAULTS: dict[str, Any] = RunConfig().to_run_config()
 TYPES: dict[str, str] = {f.name.replace("_", "-"): str(f.type) for f in fields(RunConfig)}
 CHOICES: dict[str, tuple[str, ...]] = {
-    "strategy": STRATEGY_NAMES,
-    "model": MODEL_NAMES,
-    "dataset": DATASETS,
-    "partitioner": PARTITIONERS,
+    "strategy": registry.STRATEGIES.names(),
+    "model": registry.MODELS.names(),
+    "dataset": registry.DATASETS.names(),
+    "partitioner": registry.PARTITIONERS.names(),
     "topology": ("edges", "ring"),
     "mixing": ("metropolis", "uniform"),
     "mixing-schedule": ("static", "epidemic"),

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flower_dl import registry
 from flower_dl.columns import CODE_COLUMNS, CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -103,11 +104,15 @@ SETTING_KEYS: tuple[str, ...] = tuple(
 """Every other run-config key: named in the ``setting`` label as ``"<key> <value>"`` when it varies
 (a key added to the run config lands here)."""
 
-DECENTRALIZED_STRATEGIES: tuple[str, ...] = ("decentralized", "gradient-tracking", "choco")
+DECENTRALIZED_STRATEGIES: tuple[str, ...] = registry.strategies_of_kind("decentralized")
 """Strategies that gossip, so that ``mixing-schedule`` and ``gossip-steps`` describe
-them (the table records those keys for every run, parameter-server ones too).
-The keys of ``flower_dl.strategies.DECENTRALIZED_KWARGS``, repeated here because
-importing that module needs Flower."""
+them (the table records those keys for every run, parameter-server ones too). A
+user's strategy (an import path) is decentralized too: it subclasses the base."""
+
+
+def _decentralized(strategy: pd.Series) -> pd.Series:
+    return strategy.isin(DECENTRALIZED_STRATEGIES) | strategy.astype(str).str.contains(":", regex=False)
+
 
 COMPRESSED_STRATEGIES: tuple[str, ...] = ("choco",)
 """Strategies that compress what they gossip, so that ``compression`` and
@@ -635,7 +640,7 @@ def _series_labels(df: pd.DataFrame) -> pd.Series:
         a run did not record is left out of its label.
     """
     strategy = df["strategy"].astype(str)
-    decentralized = strategy.isin(DECENTRALIZED_STRATEGIES)
+    decentralized = _decentralized(strategy)
     compression = _compression_tokens(_column(df, "compression"), _column(df, "compression-ratio"))
     settings = (
         (_column(df, "mixing-schedule"), decentralized),
@@ -1132,4 +1137,4 @@ def _fmt_bytes(v: Any) -> str:
 def _strategy_label(name: str) -> str:
     if name == _NA:
         return name
-    return f"{name} (DE)" if name in DECENTRALIZED_STRATEGIES else f"{name} (PS)"
+    return f"{name} (DE)" if name in DECENTRALIZED_STRATEGIES or registry.is_import_path(name) else f"{name} (PS)"

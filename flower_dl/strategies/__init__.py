@@ -20,10 +20,17 @@ Every strategy records per-node results in its ``history``
 (:class:`~flower_dl.strategies.history.NodeHistory`), which is all the
 ServerApp reads after the run.
 
-Adding a strategy: one module with one class, and one line in :data:`REGISTRY`
-(a decentralized one: one entry in :data:`DECENTRALIZED_KWARGS`)
-(and its name in ``config.STRATEGY_NAMES``, which the run config validates
-without importing Flower's strategies).
+A user's own rule needs no change here: ``strategy = "my_pkg.gossip:MyRule"``
+names a subclass of :class:`~flower_dl.strategies.base.DecentralizedStrategy`
+that overrides :meth:`~flower_dl.strategies.base.DecentralizedStrategy.update`
+(as D-PSGD, K-GT and Choco do); the ServerApp imports it
+(:func:`strategy_class`), so it must be importable there (installed, or on
+``PYTHONPATH``; see docs/bring-your-own.md).
+
+Adding a built-in strategy: one module with one class, its name in
+:data:`flower_dl.registry.STRATEGIES` (which the run config validates without
+importing Flower), and, if it takes run-config values beyond the base's, one
+entry in :data:`FLOWER_KWARGS` or :data:`DECENTRALIZED_KWARGS`.
 """
 
 from __future__ import annotations
@@ -34,12 +41,12 @@ from typing import Any
 import numpy as np
 from flwr.serverapp import strategy as fl
 
-from flower_dl.config import STRATEGY_NAMES, RunConfig
+from flower_dl import registry
+from flower_dl.config import ConfigError, RunConfig
 from flower_dl.strategies.base import DecentralizedStrategy, EvaluationPlan, GossipSchedule
-from flower_dl.strategies.choco import Choco
-from flower_dl.strategies.decentralized import Decentralized
-from flower_dl.strategies.gradient_tracking import GradientTracking
 from flower_dl.strategies.server import FLOWER_STRATEGIES, parameter_server
+
+__all__ = ["DecentralizedStrategy", "build_strategy", "builder", "strategy_class"]
 
 Builder = Callable[[RunConfig, np.ndarray, Mapping[int, int], Iterable[tuple[int, int]]], fl.Strategy]
 
@@ -65,25 +72,46 @@ def _flower(name: str) -> Builder:
     return make
 
 
-DECENTRALIZED_KWARGS: dict[str, tuple[type[DecentralizedStrategy], dict[str, Callable[[RunConfig], Any]]]] = {
-    "decentralized": (Decentralized, {}),
-    "gradient-tracking": (GradientTracking, {"lr": lambda cfg: cfg.lr}),
-    "choco": (
-        Choco,
-        {
-            "gamma": lambda cfg: cfg.choco_gamma,
-            "method": lambda cfg: cfg.compression,
-            "ratio": lambda cfg: cfg.compression_ratio,
-            "levels": lambda cfg: cfg.qsgd_levels,
-            "seed": lambda cfg: cfg.seed,
-        },
-    ),
+DECENTRALIZED_KWARGS: dict[str, dict[str, Callable[[RunConfig], Any]]] = {
+    "gradient-tracking": {"lr": lambda cfg: cfg.lr},
+    "choco": {
+        "gamma": lambda cfg: cfg.choco_gamma,
+        "method": lambda cfg: cfg.compression,
+        "ratio": lambda cfg: cfg.compression_ratio,
+        "levels": lambda cfg: cfg.qsgd_levels,
+        "seed": lambda cfg: cfg.seed,
+    },
 }
-"""flower-dl's decentralized algorithms and the run-config values each takes beyond the base's."""
+"""Run-config values a decentralized algorithm takes beyond the base's."""
 
 
-def _decentralized(name: str) -> Builder:
-    cls, extra = DECENTRALIZED_KWARGS[name]
+def strategy_class(value: str) -> type[DecentralizedStrategy]:
+    """The decentralized class a ``strategy`` value names: a built-in one, or a user's by import path.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``strategy``: an import path that does not import, names
+        nothing, or names something that is not a subclass of
+        :class:`~flower_dl.strategies.base.DecentralizedStrategy`.
+    """
+    try:
+        cls = registry.STRATEGIES.load(value)
+    except registry.RegistryError as err:
+        raise ConfigError(str(err)) from None
+    if not (isinstance(cls, type) and issubclass(cls, DecentralizedStrategy)):
+        what = f"the class {cls.__module__}.{cls.__qualname__}" if isinstance(cls, type) else f"a {type(cls).__name__}"
+        raise ConfigError(
+            f"strategy: {value!r} names {what}; allowed: a subclass of "
+            "flower_dl.strategies.base.DecentralizedStrategy that overrides update()"
+        )
+    if cls.update is DecentralizedStrategy.update:
+        raise ConfigError(f"strategy: {value!r} does not override update(), the one method a rule must write")
+    return cls
+
+
+def _decentralized(value: str) -> Builder:
+    cls, extra = strategy_class(value), DECENTRALIZED_KWARGS.get(value, {})
 
     def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int], edges=()) -> fl.Strategy:
         return cls(
@@ -106,13 +134,9 @@ def evaluation_plan(cfg: RunConfig) -> EvaluationPlan:
     return EvaluationPlan(cfg.num_server_rounds, cfg.evaluate_every, cfg.evaluate_in_train)
 
 
-REGISTRY: dict[str, Builder] = {
-    "decentralized": _decentralized("decentralized"),
-    **{name: _flower(name) for name in FLOWER_STRATEGIES},
-    "gradient-tracking": _decentralized("gradient-tracking"),
-    "choco": _decentralized("choco"),
-}
-assert tuple(REGISTRY) == STRATEGY_NAMES, "config.STRATEGY_NAMES and REGISTRY must agree"
+def builder(value: str) -> Builder:
+    """The builder of the strategy a ``strategy`` value names (a Flower one is the parameter-server baseline)."""
+    return _flower(value) if value in FLOWER_STRATEGIES else _decentralized(value)
 
 
 def build_strategy(
@@ -122,4 +146,4 @@ def build_strategy(
 
     ``edges`` are the topology's (``random-matching`` draws its pairs among them).
     """
-    return REGISTRY[cfg.strategy](cfg, mixing_matrix, node_ids, edges)
+    return builder(cfg.strategy)(cfg, mixing_matrix, node_ids, edges)

@@ -19,6 +19,18 @@ the stack, then mix with ``W``). What a node is sent is
 Which matrices a round mixes with is :meth:`DecentralizedStrategy.mixings`,
 from the run's :class:`GossipSchedule` (``mixing-schedule``, ``gossip-steps``);
 what each node would have sent is recorded as its ``gossip-bytes``.
+
+Models with buffers (BatchNorm's): the stack holds a model's whole state dict,
+split by dtype. Floating arrays, parameters and float buffers (running means
+and variances) alike, are the matrix every algorithm mixes, tracks (K-GT) and
+compresses (Choco): a running statistic is a per-node estimate, and averaging
+it as the weights are averaged keeps it matched to the averaged weights.
+Integer arrays (counters such as ``num_batches_tracked``) are never averaged
+or compressed: each node keeps its own, the value its last trained model
+reported (one whose reply did not arrive keeps its previous), and receives it
+with its model, in its own dtype; the average model (:meth:`ParameterStack.record` of
+``None``) carries each counter's maximum over the nodes. The counters count
+in a model's ``nbytes`` on the wire.
 """
 
 from __future__ import annotations
@@ -43,34 +55,75 @@ from flower_dl.strategies.mixing import consensus_distance
 from flower_dl.topology import schedules
 
 
+def is_mixed(dtype: np.dtype) -> bool:
+    """Whether arrays of ``dtype`` are mixed like parameters (floating) or kept per node (integer, bool)."""
+    return bool(np.issubdtype(dtype, np.floating))
+
+
 class ParameterStack:
-    """Per-node models as one ``(n, P)`` float32 matrix, and back to ArrayRecords."""
+    """Per-node models: their floating arrays as one ``(n, P)`` float32 matrix, their counters per node.
+
+    A model's state dict holds parameters and buffers. Its floating arrays
+    (parameters, and float buffers such as BatchNorm's running mean and
+    variance) are the rows of :attr:`matrix`, which the algorithms mix, track
+    and compress. Its other arrays (integer counters such as BatchNorm's
+    ``num_batches_tracked``) are not quantities to average: a mean of step
+    counts is no node's count, and a compressed or corrected one no count at
+    all. They are kept in :attr:`counters`, one value per node, in their own
+    dtype: a node's is what its last trained model reported
+    (:meth:`keep_counters`), and goes back to that node with its model.
+    """
 
     def __init__(self, template: ArrayRecord, num_nodes: int) -> None:
-        arrays = template.to_numpy_ndarrays()
-        self.keys = list(template.keys())
-        self.shapes = [a.shape for a in arrays]
-        self.dtypes = [a.dtype for a in arrays]
-        self.sizes = [int(a.size) for a in arrays]
-        flat = np.concatenate([a.astype(np.float32).ravel() for a in arrays])
-        self.matrix = np.tile(flat, (num_nodes, 1))
-        self.nbytes = sum(a.nbytes for a in arrays)
-        """Bytes of one model on the wire (its arrays in their own dtypes)."""
+        arrays = dict(zip(template.keys(), template.to_numpy_ndarrays()))
+        self.keys = list(arrays)
+        """Every key of the model, in the template's order (the order of the records built here)."""
+        self.float_keys = [k for k, a in arrays.items() if is_mixed(a.dtype)]
+        """The keys of :attr:`matrix`'s columns, in order."""
+        self.shapes = {k: a.shape for k, a in arrays.items()}
+        self.dtypes = {k: a.dtype for k, a in arrays.items()}
+        self.sizes = {k: int(arrays[k].size) for k in self.float_keys}
+        self.matrix = np.tile(self.flatten(template), (num_nodes, 1))
+        self.counters = {k: np.stack([a] * num_nodes) for k, a in arrays.items() if not is_mixed(a.dtype)}
+        """Non-floating key -> ``(n, *shape)`` array of each node's own value, in the array's dtype."""
+        self.nbytes = sum(a.nbytes for a in arrays.values())
+        """Bytes of one model on the wire (every array, counters included, in its own dtype)."""
 
     def flatten(self, record: ArrayRecord) -> np.ndarray:
-        """ArrayRecord -> flat float32 vector (same key order as the template)."""
-        return np.concatenate([record[k].numpy().astype(np.float32).ravel() for k in self.keys])
+        """ArrayRecord -> flat float32 vector of its floating arrays (the columns of :attr:`matrix`)."""
+        parts = [record[k].numpy().astype(np.float32).ravel() for k in self.float_keys]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def keep_counters(self, node: int, record: ArrayRecord) -> None:
+        """Take ``record``'s non-floating arrays as node ``node``'s own (its trained model's counters)."""
+        for key, values in self.counters.items():
+            values[node] = record[key].numpy()
 
     def record(self, node: int | None) -> ArrayRecord:
-        """Node ``node``'s model as an ArrayRecord (``None``: the average model)."""
-        return self.as_record(self.matrix.mean(axis=0) if node is None else self.matrix[node])
+        """Node ``node``'s model as an ArrayRecord, its own counters included.
+
+        ``None``: the average model (Flower's "global" one, which the
+        ServerApp reports but no node trains): the mean of the floating
+        arrays, and each counter's largest value over the nodes (for
+        ``num_batches_tracked``: the most batches any node's statistics saw).
+        """
+        if node is None:
+            row, counters = self.matrix.mean(axis=0), {k: v.max(axis=0) for k, v in self.counters.items()}
+        else:
+            row, counters = self.matrix[node], {k: v[node] for k, v in self.counters.items()}
+        floats = self.as_record(row)
+        return ArrayRecord({k: floats[k] if k in floats else Array(np.asarray(counters[k])) for k in self.keys})
 
     def as_record(self, row: np.ndarray) -> ArrayRecord:
-        """A flat vector (a model, or a per-parameter quantity such as a correction) as an ArrayRecord."""
+        """A flat vector over the floating arrays (a model's, or a quantity such as a correction) as an ArrayRecord.
+
+        Only the floating keys: a correction or a compressed difference has no counters.
+        """
         out = ArrayRecord()
         offset = 0
-        for key, shape, dtype, size in zip(self.keys, self.shapes, self.dtypes, self.sizes):
-            out[key] = Array(row[offset : offset + size].reshape(shape).astype(dtype, copy=False))
+        for key in self.float_keys:
+            size = self.sizes[key]
+            out[key] = Array(row[offset : offset + size].reshape(self.shapes[key]).astype(self.dtypes[key], copy=False))
             offset += size
         return out
 
@@ -271,11 +324,20 @@ class DecentralizedStrategy(PerNode, Strategy):
         return self.schedule.matrices(server_round, self.W)
 
     def write_trained(self, replies: dict[int, Message], into: np.ndarray) -> np.ndarray:
-        """Write each arrived reply's trained model into row ``pid`` of ``into``; return the arrived mask."""
+        """Write each arrived reply's trained model into row ``pid`` of ``into``; return the arrived mask.
+
+        ``into`` gets the floating arrays (a row of the stack's matrix, or of
+        a copy an algorithm works on); the model's counters become the node's
+        own in the stack at once (:meth:`ParameterStack.keep_counters`),
+        whatever the algorithm does with the floats. A node whose reply did
+        not arrive keeps its previous row and counters.
+        """
         assert self.stack is not None
         arrived = np.zeros(self.num_nodes, dtype=bool)
         for pid, reply in replies.items():
-            into[pid] = self.stack.flatten(protocol.reply_arrays(reply))
+            arrays = protocol.reply_arrays(reply)
+            into[pid] = self.stack.flatten(arrays)
+            self.stack.keep_counters(pid, arrays)
             arrived[pid] = True
         return arrived
 

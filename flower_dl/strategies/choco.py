@@ -27,6 +27,12 @@ A node whose reply did not arrive sends nothing (its public copy stays as it
 was) and does no consensus step (it keeps its model); the others' consensus
 steps use its public copy, which they hold. Its ``gossip-bytes`` are the
 compressed message size times its receivers, per step.
+
+Models with buffers: the models and public copies are the stack's floating
+arrays only, float buffers (BatchNorm's running statistics) compressed and
+gossiped like parameters; integer counters are each node's own, never
+compressed or sent in the gossip
+(:class:`~flower_dl.strategies.base.ParameterStack`).
 """
 
 from __future__ import annotations

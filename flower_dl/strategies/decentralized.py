@@ -10,6 +10,10 @@ A node whose training reply did not arrive keeps its previous model and sends
 nothing; for the others the mixing weights are re-normalised over the models
 that did arrive (see :mod:`flower_dl.strategies.mixing`), so every row still
 sums to 1. Each node's ``gossip-bytes`` is one model per receiver per step.
+
+The stack's rows are a model's floating arrays, float buffers (BatchNorm's
+running statistics) mixed like parameters; integer counters are each node's
+own (:class:`~flower_dl.strategies.base.ParameterStack`).
 """
 
 from __future__ import annotations

@@ -27,6 +27,13 @@ from 0; the arrived nodes' corrections are shifted by the drift's mean so it
 stays 0 (exactly what the algorithm needs: the trackers' sum is what makes the
 average model follow the average gradient). Each node sends two vectors per
 receiver and step (``z_i`` and ``y_i``): its ``gossip-bytes`` count both.
+
+Models with buffers: ``X``, ``Z`` and ``C`` are the stack's floating arrays
+only (:class:`~flower_dl.strategies.base.ParameterStack`); integer counters
+are each node's own and never tracked. Float buffers (BatchNorm's running
+statistics) are mixed as D-PSGD mixes them; the server cannot tell them from
+parameters, so their ``c_i`` entries are computed and sent too, and the node
+skips them (SGD does not move a buffer; :func:`flower_dl.training.train`).
 """
 
 from __future__ import annotations

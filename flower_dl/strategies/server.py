@@ -8,22 +8,56 @@ in the strategy's :class:`~flower_dl.strategies.history.NodeHistory`, as
 flower-dl's decentralized strategies do (Flower's own strategies only log a
 failure and drop it). Every node holds the one global model, so the consensus
 distance is 0; a node's ``gossip-bytes`` is its upload, the trained model.
+
+Models with buffers: Flower's aggregation treats every array of the state
+dict alike, so it averages BatchNorm's running means and variances with the
+weights (as flower-dl's decentralized strategies mix them), and would average
+integer counters (``num_batches_tracked``) too, into floats. The mixin
+replaces each integer array of the aggregate by its maximum over the replies
+that arrived, in its own dtype (:func:`counter_maxima`): the one model every
+node receives next carries the largest count any node reported, the value
+the decentralized strategies give their average model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
-from flower_dl import protocol
-from flower_dl.strategies.base import PerNode
+from flower_dl import protocol, registry
+from flower_dl.strategies.base import PerNode, is_mixed
+
+
+def counter_maxima(replies: Sequence[Message]) -> dict[str, np.ndarray]:
+    """Each non-floating array (a counter) of the replies' models: its element-wise maximum over ``replies``.
+
+    Parameters
+    ----------
+    replies : sequence of Message
+        The arrived ``train`` replies.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Key -> maximum, in the dtype the replies carried it in (empty: no
+        counters, or no replies).
+    """
+    trained = [protocol.reply_arrays(reply) for reply in replies]
+    out = {}
+    for key, array in trained[0].items() if trained else ():
+        values = array.numpy()
+        if not is_mixed(values.dtype):
+            stacked = np.stack([values, *(t[key].numpy() for t in trained[1:])])
+            out[key] = np.asarray(stacked.max(axis=0), dtype=values.dtype)
+    return out
 
 
 class ParameterServer(PerNode):
-    """Mixin in front of one of Flower's strategies: per-node history and run config, nothing else."""
+    """Mixin in front of one of Flower's strategies: per-node history, run config, counters left unaveraged."""
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -47,7 +81,13 @@ class ParameterServer(PerNode):
             nbytes = protocol.arrays_nbytes(protocol.reply_arrays(got[pid])) if pid in got else 0
             self.history.record(server_round, pid, {"gossip-bytes": nbytes})
         # by partition-id, not by arrival: the weighted average's float sums then come out the same every run
-        return super().aggregate_train(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
+        ordered = [got[pid] for pid in sorted(got)]
+        counters = counter_maxima(ordered)  # first: FedMedian's aggregation empties the replies' records
+        arrays, metrics = super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+        if arrays is not None:
+            for key, value in counters.items():
+                arrays[key] = Array(value)
+        return arrays, metrics
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         got = self.collect_evaluate(server_round, replies)
@@ -62,14 +102,6 @@ def parameter_server(base: type[fl.Strategy]) -> type[fl.Strategy]:
 
 
 FLOWER_STRATEGIES: dict[str, type[fl.Strategy]] = {
-    "fedavg": fl.FedAvg,
-    "fedprox": fl.FedProx,
-    "fedavgm": fl.FedAvgM,
-    "fedadam": fl.FedAdam,
-    "fedadagrad": fl.FedAdagrad,
-    "fedyogi": fl.FedYogi,
-    "fedmedian": fl.FedMedian,
-    "fedtrimmedavg": fl.FedTrimmedAvg,
-    "krum": fl.Krum,
+    name: registry.STRATEGIES.load(name) for name in registry.strategies_of_kind("parameter-server")
 }
 """Run-config name -> Flower's strategy."""

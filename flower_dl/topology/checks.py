@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from flower_dl.registry import MIXING_SCHEDULES
+
 STUDY_EDGES = "0-1,0-2,0-3,2-4"
 """The original study's 5-node tree (node 0 has degree 3)."""
 
@@ -322,7 +324,7 @@ def _check_small_world(num_nodes: int, degree: object, prob: object) -> None:
 # ---------------------------------------------------------------------------
 
 
-SCHEDULES: tuple[str, ...] = ("static", "random-matching", "one-peer-exponential", "epidemic")
+SCHEDULES: tuple[str, ...] = MIXING_SCHEDULES.names()
 """Names accepted by the run-config key ``mixing-schedule`` (:mod:`flower_dl.topology.schedules`)."""
 
 
