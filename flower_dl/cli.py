@@ -412,11 +412,19 @@ def cmd_deploy_local(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace, workdir: Path) -> None:
     """Start the local deployment in ``workdir``, say how to use it, wait until stopped."""
-    with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir) as dep:
+    secure = None
+    if args.secure:
+        from flower_dl.secure import write_secure_files
+
+        secure = write_secure_files(args.num_nodes, workdir / "keys")
+    with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir, secure=secure) as dep:
         home = dep.env["FLWR_HOME"]
         folder = " dataset='folder'" if "{partition-id}" in args.data_dir else ""
+        how = "insecure, loopback only" if secure is None else (
+            f"TLS and SuperNode authentication, every SuperNode registered; keys in {secure.folder}"
+        )  # fmt: skip
         print(
-            f"{PROG}: SuperLink on {dep.superlink_address} (insecure, loopback only) and "
+            f"{PROG}: SuperLink on {dep.superlink_address} ({how}) and "
             f"{args.num_nodes} SuperNodes (partition-id 0..{args.num_nodes - 1}); logs in {workdir} "
             f"({'removed when it stops' if not args.workdir else 'kept'})\n"
             f"Run the app against it from another shell:\n"
@@ -479,21 +487,42 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """``flower-dl keys``: long-term signing keys for a deployment's nodes, and the peer-keys file."""
-    from flower_dl.identity import write_keys
+    """``flower-dl keys``: every key of a secure deployment, and the commands that use them."""
+    from flower_dl.secure import DEFAULT_HOSTS, check_hosts, write_secure_files
 
     if args.num_nodes < 1:
         raise CliError(f"--num-nodes: {args.num_nodes} is not allowed; allowed: an integer >= 1")
+    try:
+        hosts = check_hosts(args.host or DEFAULT_HOSTS)
+    except ValueError as err:
+        raise CliError(str(err)) from err
     out = _new_or_empty(args.out, "keys are written")
-    paths = write_keys(args.num_nodes, out)
-    print(
-        f"{PROG}: wrote {args.num_nodes} identity keys and {paths[-1].name} to {out}\n"
-        f"Give SuperNode i its own key and everyone's public keys (copy node-i.key to machine i only):\n"
-        f"  --node-config \"partition-id=i num-partitions={args.num_nodes} identity-key='/path/node-i.key' "
-        f"peer-keys='/path/{paths[-1].name}'\"",
-        flush=True,
-    )
+    files = write_secure_files(args.num_nodes, out, hosts)
+    print(secure_commands(files, hosts[0], args.port), flush=True)
     return 0
+
+
+def secure_commands(files, host: str, port: int) -> str:  # files: flower_dl.secure.SecureFiles
+    """What to run with the files of :func:`flower_dl.secure.write_secure_files`, machine by machine."""
+    n, d = files.num_nodes, files.folder
+    return (
+        f"{PROG}: wrote a CA and a SuperLink certificate, {n} SuperNode key pairs and {n} flower-dl identities to {d}\n"
+        f"(private keys: mode 0600; copy each to its own machine only)\n\n"
+        f"1. SuperLink (keeps {files.superlink_key.name}; the CA key {d / 'ca.key'} stays offline):\n"
+        f"  flower-superlink --host 0.0.0.0 --port {port} --ssl-ca-certfile {files.ca} "
+        f"--ssl-certfile {files.superlink_cert} --ssl-keyfile {files.superlink_key} --enable-supernode-auth\n\n"
+        f"2. The flwr connection (in $FLWR_HOME/config.toml, on the machine that runs flwr):\n"
+        f'  [superlink.{CONNECTION}]\n  address = "{host}:{port}"\n  root-certificates = "{files.ca}"\n\n'
+        f"3. Register every SuperNode's public key (only registered ones may join):\n"
+        + "".join(f"  flwr supernode register {files.auth_public(i)} {CONNECTION}\n" for i in range(n))
+        + "\n4. SuperNode i, on its machine (i = 0.."
+        + f"{n - 1}):\n"
+        f"  flower-supernode --superlink {host}:{port} --root-certificates {files.ca} "
+        f"--auth-supernode-private-key {d}/supernode-i-auth.key "
+        f"--node-config \"partition-id=i num-partitions={n} identity-key='{d}/node-i.key' "
+        f"peer-keys='{files.peer_keys}'\"\n\n"
+        f'5. Run: flwr run . {CONNECTION} --stream --run-config "num-nodes={n}"'
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -560,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-dir of every SuperNode's node config; with {partition-id}, each SuperNode's own folder",
     )  # fmt: skip
     dl.add_argument("--workdir", help="folder for logs and state (default: a new temporary folder)")
+    dl.add_argument(
+        "--secure", action="store_true",
+        help="TLS, SuperNode authentication (every SuperNode registered) and flower-dl identities",
+    )  # fmt: skip
     dl.set_defaults(func=cmd_deploy_local)
 
     sp = sub.add_parser("split", help="write one data folder per node (dataset = 'folder') and a manifest")
@@ -576,9 +609,18 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sp.set_defaults(func=cmd_split)
 
-    ks = sub.add_parser("keys", help="signing keys so that a relaying server cannot swap exchange keys")
+    ks = sub.add_parser(
+        "keys", help="every key of a secure deployment: TLS certificates, SuperNode keys, flower-dl identities"
+    )
     ks.add_argument("--num-nodes", "-n", type=int, required=True, help="nodes to make keys for")
     ks.add_argument("--out", "-o", required=True, help="output folder (new or empty)")
+    ks.add_argument(
+        "--host", action="append", default=None,
+        help="a name or address the SuperLink is reached by (repeatable; default: 127.0.0.1 and localhost)",
+    )  # fmt: skip
+    ks.add_argument(
+        "--port", type=int, default=8000, help="the SuperLink's port (Flower's default: 8000), for the printed commands"
+    )
     ks.set_defaults(func=cmd_keys)
 
     rp = sub.add_parser("report", help="figures (PNG, SVG) and a Markdown summary from a results table")

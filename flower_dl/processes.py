@@ -38,11 +38,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flower_dl import flwr_output, watchdog
 from flower_dl.app_files import stage_app
 from flower_dl.ray_head import READY
+
+if TYPE_CHECKING:
+    from flower_dl.secure import SecureFiles
 
 CONNECTION = "flower-dl-local"
 PROG = "flower-dl"
@@ -110,7 +113,7 @@ def bin_path(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def flwr_env(workdir: Path, port: int) -> dict[str, str]:
+def flwr_env(workdir: Path, port: int, root_certificates: Path | None = None) -> dict[str, str]:
     """Environment for ``flwr`` and Flower's processes: a private FLWR_HOME naming one connection.
 
     ``PYTHONPATH`` is passed on with every entry made absolute: Flower runs
@@ -118,12 +121,15 @@ def flwr_env(workdir: Path, port: int) -> dict[str, str]:
     working directory) and appends this ``PYTHONPATH`` to the simulation
     workers' own, so a user's model or strategy module named by an import
     path (``model = "my_nets:build"``) imports there as it does here.
+
+    ``root_certificates``: the connection uses TLS, trusting that CA
+    certificate only (a secure deployment, :mod:`flower_dl.secure`).
     """
     flwr_home = workdir / "flwr-home"
     flwr_home.mkdir(parents=True, exist_ok=True)
+    tls = "insecure = true" if root_certificates is None else f'root-certificates = "{root_certificates.resolve()}"'
     (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-        f'[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = "127.0.0.1:{port}"\n{tls}\n'
     )
     env = os.environ.copy()
     env.update(
@@ -172,10 +178,18 @@ def _startup_error(err: Exception, log: Path) -> ProcessError:
     return ProcessError(f"{err}; its output ends with:\n{tail}")
 
 
-def _superlink_cmd(workdir: Path, port: int, simulation: bool) -> list[str]:
+def _superlink_cmd(workdir: Path, port: int, simulation: bool, secure: SecureFiles | None = None) -> list[str]:
+    """The SuperLink's command: insecure, or (``secure``) over TLS with SuperNode authentication."""
+    if secure is None:
+        tls = ["--insecure"]
+    else:
+        tls = [
+            "--ssl-ca-certfile", str(secure.ca), "--ssl-certfile", str(secure.superlink_cert),
+            "--ssl-keyfile", str(secure.superlink_key), "--enable-supernode-auth",
+        ]  # fmt: skip
     cmd = [
         bin_path("flower-superlink"),
-        "--insecure",
+        *tls,
         "--isolation",
         "subprocess",
         "--disable-runtime-dependency-installation",
@@ -351,6 +365,9 @@ def local_deployment(
     data_dir: str = "",
     partition_ids: list[int] | None = None,
     startup_timeout: float = 60.0,
+    secure: SecureFiles | None = None,
+    registered: Sequence[int] | None = None,
+    node_ca: Mapping[int, Path] | None = None,
 ) -> Iterator[Deployment]:
     """A deployment-mode SuperLink and ``num_nodes`` SuperNodes on 127.0.0.1.
 
@@ -358,26 +375,46 @@ def local_deployment(
     num-partitions=N"`` (plus ``data-dir`` if given, its ``{partition-id}`` replaced by i). Insecure (no TLS):
     loopback only. Every process is stopped on exit. ``partition_ids``
     overrides which ids the SuperNodes get (to test a bad deployment).
+
+    ``secure`` (the files :func:`flower_dl.secure.write_secure_files` made):
+    TLS on every connection, SuperNode authentication on the SuperLink, the
+    public keys of the SuperNodes in ``registered`` (default: all) registered
+    with ``flwr supernode register`` before any SuperNode starts, and each
+    SuperNode given its flower-dl identity (``identity-key``, ``peer-keys``).
+    ``node_ca`` gives some SuperNodes another CA certificate to trust (to
+    test that they cannot connect). A SuperNode that cannot join is left
+    running, retrying, as Flower's are: the run waits for it up to
+    ``node-wait-timeout``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = flwr_env(workdir, port)
+    env = flwr_env(workdir, port, root_certificates=None if secure is None else secure.ca)
     log = workdir / "superlink.log"
-    superlink = _start(_superlink_cmd(workdir, port, simulation=False), env, log)
+    superlink = _start(_superlink_cmd(workdir, port, simulation=False, secure=secure), env, log)
     dep = Deployment(env=env, superlink_address=f"127.0.0.1:{port}", superlink=superlink, logs=workdir)
     try:
         try:
             wait_for_port(port, startup_timeout, superlink)
         except ProcessError as err:
             raise _startup_error(err, log) from err
-        for index, pid in enumerate(partition_ids if partition_ids is not None else range(num_nodes)):
+        pids = list(partition_ids if partition_ids is not None else range(num_nodes))
+        if secure is not None:
+            for pid in pids if registered is None else registered:
+                register_supernode(secure.auth_public(pid), env, timeout=startup_timeout)
+        for index, pid in enumerate(pids):
             node_config = f"partition-id={pid} num-partitions={num_nodes}"
             if data_dir:  # a template names each SuperNode's own folder
                 node_config += f' data-dir="{data_dir.replace("{partition-id}", str(pid))}"'
+            if secure is None:
+                tls = ["--insecure"]
+            else:
+                ca = (node_ca or {}).get(pid, secure.ca)
+                tls = ["--root-certificates", str(ca), "--auth-supernode-private-key", str(secure.auth_key(pid))]
+                node_config += f' identity-key="{secure.identity_key(pid)}" peer-keys="{secure.peer_keys}"'
             node_port = free_port()
             cmd = [
                 bin_path("flower-supernode"),
-                "--insecure",
+                *tls,
                 "--superlink",
                 dep.superlink_address,
                 "--node-config",
@@ -393,6 +430,11 @@ def local_deployment(
             ]
             node_log = workdir / f"supernode-{index}.log"
             dep.supernodes[index] = _start(cmd, env, node_log)
+            refused = secure is not None and (
+                pid in (node_ca or {}) or (registered is not None and pid not in registered)
+            )
+            if refused:
+                continue  # expected not to join (a test of who is kept out): it may exit at once
             try:
                 wait_for_port(node_port, startup_timeout, dep.supernodes[index])
             except ProcessError as err:
@@ -401,6 +443,24 @@ def local_deployment(
     finally:
         stop_process_groups(list(dep.supernodes.values()))
         stop_process_group(superlink)
+
+
+def register_supernode(public_key: Path, env: dict[str, str], timeout: float = 60.0) -> None:
+    """``flwr supernode register``: let the SuperLink of ``env`` accept the SuperNode holding ``public_key``'s pair.
+
+    Raises
+    ------
+    ProcessError
+        With ``flwr``'s output if it did not register the key.
+    """
+    cmd = [bin_path("flwr"), "supernode", "register", str(public_key), CONNECTION]
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise ProcessError(f"{shlex.join(cmd)} did not finish within {timeout:g} s") from err
+    if done.returncode != 0:
+        said = (done.stdout + done.stderr).strip()[-1500:]
+        raise ProcessError(f"{shlex.join(cmd)} failed (exit code {done.returncode}): {said}")
 
 
 # ---------------------------------------------------------------- commands

@@ -142,3 +142,31 @@ def test_no_process_outlives_a_stopped_command(tmp_path: Path, command: str, sig
             proc.kill()
         proc.wait(timeout=30)
         tree.kill()
+
+
+def test_a_secure_local_deployment_comes_up_and_leaves_nothing_when_stopped(tmp_path: Path) -> None:
+    """``deploy-local --secure``: TLS, every SuperNode registered; its keys go with its temporary folder."""
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flower_dl.cli", "deploy-local", "-n", "2", "--secure"],
+            cwd=ROOT, stdout=stdout, stderr=stderr, env={**os.environ, "TMPDIR": str(tmp_path)},
+            start_new_session=True, preexec_fn=_default_signals,
+        )  # fmt: skip
+    tree = Tree(proc.pid)
+    try:
+        _wait_until_up(proc, tree, out)
+        said = out.read_text()
+        assert "TLS and SuperNode authentication, every SuperNode registered" in said, said
+        logs = sorted(tmp_path.glob("flower-dl-deploy-*/supernode-*.log"))
+        deadline = time.monotonic() + 30
+        while not all("SuperNode ID" in log.read_text() for log in logs) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(logs) == 2 and all("SuperNode ID" in log.read_text() for log in logs)  # both joined
+        proc.send_signal(signal.SIGTERM)
+        left = _left_after_exit(proc, tree)
+        assert not left, f"left running: {sorted(left.items())}"
+        assert proc.returncode == 0, out.read_text()[-2000:] + err.read_text()[-2000:]
+        assert not list(tmp_path.glob("flower-dl-*")), "its folder, keys included, is removed"
+    finally:
+        tree.kill()
