@@ -316,10 +316,11 @@ class CifarFiles:
 CIFAR: dict[str, CifarFiles] = {
     "cifar10": CifarFiles(
         "cifar-10-batches-py", "CIFAR-10", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-        "batches.meta", b"labels", b"label_names", 10,
+        "batches.meta", b"labels", b"label_names", registry.num_classes("cifar10"),
     ),
     "cifar100": CifarFiles(
-        "cifar-100-python", "CIFAR-100", ("train",), "test", "meta", b"fine_labels", b"fine_label_names", 100,
+        "cifar-100-python", "CIFAR-100", ("train",), "test", "meta", b"fine_labels", b"fine_label_names",
+        registry.num_classes("cifar100"),
     ),
 }  # fmt: skip
 CIFAR_SIDE = 32

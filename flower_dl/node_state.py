@@ -32,7 +32,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 
 from flower_dl import crypto, exchange, identity, protocol
 from flower_dl.config import RunConfig
-from flower_dl.data import ImageData, input_shape, load_dataset, normalisation, partition_indices
+from flower_dl.data import ImageData, input_shape, load_dataset, partition_indices
 from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
 from flower_dl.mechanisms import check_mixup_size
 from flower_dl.membership import attack_samples, attack_supply
@@ -178,12 +178,7 @@ class Node:
         """The shape, class count and normalisation of this node's data (a folder's, or the dataset's)."""
 
         def build() -> DataSpec:
-            if self.owns_its_data:
-                folder = self.folder()
-                shape = input_shape(folder.train_images)
-                mean, std = normalisation("folder", shape[0])
-                return DataSpec(shape, folder.num_classes, mean, std)
-            data = self.dataset()
+            data = self.folder().image_data() if self.owns_its_data else self.dataset()
             return DataSpec(input_shape(data.train_images), data.num_classes, data.mean, data.std)
 
         return CACHE.get(("spec", *self.data_key()), build)
