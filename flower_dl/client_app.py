@@ -30,7 +30,7 @@ from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
 from flower_dl import crypto, exchange, identity, import_in_background, mechanisms, membership, privacy, protocol
-from flower_dl.node_state import Node, device_name, node_for, seed_of
+from flower_dl.node_state import Node, device_name, node_for, seed_of, seed_torch
 
 # torch is imported only by the train and evaluate handlers (and by the one
 # query.receive that builds the initial model): on a SuperNode each message runs
@@ -227,55 +227,71 @@ def train(msg: Message, context: Context) -> Message:
     # here saves the round a second message to every node
     evaluation = _evaluate(node, model) if request.evaluate_first else None
     seed = seed_of(cfg.seed, node.partition_id, request.server_round)
-    # dropout masks; on the CPU only its generator (torch.manual_seed also queues seeding every GPU backend,
-    # formatting a stack trace for each, in every message)
-    if train_x.is_cuda:
-        torch.manual_seed(seed)
-    else:
-        torch.default_generator.manual_seed(seed)
+    seed_torch(seed, train_x.device)  # dropout masks
     generator = torch.Generator().manual_seed(seed)
     correction = None if request.correction is None else request.correction.to_torch_state_dict()
     started = time.perf_counter()
     loss = training.train(
         model, train_x, train_y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
         batch_size=cfg.batch_size, generator=generator, proximal_mu=request.proximal_mu, correction=correction,
+        dp=node.dp(),
     )  # fmt: skip
     seconds = time.perf_counter() - started
     arrays = ArrayRecord(model.state_dict())  # copied to the CPU, as bytes: the reused module stays where it is
     steps = training.num_steps(len(train_y), cfg.local_epochs, cfg.batch_size)
     return protocol.train_reply(
         msg, arrays, loss=loss, seconds=seconds, num_examples=len(train_y), num_steps=steps, evaluation=evaluation,
-        device=device_name(train_x.device),
+        device=device_name(train_x.device), extra=_sent_model_metrics(node, model, request.server_round),
     )  # fmt: skip
+
+
+def _sent_model_metrics(node: Node, model, server_round: int) -> dict[str, float]:
+    """What a neighbour learns from the model this node sends in ``server_round``: attacks and DP's epsilon.
+
+    The attacks (:mod:`flower_dl.audit`) run at the rounds ``mia-every``
+    names; the epsilon (``dp-epsilon``) every round, over the node's local
+    training so far (``server_round`` rounds of ``local-epochs`` epochs of
+    Poisson-sampled steps on its training set; an upper bound for a node
+    that was not asked to train in every round).
+    """
+    cfg = node.cfg
+    out: dict[str, float] = {}
+    if membership.attacked_round(server_round, cfg.mia_every, cfg.num_server_rounds):
+        from flower_dl import audit
+
+        out.update(audit.attack_metrics(node, model, prefix=protocol.SENT_ATTACK_PREFIX, chunks=server_round))
+    if node.dp() is not None:
+        from flower_dl import dp
+
+        n = len(node.train_set().ids)
+        steps = server_round * cfg.local_epochs * dp.steps_per_epoch(n, cfg.batch_size)
+        out[protocol.DP_EPSILON] = dp.epsilon(cfg.dp_noise_multiplier, dp.sample_rate(n, cfg.batch_size), steps,
+                                              cfg.dp_delta)  # fmt: skip
+    return out
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Evaluate the received model on the test set."""
+    """Evaluate the received model on the test set (the last round's: also the strong membership attack)."""
     node = node_for(msg, context)
     arrays, server_round = protocol.parse_evaluate_request(msg)
     _maybe_fail("evaluate", node.partition_id, server_round)
     _, _, test_x, test_y = node.tensors()
     model = node.model(arrays, test_x.device)
-    return protocol.evaluate_reply(msg, _evaluate(node, model), num_examples=len(test_y))
+    final = server_round == node.cfg.num_server_rounds
+    evaluation = _evaluate(node, model, chunks=server_round if final else 0)
+    return protocol.evaluate_reply(msg, evaluation, num_examples=len(test_y))
 
 
-def _evaluate(node: Node, model) -> protocol.Evaluation:
-    """Accuracy and loss of ``model`` on the node's test set, and the membership attack on it (``mia-samples``).
+def _evaluate(node: Node, model, chunks: int = 0) -> protocol.Evaluation:
+    """Accuracy and loss of ``model`` on the node's test set, and the membership attacks on it (``mia-samples``).
 
-    The attack (loss threshold, Yeom et al. 2018; :mod:`flower_dl.membership`) tells the node's own
-    original training samples from held-out test samples of its classes by the model's loss on them.
+    The loss-threshold attack (Yeom et al. 2018) runs at every evaluation;
+    with ``chunks`` > 0 (the final model, trained for that many rounds) also
+    RMIA (:mod:`flower_dl.audit`).
     """
-    from flower_dl import training
+    from flower_dl import audit, training
 
     _, _, test_x, test_y = node.tensors()
     loss, acc = training.evaluate(model, test_x, test_y)
-    if node.mia_samples == 0:
-        return protocol.Evaluation(loss, acc)
-    members_x, members_y, nonmembers = node.attack_tensors()
-    member_losses = training.sample_losses(model, members_x, members_y)
-    nonmember_losses = training.sample_losses(model, test_x[nonmembers], test_y[nonmembers])
-    return protocol.Evaluation(
-        loss, acc, membership.attack_auc(member_losses, nonmember_losses),
-        membership.tpr_at_fpr(member_losses, nonmember_losses, 0.01),
-    )  # fmt: skip
+    return protocol.Evaluation(loss, acc, audit.attack_metrics(node, model, chunks=chunks))

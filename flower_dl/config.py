@@ -25,8 +25,9 @@ from typing import Any
 
 from flower_dl import registry
 from flower_dl.compression import check_compression
+from flower_dl.dp import check_values as check_dp_values
 from flower_dl.mechanisms import check_mechanism
-from flower_dl.membership import check_mia_samples
+from flower_dl.membership import check_mia_every, check_mia_reference_models, check_mia_samples
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
 from flower_dl.topology.checks import check_gossip_steps, check_schedule
 
@@ -69,6 +70,8 @@ class RunConfig:
     exchange_noise: float = 0.1
     mixup_size: int = 4
     mia_samples: int = 200
+    mia_reference_models: int = 1
+    mia_every: int = 10
     # model and training
     model: str = "mlp"
     strategy: str = "decentralized"
@@ -80,6 +83,9 @@ class RunConfig:
     momentum: float = 0.5
     batch_size: int = 64
     proximal_mu: float = 0.01
+    dp_clip: float = 1.0
+    dp_noise_multiplier: float = 0.0
+    dp_delta: float = 1e-5
     # decentralized gossip
     mixing_schedule: str = "static"
     gossip_steps: int = 1
@@ -148,6 +154,9 @@ class RunConfig:
             check_compression(self.compression, self.compression_ratio, self.qsgd_levels)
             check_mechanism(self.exchange_mechanism, self.exchange_noise, self.mixup_size)
             check_mia_samples(self.mia_samples)
+            check_mia_reference_models(self.mia_reference_models)
+            check_mia_every(self.mia_every)
+            check_dp_values(self.dp_clip, self.dp_noise_multiplier, self.dp_delta)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

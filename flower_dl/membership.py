@@ -32,13 +32,20 @@ from numbers import Integral
 import numpy as np
 
 __all__ = [
+    "RMIA_OFFLINE_A",
     "attack_auc",
     "attack_samples",
     "attack_supply",
+    "attacked_round",
+    "check_mia_every",
+    "check_mia_reference_models",
     "check_mia_samples",
     "edge_exposure",
     "exposed_fraction",
     "exposure_report",
+    "public_split",
+    "rmia_scores",
+    "score_metrics",
     "tpr_at_fpr",
 ]
 
@@ -150,6 +157,172 @@ def _most_allowed(m: int, fpr: float) -> int:
     while k > 0 and k / m > fpr:
         k -= 1
     return k
+
+
+# ------------------------------------------------------------------------ RMIA
+RMIA_OFFLINE_A = 0.3
+"""RMIA's offline coefficient ``a``: ``Pr(x) = (1 + a) / 2 * mean_OUT Pr(x | theta_ref) + (1 - a) / 2``.
+
+With only OUT reference models (none trained on ``x``), their mean
+underestimates ``Pr(x)`` over models that may or may not have seen ``x``;
+the line above is the paper's linear fix-up (Zarifzadeh et al., ICML 2024,
+Sec. 4.2). 0.3 is the value privacy-meter's RMIA uses by default; ``a = 1``
+takes the OUT mean as it is.
+"""
+
+FPRS: tuple[tuple[str, float], ...] = (("1fpr", 0.01), ("0.1fpr", 0.001))
+"""The low false-positive rates every attack is reported at, with their column suffixes (Carlini et al. 2022)."""
+
+
+def _log_probs(name: str, values: Iterable[float] | np.ndarray, ndim: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name}: has {arr.ndim} dimension(s); allowed: {ndim}")
+    if np.isnan(arr).any() or (arr > 0).any():
+        raise ValueError(f"{name}: holds NaN or a value > 0; allowed: log-probabilities (<= 0, -inf is fine)")
+    return arr
+
+
+def _log_mean_pr(log_ref: np.ndarray, offline_a: float) -> np.ndarray:
+    """``log Pr(x)`` from the OUT reference models' log-probabilities (rows: samples, columns: models)."""
+    from scipy.special import logsumexp
+
+    mean_out = logsumexp(log_ref, axis=1) - np.log(log_ref.shape[1])
+    # log((1 + a) / 2 * mean_out + (1 - a) / 2), exact for a = 1 (the second term vanishes)
+    terms = [mean_out + np.log((1 + offline_a) / 2)]
+    if offline_a < 1:
+        terms.append(np.full_like(mean_out, np.log((1 - offline_a) / 2)))
+    return np.logaddexp(*terms) if len(terms) == 2 else terms[0]
+
+
+def rmia_scores(
+    target_x: np.ndarray,
+    reference_x: np.ndarray,
+    target_z: np.ndarray,
+    reference_z: np.ndarray,
+    *,
+    offline_a: float = RMIA_OFFLINE_A,
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """Offline RMIA scores (Zarifzadeh, Liu, Shokri, "Low-Cost High-Power Membership Inference Attacks", ICML 2024).
+
+    The attack compares how much more likely the target model finds a sample
+    ``x`` than models that did not train on it, against the same ratio for
+    population samples ``z`` that no model trained on::
+
+        LR(x, z) = (Pr(x | theta) / Pr(x)) / (Pr(z | theta) / Pr(z))
+        score(x) = fraction of z with LR(x, z) > gamma
+
+    ``Pr(. | theta)`` is the model's probability of the sample's true label
+    (its softmax output), ``Pr(.)`` the mean over the reference models with
+    the offline correction of :data:`RMIA_OFFLINE_A`. Dividing by ``Pr(x)``
+    is what makes the attack strong: a sample every model finds easy is not
+    taken for a member because its loss is low, which is what the
+    loss-threshold attack does. This is privacy-meter's ``run_rmia`` with
+    only OUT reference models (its offline setting), computed in log space so
+    that probabilities that round to 0 or 1 in float32 keep their order;
+    ``tests/test_rmia.py`` checks it against that formula.
+
+    Parameters
+    ----------
+    target_x : numpy.ndarray, shape (n,)
+        ``log Pr(x | theta)`` of the attacked samples under the target model.
+    reference_x : numpy.ndarray, shape (n, k)
+        The same under each of ``k`` reference models that did not train on them.
+    target_z, reference_z : numpy.ndarray, shapes (m,) and (m, k)
+        The same for ``m`` population samples.
+    offline_a : float
+        In ``(0, 1]``.
+    gamma : float
+        The likelihood-ratio threshold (> 0; the paper's default 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        In ``[0, 1]``; larger means "member".
+    """
+    tx, tz = _log_probs("target_x", target_x, 1), _log_probs("target_z", target_z, 1)
+    rx, rz = _log_probs("reference_x", reference_x, 2), _log_probs("reference_z", reference_z, 2)
+    if rx.shape[0] != len(tx) or rz.shape[0] != len(tz) or rx.shape[1] != rz.shape[1] or rx.shape[1] == 0:
+        raise ValueError(
+            f"reference_x {rx.shape} / reference_z {rz.shape} do not match target_x ({len(tx)},) / target_z "
+            f"({len(tz)},); allowed: (n, k) and (m, k) with k >= 1 reference models"
+        )
+    if not 0 < offline_a <= 1:
+        raise ValueError(f"offline_a: {offline_a!r} is out of range; allowed: a number in (0, 1]")
+    if not gamma > 0:
+        raise ValueError(f"gamma: {gamma!r} is out of range; allowed: a number > 0")
+    if len(tz) == 0:
+        raise ValueError("target_z: is empty; allowed: at least one population sample")
+    ratio_x = tx - _log_mean_pr(rx, offline_a)
+    ratio_z = np.sort(tz - _log_mean_pr(rz, offline_a))
+    # LR(x, z) > gamma  <=>  ratio_z < ratio_x - log(gamma): count the z strictly below
+    below = np.searchsorted(ratio_z, ratio_x - np.log(gamma), side="left")
+    return below / len(ratio_z)
+
+
+def score_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray, prefix: str) -> dict[str, float]:
+    """``{prefix}-auc`` and ``{prefix}-tpr-{1,0.1}fpr`` of an attack whose larger score means "member".
+
+    The ROC functions above threshold losses (smaller means member), so a
+    score ``s`` is passed as the loss ``-s``: the same curve.
+    """
+    m, nm = -np.asarray(member_scores, dtype=np.float64), -np.asarray(nonmember_scores, dtype=np.float64)
+    out = {f"{prefix}-auc": attack_auc(m, nm)}
+    for suffix, fpr in FPRS:
+        out[f"{prefix}-tpr-{suffix}"] = tpr_at_fpr(m, nm, fpr)
+    return out
+
+
+def public_split(num_test: int, nonmembers: np.ndarray, seed: int, *, node: int) -> tuple[np.ndarray, np.ndarray]:
+    """The attacker's data: test samples that are not the attack's non-members, split into reference and population.
+
+    The attacker (a curious neighbour) uses only the public test split that
+    every node holds: it trains its reference models on one half and draws
+    RMIA's population samples ``z`` from the other, so that no reference
+    model trains on an attacked sample or on a ``z`` (privacy-meter's
+    offline setting: "all population data are OUT for all models"). A
+    neighbour also holds its own samples and what it received; they are left
+    out so that no reference model sees one of the attacked node's samples
+    (nodes that share a class can hold the same sample), which would make
+    the attack weaker on exactly those samples: the attack is the same for
+    every neighbour, and a lower bound for one that uses more.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        ``(reference indices, population indices)`` into the test set, sorted,
+        disjoint, neither holding a non-member; drawn with
+        ``numpy.random.default_rng((seed, node, 12))``.
+    """
+    public = np.setdiff1d(np.arange(int(num_test)), np.asarray(nonmembers, dtype=np.int64))
+    if len(public) < 2:
+        raise ValueError(
+            f"mia-reference-models: node {node}'s test set leaves {len(public)} sample(s) besides the attack's "
+            f"non-members; allowed: at least 2 (lower mia-samples, or set mia-reference-models = 0)"
+        )
+    order = np.random.default_rng((int(seed), int(node), 12)).permutation(public)
+    half = len(order) // 2
+    return np.sort(order[half:]), np.sort(order[:half])
+
+
+def check_mia_reference_models(value: object) -> int:
+    """Validate ``mia-reference-models``: how many reference models the strong attack trains (0: none, no RMIA)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
+        raise ValueError(f"mia-reference-models: {value!r} must be an integer >= 0 (0: no RMIA)")
+    return int(value)
+
+
+def check_mia_every(value: object) -> int:
+    """Validate ``mia-every``: the model a node sends is attacked every this many rounds (and in the last)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
+        raise ValueError(f"mia-every: {value!r} must be an integer >= 1 (rounds; the last round is always attacked)")
+    return int(value)
+
+
+def attacked_round(server_round: int, every: int, num_rounds: int) -> bool:
+    """Whether the models nodes send in ``server_round`` are attacked: every ``every``-th round, and the last."""
+    return server_round == num_rounds or server_round % every == 0
 
 
 def check_mia_samples(value: object) -> int:

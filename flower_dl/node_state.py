@@ -35,7 +35,7 @@ from flower_dl.config import RunConfig
 from flower_dl.data import ImageData, input_shape, load_dataset, partition_indices
 from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
 from flower_dl.mechanisms import check_mixup_size
-from flower_dl.membership import attack_samples, attack_supply
+from flower_dl.membership import attack_samples, attack_supply, public_split
 from flower_dl.provenance import array_digest
 
 if TYPE_CHECKING:
@@ -96,6 +96,20 @@ def device_name(dev) -> str:  # dev: torch.device
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
 
     return CACHE.get(("device-name", str(dev)), name)
+
+
+def seed_torch(seed: int, dev) -> None:  # dev: torch.device
+    """Seed torch's global generator (dropout masks) before local training.
+
+    On the CPU only its generator: ``torch.manual_seed`` also queues seeding
+    every GPU backend, formatting a stack trace for each, in every message.
+    """
+    import torch
+
+    if dev.type == "cuda":
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
 
 
 def seed_of(*parts: int) -> int:
@@ -228,7 +242,8 @@ class Node:
         training: a ``model`` that cannot be built for its data (a factory
         that raises, returns no module, or gives the wrong number of outputs),
         ``mixup-size`` above its smallest class, ``mia-samples`` above what it
-        can supply.
+        can supply, a test set too small for the reference models, a model
+        DP-SGD cannot train (per-sample gradients undefined, e.g. BatchNorm).
         """
         from flower_dl.models import check_model  # imports torch (a node trains with it anyway)
 
@@ -241,6 +256,14 @@ class Node:
             check_mixup_size(cfg.mixup_size, self.partition_id, labels)
         if self.mia_samples:
             self.attack_samples()
+            if cfg.mia_reference_models:
+                self.public_split()
+        if self.dp() is not None:
+            from flower_dl.dp import check_model as check_dp_model
+            from flower_dl.models import build_model
+
+            CACHE.get(("dp-model-check", cfg.model, spec.input_shape, spec.num_classes),
+                      lambda: check_dp_model(build_model(cfg.model, spec.input_shape, spec.num_classes)))  # fmt: skip
 
     @property
     def mia_samples(self) -> int:
@@ -304,6 +327,22 @@ class Node:
             return x, torch.from_numpy(labels.astype(np.int64)).to(dev), nonmembers
 
         return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.mia_samples, str(dev)), build)
+
+    def public_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """The attacker's reference and population halves of the test set (:func:`membership.public_split`)."""
+        _, nonmembers = self.attack_samples()
+        _, test_labels = self.test_set()
+        return CACHE.get(
+            ("public-split", *self.data_key(), self.own_key(), self.mia_samples),
+            lambda: public_split(len(test_labels), nonmembers, self.cfg.seed, node=self.partition_id),
+        )
+
+    def dp(self):  # -> flower_dl.dp.DPSGD | None
+        """DP-SGD's settings for local training (``dp-noise-multiplier`` > 0), else ``None``: plain SGD."""
+        from flower_dl.dp import DPSGD
+
+        cfg = self.cfg
+        return DPSGD(cfg.dp_clip, cfg.dp_noise_multiplier) if cfg.dp_noise_multiplier > 0 else None
 
     def model(self, arrays: ArrayRecord, dev):  # -> torch.nn.Module
         """The run's model holding ``arrays``' weights, on ``dev``: one module per process and model, reused.

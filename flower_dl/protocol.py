@@ -32,13 +32,14 @@ message            sender  records: keys                                        
                            ``config``: server-round, [proximal-mu], [evaluate-first];  first, if asked; add the
                            [``correction``: an array per parameter]                    correction at every step)
   reply            node    ``arrays``: the trained model; ``metrics``: train-loss,      the trained model (and the
-                           train-seconds, num-examples, num-steps,                     received one's accuracy)
-                           [eval-loss, eval-acc, mia-auc, mia-tpr-1fpr];
+                           train-seconds, num-examples, num-steps,                     received one's accuracy;
+                           [eval-loss, eval-acc, mia-*, rmia-*], [sent-mia-*,           the attacks on the model
+                           sent-rmia-*], [dp-epsilon];                                 it sends; DP's epsilon)
                            ``node``: device                                            (where it trained)
 ``evaluate``       server  ``run-config``; ``arrays``: the model; ``config``:           evaluate it on your test set
                            server-round
   reply            node    ``metrics``: eval-loss, eval-acc, num-examples,              its accuracy and loss (and the
-                           [mia-auc, mia-tpr-1fpr]                                     membership attack's results)
+                           [mia-*, rmia-*]                                             membership attacks' results)
 =================  ======  ==========================================================  ===============================
 
 ``arrays``, ``config`` and ``metrics`` are the keys Flower's own strategies use
@@ -102,6 +103,10 @@ EVALUATE_FIRST = "evaluate-first"
 NUM_EXAMPLES = "num-examples"
 NUM_STEPS = "num-steps"
 """The weighting key of Flower's strategies (``weighted_by_key``)."""
+SENT_ATTACK_PREFIX = "sent-"
+"""Metrics of a ``train`` reply that attack the model the node sends (``sent-mia-auc``, ``sent-rmia-tpr-1fpr``, ...)."""
+DP_EPSILON = "dp-epsilon"
+"""A ``train`` reply's DP-SGD epsilon: the node's privacy loss over its local training so far."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
 _SAMPLE_FIELDS = ("ids", "src", "images", "labels")
 
@@ -424,13 +429,20 @@ def train_reply(
     num_steps: int = 0,
     evaluation: Evaluation | None = None,
     device: str = "",
+    extra: Mapping[str, float] | None = None,
 ) -> Message:
-    """The trained model and its metrics; ``evaluation`` of the received model, if asked; where it trained."""
+    """The trained model and its metrics; ``evaluation`` of the received model, if asked; where it trained.
+
+    ``extra``: further metrics of the trained model, named as their columns (the membership attacks on the
+    model the node sends, ``sent-mia-auc``, ...; DP-SGD's ``dp-epsilon``).
+    """
     metrics = MetricRecord(
         {"train-loss": loss, "train-seconds": seconds, NUM_EXAMPLES: int(num_examples), NUM_STEPS: int(num_steps)}
     )
     if evaluation is not None:
         evaluation.write(metrics)
+    for name, value in (extra or {}).items():
+        metrics[name] = float(value)
     return Message(RecordDict({ARRAYS: arrays, METRICS: metrics, NODE: ConfigRecord({"device": device})}), reply_to=msg)
 
 
@@ -442,17 +454,21 @@ def reply_device(reply: Message) -> str:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What a node measured of a model: test loss and accuracy, and the membership attack's AUC and TPR at 1% FPR."""
+    """What a node measured of a model: test loss and accuracy, and the membership attacks' results.
+
+    ``attack`` maps metric names to values, named as the columns of
+    ``metrics.csv`` (``mia-auc``, ``mia-tpr-1fpr``, ``rmia-auc``, ...:
+    :func:`flower_dl.audit.attack_metrics`); empty when no attack ran.
+    """
 
     loss: float
     accuracy: float
-    mia_auc: float | None = None
-    mia_tpr_1fpr: float | None = None
+    attack: Mapping[str, float] = field(default_factory=dict)
 
     def write(self, metrics: MetricRecord) -> None:
         metrics["eval-loss"], metrics["eval-acc"] = float(self.loss), float(self.accuracy)
-        if self.mia_auc is not None:
-            metrics["mia-auc"], metrics["mia-tpr-1fpr"] = float(self.mia_auc), float(self.mia_tpr_1fpr)
+        for name, value in self.attack.items():
+            metrics[name] = float(value)
 
 
 def evaluate_reply(msg: Message, evaluation: Evaluation, *, num_examples: int) -> Message:
@@ -479,13 +495,18 @@ def arrays_nbytes(record: ArrayRecord) -> int:
 def train_columns(reply: Message) -> dict[str, float]:
     """A ``train`` reply's metrics, named as the columns of ``metrics.csv``."""
     m = reply.content[METRICS]
-    return {"train-loss": m["train-loss"], "train-seconds": m["train-seconds"], "num-train-examples": m[NUM_EXAMPLES]}
+    columns = {
+        "train-loss": m["train-loss"],
+        "train-seconds": m["train-seconds"],
+        "num-train-examples": m[NUM_EXAMPLES],
+    }
+    columns.update({k: m[k] for k in m if k.startswith(SENT_ATTACK_PREFIX) or k == DP_EPSILON})
+    return columns
 
 
 def evaluate_columns(reply: Message) -> dict[str, float]:
     """An ``evaluate`` reply's metrics (or a ``train`` reply's of the received model), named as in ``metrics.csv``."""
     m = reply.content[METRICS]
     columns = {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
-    if "mia-auc" in m:
-        columns["mia-auc"], columns["mia-tpr-1fpr"] = m["mia-auc"], m["mia-tpr-1fpr"]
+    columns.update({k: m[k] for k in m if k.startswith(("mia-", "rmia-"))})
     return columns

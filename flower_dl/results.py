@@ -273,12 +273,60 @@ def summary_of(
         "accuracy-max": float(np.max(last)) if last else None,
         "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
         "leakage-mean": float(np.nanmean(list(leakage.values()))),
-        **_final_means(rows, evaluated, ("mia-auc", "mia-tpr-1fpr")),
+        **_final_means(rows, evaluated, FINAL_ATTACK_COLUMNS),
+        **_last_values(rows, (*SENT_ATTACK_COLUMNS, "dp-epsilon")),
         **_per_node_columns(rows, ("exposed-fraction", "nn-distance")),
+        **identified(rows),
         "gossip-bytes-total": int(sum(r.get("gossip-bytes") or 0 for r in rows)),
         "failures": list(failures),
         "wall-time-s": wall_time_s,
     }
+
+
+FINAL_ATTACK_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.startswith(("mia-", "rmia-")))
+"""The attacks on the evaluated (final) model."""
+SENT_ATTACK_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c.startswith("sent-"))
+"""The attacks on the model a node sends its neighbours (at the rounds ``mia-every`` names)."""
+
+
+def identified(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One scale for both channels: per node, the fraction of its samples a neighbour can identify with confidence.
+
+    ``identified-exchange``: through the exchange, the exposed fraction
+    (exact: those samples were sent). ``identified-model``: through the
+    models, the true-positive rate at 1% false positives of the strongest
+    attack run on the last attacked model the node sent (RMIA when it ran,
+    else the loss-threshold attack): the fraction of its members an attacker
+    names while wrongly naming 1% of non-members (so about 0.01 is chance).
+    Each with its ``-mean`` over the nodes that have it.
+    """
+    out: dict[str, Any] = {}
+    exchange = _per_node_columns(rows, ("exposed-fraction",)).get("exposed-fraction")
+    if exchange is not None:
+        out["identified-exchange"] = exchange
+    for column in ("sent-rmia-tpr-1fpr", "sent-mia-tpr-1fpr"):
+        model = _last_values(rows, (column,)).get(column)
+        if model is not None:
+            out["identified-model"], out["identified-model-attack"] = model, column.removeprefix("sent-")
+            break
+    for key in ("identified-exchange", "identified-model"):
+        known = [v for v in out.get(key, {}).values() if v is not None]
+        if known:
+            out[f"{key}-mean"] = float(np.mean(known))
+    return out
+
+
+def _last_values(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """``<column>``: per node its value of the last round that has one, and ``<column>-mean``."""
+    out: dict[str, Any] = {}
+    for column in columns:
+        last: dict[int, Any] = {}
+        for r in sorted(rows, key=lambda r: r["round"]):
+            if r.get(column) is not None:
+                last[r["node"]] = r[column]
+        if last:
+            out[column], out[f"{column}-mean"] = last, float(np.mean(list(last.values())))
+    return out
 
 
 def _final_means(rows: Sequence[Mapping[str, Any]], num_rounds: int, columns: Sequence[str]) -> dict[str, Any]:
@@ -308,7 +356,7 @@ def library_versions() -> dict[str, str]:
     from flower_dl.provenance import version_of
 
     out = {"python": platform.python_version()}
-    for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets"):
+    for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets", "opacus"):
         out[pkg] = version_of(pkg)
     return out
 

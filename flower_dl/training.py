@@ -17,6 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from flower_dl import dp as dp_lib
+from flower_dl.dp import DPSGD
+
 
 class MomentumSGD:
     """``torch.optim.SGD(params, lr, momentum)``, operation for operation.
@@ -81,6 +84,7 @@ def train(
     generator: torch.Generator | None = None,
     proximal_mu: float = 0.0,
     correction: Mapping[str, torch.Tensor] | None = None,
+    dp: DPSGD | None = None,
 ) -> float:
     """Train ``model`` in place with SGD; return the mean loss of the last epoch.
 
@@ -92,10 +96,28 @@ def train(
     moves each parameter by ``-lr * c``, outside the momentum buffer, as the
     K-GT reference implementation applies its control variable: the
     correction is a constant of the round, not a gradient to accelerate.
+
+    With ``dp`` (:class:`flower_dl.dp.DPSGD`) every step is a DP-SGD step
+    instead (:func:`_train_private`); without, the loop is the plain one,
+    untouched by DP's code (Opacus is not even imported).
     """
     n = len(labels)
     if n == 0:
         return float("nan")
+    if dp is not None:
+        return _train_private(
+            model,
+            images,
+            labels,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            batch_size=batch_size,
+            generator=generator,
+            proximal_mu=proximal_mu,
+            correction=correction,
+            dp=dp,
+        )
     with fast_layout(model):
         device = next(model.parameters()).device
         optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=momentum)
@@ -124,6 +146,99 @@ def train(
                 total += loss.item() * len(idx)
                 count += len(idx)
             last_loss = total / count
+    return last_loss
+
+
+def private_batches(
+    n: int, batch_size: int, dp: DPSGD, generator: torch.Generator | None, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """One epoch's batches (index tensors on ``device``) for DP-SGD.
+
+    Poisson: ``ceil(n / batch_size)`` batches, each sample in each
+    independently with probability ``q`` (Opacus's
+    ``UniformWithReplacementSampler``: ``rand(n) < q``; a batch may be
+    empty). Otherwise the plain loop's batches, from the same draws of
+    ``generator``.
+    """
+    if dp.poisson:
+        rate = dp_lib.sample_rate(n, batch_size)
+        for _ in range(dp_lib.steps_per_epoch(n, batch_size)):
+            mask = torch.rand(n, generator=generator) < rate
+            yield mask.nonzero().reshape(-1).to(device)
+        return
+    order = torch.randperm(n, generator=generator).to(device)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def _noise_generator(dp: DPSGD, generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """The noise's own generator on ``device``, seeded from ``generator`` (the global RNG without one).
+
+    A seed is drawn only when there is noise to draw, so that DP-SGD without
+    noise takes the very same draws (batches, dropout) as the plain loop.
+    """
+    if dp.noise_multiplier == 0:
+        return None
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _train_private(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    momentum: float,
+    batch_size: int,
+    generator: torch.Generator | None,
+    proximal_mu: float,
+    correction: Mapping[str, torch.Tensor] | None,
+    dp: DPSGD,
+) -> float:
+    """:func:`train` with DP-SGD steps (Opacus's ``DPOptimizer`` arithmetic, :mod:`flower_dl.dp`).
+
+    Each step: a batch per ``dp.poisson``; one backward pass of the summed
+    per-sample cross-entropy over the normaliser (the expected batch size
+    ``q * n`` for Poisson batches, the actual size otherwise) with Opacus's
+    per-sample hooks; clipping and noise (:func:`flower_dl.dp.privatize`).
+    The FedProx gradient ``mu (w - w0)`` is added after privatisation: it
+    does not depend on the data, so it needs no clipping, and clipping it
+    with the data would weaken the pull towards ``w0``. Then the momentum
+    step and the correction's shift, as in the plain loop. Returns the mean
+    per-sample loss of the last epoch's sampled batches (with the FedProx
+    term, as the plain loop reports it).
+    """
+    n = len(labels)
+    with fast_layout(model), dp_lib.per_sample_gradients(model):
+        device = next(model.parameters()).device
+        optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=momentum)
+        anchor = [p.detach().clone() for p in optimizer.params] if proximal_mu > 0 else None
+        shifts = _shifts(model, correction, lr)
+        noise = _noise_generator(dp, generator, device)
+        model.train()
+        last_loss = float("nan")
+        for _ in range(epochs):
+            total, count = 0.0, 0
+            for idx in private_batches(n, batch_size, dp, generator, device):
+                x, y = images.index_select(0, idx), labels.index_select(0, idx)
+                normaliser = dp_lib.expected_batch_size(n, batch_size) if dp.poisson else float(len(idx))
+                total += dp_lib.private_backward(model, x, y, dp, normaliser, noise)
+                count += len(idx)
+                if anchor is not None:
+                    with torch.no_grad():
+                        prox = 0.0
+                        for p, a in zip(optimizer.params, anchor):
+                            p.grad.add_(p - a, alpha=proximal_mu)
+                            prox += float(((p - a) ** 2).sum())
+                    total += 0.5 * proximal_mu * prox * len(idx)
+                optimizer.step()
+                if shifts:
+                    with torch.no_grad():
+                        for p, shift in shifts:
+                            p.sub_(shift)
+            last_loss = total / count if count else float("nan")
     return last_loss
 
 

@@ -1,7 +1,11 @@
-"""Shared fixtures: the repository root, a helper to run the ``flower-dl`` command, an in-process grid."""
+"""Shared fixtures: the repository root, a helper to run the ``flower-dl`` command, an in-process grid, replies.
+
+Tests that start Flower, Ray or SuperNode processes are marked ``e2e``; ``pytest -m "not e2e"`` is the quick loop.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +20,38 @@ from flower_dl.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
+E2E = (
+    "e2e: starts Flower, Ray or SuperNode processes (flwr run / flower-superlink / flower-supernode / ray start / "
+    "the flower-dl CLI that launches them); deselect with -m 'not e2e' for a quick loop"
+)
+STARTS_FLOWER = ("run", "sweep", "deploy-local")
+"""The ``flower-dl`` commands that start Flower once their checks pass (a refusal exits 2 before anything starts)."""
+_in_e2e_test = False
+"""Whether the test being set up or run is marked ``e2e`` (:func:`run_cli` refuses to start Flower otherwise)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", E2E)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses ``sim_two_rounds`` (a real simulation) must be marked ``e2e``: collection fails otherwise."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "sim_two_rounds" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the sim_two_rounds fixture, a real Flower simulation, but are not marked "
+            f"@pytest.mark.e2e: {', '.join(unmarked)}"
+        )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _in_e2e_test  # set before any fixture of the test (sim_two_rounds, session-scoped, calls run_cli)
+    _in_e2e_test = item.get_closest_marker("e2e") is not None
+
 
 def python_output(code: str, timeout: float = 120) -> str:
     """What ``python -c code`` prints in a fresh interpreter (e.g. which modules an import pulls in)."""
@@ -25,8 +61,11 @@ def python_output(code: str, timeout: float = 120) -> str:
 
 
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``flower-dl`` (this environment's) from the repository root (``env``: extra variables)."""
-    return subprocess.run(
+    """Run ``flower-dl`` (this environment's) from the repository root (``env``: extra variables).
+
+    ``run``, ``sweep`` or ``deploy-local`` past its checks (any exit code but 2) fails a test not marked ``e2e``.
+    """
+    proc = subprocess.run(
         [sys.executable, "-m", "flower_dl.cli", *args],
         cwd=ROOT,
         capture_output=True,
@@ -34,6 +73,12 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+    if args and args[0] in STARTS_FLOWER and proc.returncode != 2 and not _in_e2e_test:
+        pytest.fail(
+            f"flower-dl {args[0]} got past its checks (exit code {proc.returncode}), so it started Flower: "
+            "mark the test @pytest.mark.e2e"
+        )
+    return proc
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,10 +101,29 @@ TWO_ROUNDS = "num-server-rounds=2 local-epochs=1"
 
 @pytest.fixture(scope="session")
 def sim_two_rounds(tmp_path_factory):
-    """One 5-node, 2-round simulation with defaults otherwise; shared by the tests that compare with it."""
+    """One 5-node, 2-round simulation with defaults otherwise; shared by the tests that compare with it (all e2e)."""
     out = tmp_path_factory.mktemp("sim")
     proc = run_cli("run", "-c", f"{TWO_ROUNDS} run-name='e2e' results-dir='{out}'")
     return proc, out / "e2e"
+
+
+@contextlib.contextmanager
+def as_node(node_id: int):
+    """Flower's task identity as node ``node_id``'s while a node's code runs here, then back to what it was."""
+    before = TaskIdentity.node_id
+    TaskIdentity.node_id = node_id
+    try:
+        yield
+    finally:
+        TaskIdentity.node_id = before
+
+
+def reply(msg: Message, content: RecordDict | None = None, error: Error | None = None) -> Message:
+    """The reply of ``msg``'s destination node: ``content`` or ``error`` (as Flower's tests' ``create_mock_reply``)."""
+    if (content is None) == (error is None):
+        raise TypeError("a reply has either content or an error")
+    with as_node(msg.metadata.dst_node_id):
+        return Message(content=content, error=error, reply_to=msg)
 
 
 HANDLERS = {
@@ -116,16 +180,15 @@ class FakeGrid:
                 self.tamper(msg)
             self.seen.append(msg.content)
             node = msg.metadata.dst_node_id
-            TaskIdentity.node_id = node
             try:
-                reply = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
+                with as_node(node):
+                    answer = HANDLERS[msg.metadata.message_type](msg, self.contexts[node])
             except Exception as err:  # as Flower does: the node's error becomes an error reply
-                reply = Message(Error(code=0, reason=str(err)), reply_to=msg)
-            if not reply.has_error():
-                self.seen.append(reply.content)
-            assert reply.metadata.src_node_id == node
-            replies.append(reply)
-            TaskIdentity.node_id = 1
+                answer = reply(msg, error=Error(code=0, reason=str(err)))
+            if not answer.has_error():
+                self.seen.append(answer.content)
+            assert answer.metadata.src_node_id == node
+            replies.append(answer)
         return replies
 
 

@@ -145,6 +145,7 @@ def test_gossip_schedule_validates_and_rederives_each_round(W) -> None:
     assert GossipSchedule("static", 2).matrices(1, W) == [W, W]
 
 
+@pytest.mark.e2e
 def test_every_algorithm_in_a_real_flower_run_with_its_bytes_rederivable(tmp_path) -> None:
     """Three algorithms, one time-varying schedule with two gossip steps, one Flower simulation (a sweep)."""
     import csv

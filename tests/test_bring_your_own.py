@@ -195,6 +195,7 @@ def test_the_docs_data_module_makes_an_hf_disk_dataset_that_trains(tmp_path: Pat
 
 
 # ------------------------------------------------------------ a real simulation
+@pytest.mark.e2e
 def test_user_model_and_strategy_by_import_path_end_to_end(tmp_path: Path) -> None:
     """A real ``flower-dl run``: the user's BatchNorm CNN and lazy gossip rule, from a folder on PYTHONPATH only."""
     code = user_modules(tmp_path)

@@ -25,6 +25,8 @@ from flower_dl.strategies.base import ParameterStack
 from flower_dl.strategies.mixing import effective_mixing
 from flower_dl.training import evaluate, train
 
+from .conftest import as_node, reply
+
 NODE_IDS = {0: 100, 1: 101, 2: 102}
 # Metropolis weights of the line 0 - 1 - 2
 W_LINE = np.array([[2 / 3, 1 / 3, 0], [1 / 3, 1 / 3, 1 / 3], [0, 1 / 3, 2 / 3]])
@@ -75,20 +77,13 @@ def node_train(msg: Message, server_round: int) -> Message:
     y = torch.randint(0, CLASSES, (n,), generator=g)
     correction = None if request.correction is None else request.correction.to_torch_state_dict()
     loss = train(model, x, y, epochs=1, lr=0.05, momentum=0.0, batch_size=BATCH, generator=g, correction=correction)
-    TaskIdentity.node_id = msg.metadata.dst_node_id
-    try:
+    with as_node(msg.metadata.dst_node_id):
         arrays = ArrayRecord(model.state_dict())
         return protocol.train_reply(msg, arrays, loss=loss, seconds=0.1, num_examples=n, num_steps=STEPS[pid])
-    finally:
-        TaskIdentity.node_id = 1
 
 
 def failed(msg: Message) -> Message:
-    TaskIdentity.node_id = msg.metadata.dst_node_id
-    try:
-        return Message(Error(code=1, reason="RuntimeError: gone"), reply_to=msg)
-    finally:
-        TaskIdentity.node_id = 1
+    return reply(msg, error=Error(code=1, reason="RuntimeError: gone"))
 
 
 def initial() -> ArrayRecord:

@@ -54,6 +54,14 @@ BAD = [
     ({"seed": -1}, "seed", "-1", "0..4294967295"),
     ({"degree": 0}, "degree", "0", ">= 1"),
     ({"run-name": "a/b"}, "run-name", "'a/b'", "no '/'"),
+    ({"mia-reference-models": -1}, "mia-reference-models", "-1", "integer >= 0"),
+    ({"mia-reference-models": 1.5}, "mia-reference-models", "1.5", "an integer"),
+    ({"mia-every": 0}, "mia-every", "0", "integer >= 1"),
+    ({"dp-clip": 0.0}, "dp-clip", "0.0", "> 0"),
+    ({"dp-clip": -1.0}, "dp-clip", "-1.0", "> 0"),
+    ({"dp-noise-multiplier": -0.5}, "dp-noise-multiplier", "-0.5", ">= 0"),
+    ({"dp-delta": 0.0}, "dp-delta", "0.0", "(0, 1)"),
+    ({"dp-delta": 1.0}, "dp-delta", "1.0", "(0, 1)"),
 ]
 
 

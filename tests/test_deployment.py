@@ -13,6 +13,8 @@ from flower_dl.split import split
 
 from .conftest import ROOT, TWO_ROUNDS
 
+pytestmark = pytest.mark.e2e
+
 
 def _rows(path) -> dict[tuple[int, int], dict[str, str]]:
     with open(path) as fh:

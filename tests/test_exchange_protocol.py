@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import client_app, privacy, protocol
 from flower_dl.config import RunConfig
@@ -20,7 +19,7 @@ from flower_dl.data import load_dataset
 from flower_dl.node_state import Node
 from flower_dl.server_app import build_topology, discover_nodes, run_exchange
 
-from .conftest import FakeGrid, python_output
+from .conftest import FakeGrid, as_node, python_output
 
 INITIAL_MODEL_KEY = protocol.INITIAL_MODEL
 
@@ -171,9 +170,8 @@ def test_training_is_reproducible_given_the_seed() -> None:
         content = protocol.train_content(initial, ConfigRecord({protocol.SERVER_ROUND: server_round}))
         content = protocol.with_run_config(content, protocol.run_config_record(cfg.to_run_config()))
         msg = Message(content, dst_node_id=node_ids[pid], message_type=protocol.TRAIN)
-        TaskIdentity.node_id = node_ids[pid]
-        reply = client_app.train(msg, grid.contexts[node_ids[pid]])
-        TaskIdentity.node_id = 1
+        with as_node(node_ids[pid]):
+            reply = client_app.train(msg, grid.contexts[node_ids[pid]])
         return [a.copy() for a in reply.content["arrays"].to_numpy_ndarrays()], reply.content["metrics"]["train-loss"]
 
     first, loss1 = train_once(2, 1)

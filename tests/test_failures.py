@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from .conftest import TWO_ROUNDS, run_cli
+
+pytestmark = pytest.mark.e2e
 
 
 def test_failing_nodes_are_recorded_and_the_run_completes(tmp_path) -> None:

@@ -78,6 +78,7 @@ def uninterrupted(tmp_path_factory) -> list[dict[str, str]]:
 
 
 @pytest.mark.usefixtures("task_identity")
+@pytest.mark.e2e
 def test_sigint_keeps_the_finished_rounds_and_resume_gives_the_uninterrupted_metrics(
     tmp_path: Path, uninterrupted
 ) -> None:
@@ -98,6 +99,7 @@ def test_sigint_keeps_the_finished_rounds_and_resume_gives_the_uninterrupted_met
     assert _rows(folder) == uninterrupted
 
 
+@pytest.mark.e2e
 def test_sigkill_keeps_the_finished_rounds(tmp_path: Path) -> None:
     folder, rc, output = _stopped_run(tmp_path, signal.SIGKILL, after_rounds=2)
     assert rc == -signal.SIGKILL, output

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from flower_dl.cli import _fitting_topology
 from flower_dl.config import RunConfig
 
@@ -19,6 +21,7 @@ def _rows(path) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.e2e
 def test_a_run_on_split_png_folders_equals_the_run_on_the_source(tmp_path, sim_two_rounds) -> None:
     folders = tmp_path / "folders"
     split = run_cli("split", "-o", str(folders), "--layout", "png")
@@ -42,6 +45,7 @@ def test_a_run_on_split_png_folders_equals_the_run_on_the_source(tmp_path, sim_t
     assert _rows(tmp_path / "on-folders" / "metrics.csv") == _rows(source / "metrics.csv")
 
 
+@pytest.mark.e2e
 def test_a_broken_node_folder_stops_the_run_before_training_naming_the_node(tmp_path) -> None:
     folders = tmp_path / "folders"
     assert run_cli("split", "-o", str(folders)).returncode == 0

@@ -27,6 +27,7 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.e2e
 def test_ray_head_starts_in_its_own_temp_dir_and_stops_with_every_process(tmp_path) -> None:
     head = RayHead(tmp_path, flwr_env(tmp_path, 1))
     failures: list[str] = []
@@ -50,6 +51,7 @@ def test_ray_head_starts_in_its_own_temp_dir_and_stops_with_every_process(tmp_pa
     assert failures == [] and head.failure() is None  # a stop is not a failure
 
 
+@pytest.mark.e2e
 def test_a_dead_ray_head_stops_the_superlink_and_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(processes, "RAY_HEAD_MODULE", "flower_dl.no_such_module")
@@ -65,6 +67,7 @@ def test_a_dead_ray_head_stops_the_superlink_and_says_why(tmp_path, monkeypatch)
         assert not _listening(port)
 
 
+@pytest.mark.e2e
 def test_a_users_own_ray_address_is_kept(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     with local_superlink(tmp_path) as env:
@@ -72,6 +75,7 @@ def test_a_users_own_ray_address_is_kept(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "ray.log").exists(), "no Ray head of ours when the user names a cluster"
 
 
+@pytest.mark.e2e
 def test_no_ray_head_when_switched_off(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv(processes.RAY_HEAD_ENV, "0")

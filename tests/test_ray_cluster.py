@@ -29,6 +29,7 @@ from flower_dl.processes import bin_path, free_port, wait_for_port
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.e2e
 pytest.importorskip("ray", reason="needs Ray (pip install 'flwr[simulation]')")
 
 CONFIG = "num-nodes=4 topology='ring' num-server-rounds=1 local-epochs=1 run-name='cluster'"

@@ -95,6 +95,10 @@ def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SE
                 if full:
                     rows[-1]["gossip-bytes"] = 1000 * (si + 1) * (node + 1)
                     rows[-1]["mia-auc"] = 0.5 + 0.01 * node + 0.02 * k * share + 0.001 * rnd
+                    rows[-1]["exposed-fraction"] = share
+                    rows[-1]["sent-mia-tpr-1fpr"] = 0.01 + 0.002 * node
+                    rows[-1]["sent-rmia-tpr-1fpr"] = 0.02 + 0.004 * node + 0.01 * share
+                    rows[-1]["dp-epsilon"] = (1.0 + node) * (1 + seed) * rnd
     return rows
 
 
@@ -139,12 +143,14 @@ def test_every_figure_in_every_format(full_report) -> None:
     out, written = full_report
     expected = [out / f"{b}.{f}" for b in FIGURES for f in ("png", "svg", "csv")] + [out / "summary.md"]
     assert written == expected
-    assert len(FIGURES) == 10
+    assert len(FIGURES) == 12
     assert {
         "pareto-by-strategy",
         "accuracy-vs-gossip-bytes",
         "accuracy-vs-mia-auc",
         "accuracy-vs-leakage-by-mechanism",
+        "accuracy-vs-identified",
+        "accuracy-vs-epsilon",
     } <= set(FIGURES)
     for path in written:
         assert path.is_file() and path.stat().st_size > 0, path
@@ -552,8 +558,9 @@ def test_a_table_without_the_gossip_columns_still_reports(tmp_path: Path) -> Non
     header = old.read_text().splitlines()[0].split(",")
     assert not NEW_COLUMNS & set(header)
     written = write_report(old, tmp_path / "out", formats=("png",))
-    # one digits-per-node value, no gossip bytes, no membership attack: those figures are not drawn
-    skipped = {"accuracy-vs-digits", "leakage-vs-digits", "accuracy-vs-gossip-bytes", "accuracy-vs-mia-auc"}
+    # one digits-per-node value, no gossip bytes, no membership attack, no DP: those figures are not drawn
+    skipped = {"accuracy-vs-digits", "leakage-vs-digits", "accuracy-vs-gossip-bytes", "accuracy-vs-mia-auc",
+               "accuracy-vs-identified", "accuracy-vs-epsilon"}  # fmt: skip
     drawn = [b for b in FIGURES if b not in skipped]
     assert [p.name for p in written] == [f"{b}.{s}" for b in drawn for s in ("png", "csv")] + ["summary.md"]
     for path in written:

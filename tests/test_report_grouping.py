@@ -15,7 +15,7 @@ import pytest
 from flower_dl import registry
 from flower_dl.columns import CONFIG_COLUMNS
 from flower_dl.config import OUTPUT_KEYS, RunConfig
-from flower_dl.report import FIGURE_MAKERS, Tables, check_provenance, read_table, varying_keys, write_report
+from flower_dl.report import FIGURE_MAKERS, FIGURES, Tables, check_provenance, read_table, varying_keys, write_report
 from flower_dl.report.summary import summary_markdown
 from flower_dl.report.table import _prepare
 from tests.conftest import python_output
@@ -39,14 +39,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def second_value(key: str) -> Any:
-    """A value of ``key``'s type other than its default: the next choice, +1, half, the other boolean."""
+    """A value of ``key``'s type other than its default: the next choice, +1, half (1 for 0), the other boolean."""
     value, kind = DEFAULTS[key], TYPES[key]
     if kind == "bool":
         return not value
     if kind == "int":
         return value + 1
     if kind == "float":
-        return value / 2
+        return value / 2 if value else 1.0
     choices = CHOICES.get(key, ())
     return next((c for c in choices if c != value), f"{value or key}-b")
 
@@ -134,7 +134,7 @@ def test_two_values_of_a_key_are_two_rows_and_two_lines_in_every_figure(
     assert f"Varying keys (each keeps its runs apart): digits-per-node (2, 5); share-ratio (0, 0.2); {key} (" in text
 
     csvs = [p for p in written if p.suffix == ".csv"]
-    assert len(csvs) == 10
+    assert len(csvs) == len(FIGURES)
     for path in csvs:
         points = pd.read_csv(path, keep_default_na=False)
         if path.stem == "accuracy-vs-leakage-by-mechanism":

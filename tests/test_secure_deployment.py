@@ -61,6 +61,7 @@ def test_keys_writes_every_file_of_a_secure_deployment(tmp_path) -> None:
     assert bad.returncode == 2 and "--host: 'https://x' is not a host name" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_the_secure_deployment_runs_to_the_end_as_the_simulation(tmp_path, sim_two_rounds) -> None:
     files = secure.write_secure_files(5, tmp_path / "keys")
     lines: list[str] = []
@@ -90,6 +91,7 @@ def test_the_secure_deployment_runs_to_the_end_as_the_simulation(tmp_path, sim_t
     assert "Traceback" not in link_log
 
 
+@pytest.mark.e2e
 def test_an_unregistered_supernode_and_one_trusting_another_ca_are_kept_out(tmp_path) -> None:
     files = secure.write_secure_files(4, tmp_path / "keys")
     stranger = secure.write_secure_files(1, tmp_path / "stranger")  # another CA, the same file names

@@ -25,6 +25,8 @@ from flower_dl.watchdog import proc_table
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.e2e
+
 FAST = "num-server-rounds=1 local-epochs=1"
 COMMANDS = {
     "run": lambda tmp: ["run", "-c", f"{FAST} results-dir='{tmp}'"],

@@ -10,6 +10,7 @@ import pytest
 from .conftest import TWO_ROUNDS, run_cli
 
 
+@pytest.mark.e2e
 def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
     proc, folder = sim_two_rounds
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -60,6 +61,7 @@ def test_simulation_writes_the_results_folder(sim_two_rounds) -> None:
     assert json.loads((folder / "status.json").read_text())["state"] == "completed"
 
 
+@pytest.mark.e2e
 def test_one_message_a_round_measures_what_separate_evaluate_messages_do(sim_two_rounds, tmp_path) -> None:
     """Evaluating round r's model in round r + 1's train message gives the very same metrics.csv."""
     _, folder = sim_two_rounds

@@ -129,6 +129,7 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.e2e
 def test_sweep_survives_sigint_resumes_and_reports(tmp_path, sim_two_rounds) -> None:
     table = tmp_path / "sweep.csv"
     cmd = [sys.executable, "-m", "flower_dl.cli", "sweep", "-g", GRID, "-c", FIXED, "-t", str(table)]

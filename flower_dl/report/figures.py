@@ -444,6 +444,100 @@ def _fig_accuracy_vs_mia_auc(t: Tables) -> Plot:
     return plot
 
 
+IDENTIFIED_LABEL = "samples identified with confidence (%)"
+
+
+def _model_channel(nodes: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Per node, the model channel's identified fraction: the strongest attack on the model it sent, and its name."""
+    rmia, loss = nodes["sent-rmia-tpr-1fpr"], nodes["sent-mia-tpr-1fpr"]
+    if rmia.notna().any():
+        return rmia.where(rmia.notna(), loss), "RMIA (loss threshold where RMIA did not run)"
+    return loss, "loss-threshold attack"
+
+
+def _fig_accuracy_vs_identified(t: Tables) -> Plot:
+    """Per-node final accuracy vs the fraction of its samples a neighbour identifies with confidence, both channels.
+
+    The question of the study, on one scale: a node can leak its samples
+    through the exchange (left: the exposed fraction, exact, since those
+    samples were sent) and through the models it sends each round (right:
+    the true-positive rate at 1% false positives of the membership attack on
+    the last attacked model it sent, RMIA where it ran; the dashed line is
+    the 1% a guess reaches). Each point is a node of a run at its last round,
+    coloured by its line (marker: model). Runs without the attack on the
+    sent model (older tables, ``mia-samples = 0``) have no right-hand point.
+    """
+    nodes = t.nodes.dropna(subset=["accuracy"])
+    model_x, attack = _model_channel(nodes)
+    channels = (("through the exchange (exposed fraction)", nodes["exposed-fraction"]),
+                (f"through the models ({attack}, TPR at 1% FPR)", model_x))  # fmt: skip
+    lines = _lines(t.groups)
+    fig, axes = _figure(len(channels), sharey=True, legend_width=3.0)
+    plot = Plot(fig, x_name="fraction identified", no_data="no final accuracy with an identified fraction")
+    for ax, (panel, x) in zip(axes, channels):
+        for line in lines:
+            mask = (nodes["line"] == line.key).to_numpy()
+            kw = {"s": 18, "alpha": 0.6, "color": line.colour, "marker": line.marker, "edgecolors": "none"}
+            plot.scatter(ax, x[mask], nodes["accuracy"][mask], panel=panel, series=line.label, element="node",
+                         label=line.label, **kw)  # fmt: skip
+        if ax.has_data() and panel.startswith("through the models"):
+            ax.axvline(0.01, color="0.3", linestyle="--", linewidth=1, label="chance (1%)").set_gid(REFERENCE_GID)
+        if not ax.has_data():
+            _no_data(ax, plot.no_data)
+        ax.set_title(panel, fontsize=10)
+        ax.set_xlabel(IDENTIFIED_LABEL)
+        ax.set_ylabel("node final accuracy (%)")
+        _percent_axis(ax)
+        _percent_axis(ax, "x")
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Per-node final accuracy vs the fraction of its samples a neighbour identifies ({len(nodes)} nodes, "
+        f"{nodes['cell'].nunique()} runs)\n(left: sent in the exchange; right: named by a membership attack on "
+        "the model it sends, at 1% false positives)" + _pooled(t.data, ["line"], "each colour pools"),
+        fontsize=11,
+    )
+    _legend(fig, axes, "strategy")
+    return plot
+
+
+def _fig_accuracy_vs_epsilon(t: Tables) -> Plot:
+    """Per-node final accuracy vs its DP-SGD epsilon (log scale): what a formal guarantee costs.
+
+    The epsilon is the node's over all its local training (``dp-delta`` in
+    the run's config), from Opacus's RDP accountant; it covers the node's
+    samples as they reach its models, not the raw samples it sends in the
+    exchange (for those no DP holds: epsilon is infinite). Runs without
+    DP-SGD have no epsilon and are not drawn; the figure is not drawn at all
+    without two epsilons.
+    """
+    nodes = t.nodes.dropna(subset=["accuracy", "dp-epsilon"])
+    nodes = nodes[np.isfinite(nodes["dp-epsilon"].astype(float))]
+    lines = _lines(t.groups)
+    fig, axes = _figure(1, legend_width=3.0)
+    plot = Plot(fig, x_name="DP epsilon", no_data="no run with DP-SGD (dp-noise-multiplier > 0)")
+    ax, panel = axes[0], "DP-SGD"
+    for line in lines:
+        g = nodes[nodes["line"] == line.key]
+        kw = {"s": 18, "alpha": 0.6, "color": line.colour, "marker": line.marker, "edgecolors": "none"}
+        plot.scatter(ax, g["dp-epsilon"], g["accuracy"], panel=panel, series=line.label, element="node",
+                     label=line.label, **kw)  # fmt: skip
+    if ax.has_data():
+        ax.set_xscale("log")
+    else:
+        _no_data(ax, plot.no_data)
+    ax.set_xlabel("DP-SGD epsilon of the node's training (log scale)")
+    ax.set_ylabel("node final accuracy (%)")
+    _percent_axis(ax)
+    ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"Per-node final accuracy vs DP-SGD epsilon ({len(nodes)} nodes, {nodes['cell'].nunique()} runs; "
+        "raw samples sent in the exchange have no DP protection)" + _pooled(t.data, ["line"], "each colour pools"),
+        fontsize=11,
+    )
+    _legend(fig, axes, "strategy")
+    return plot
+
+
 def _fig_accuracy_vs_leakage_by_mechanism(t: Tables) -> Plot:
     """Per-node final accuracy vs leakage, coloured by exchange mechanism, with each mechanism's mean.
 
@@ -560,6 +654,8 @@ FIGURE_MAKERS: dict[str, Callable[[Tables], Plot]] = {
     "pareto-by-strategy": _fig_pareto_by_strategy,
     "accuracy-vs-gossip-bytes": _fig_accuracy_vs_gossip_bytes,
     "accuracy-vs-mia-auc": _fig_accuracy_vs_mia_auc,
+    "accuracy-vs-identified": _fig_accuracy_vs_identified,
+    "accuracy-vs-epsilon": _fig_accuracy_vs_epsilon,
     "accuracy-vs-leakage-by-mechanism": _fig_accuracy_vs_leakage_by_mechanism,
 }
 """Figure base name -> the function that draws it from the report's :class:`Tables`."""

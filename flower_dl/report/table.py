@@ -130,9 +130,14 @@ RUN_NODE_METRICS: tuple[str, ...] = ("leakage", "exposed-fraction", "nn-distance
 each of its rows (what the exchange phase exposed); a node's value is the mean
 of its non-empty cells."""
 
-FINAL_NODE_METRICS: tuple[str, ...] = ("accuracy", "mia-auc", "mia-tpr-1fpr")
-"""Metric columns measured per node and evaluated round, taken at each run's
-last round (the membership attack runs on the model that is evaluated)."""
+FINAL_NODE_METRICS: tuple[str, ...] = (
+    "accuracy", "mia-auc", "mia-tpr-1fpr", "mia-tpr-0.1fpr", "rmia-auc", "rmia-tpr-1fpr", "rmia-tpr-0.1fpr",
+    "sent-mia-auc", "sent-mia-tpr-1fpr", "sent-mia-tpr-0.1fpr", "sent-rmia-auc", "sent-rmia-tpr-1fpr",
+    "sent-rmia-tpr-0.1fpr", "dp-epsilon",
+)  # fmt: skip
+"""Metric columns measured per node and round, taken at each run's last round (the attacks on the
+evaluated model, those on the model each node sent, which always run in the last round, and DP-SGD's
+epsilon over the whole training)."""
 
 _MECHANISM_RANK: dict[str, int] = {"no exchange": 0, "raw": 1, "noise": 2, "mixup": 3}
 """The order of the exchange mechanisms in the report: none, the study's raw

@@ -1,0 +1,140 @@
+"""The membership audit of a node's models: what a curious neighbour, or anyone with the final model, can tell.
+
+Two attackers, where the protocol puts them:
+
+* a **curious neighbour** sees every model node ``i`` sends in every round (in
+  the emulation, the arrays ``i`` returns from local training, before
+  mixing): the ``train`` handler attacks that model at the rounds
+  ``mia-every`` names (:func:`flower_dl.membership.attacked_round`) and
+  reports ``sent-*`` metrics;
+* **anyone with the final model** (the evaluated model of the last round):
+  the final evaluation reports ``mia-*`` and ``rmia-*`` metrics (the
+  loss-threshold attack runs at every evaluation, as it always has).
+
+Each attack is run twice on the same members and non-members
+(:func:`flower_dl.membership.attack_samples`): the loss-threshold attack
+(Yeom et al. 2018), and offline RMIA (Zarifzadeh et al. 2024,
+:func:`flower_dl.membership.rmia_scores`) with ``mia-reference-models``
+reference models. The audit runs on node ``i`` because only ``i`` knows which
+samples are its members; everything the attack itself uses is what any
+neighbour holds: the model ``i`` sends, and the public test split
+(:func:`flower_dl.membership.public_split`), on which the reference models
+are trained by the node's own training code (:func:`flower_dl.training.train`,
+the same model, optimiser, learning rate, batch size and DP-SGD settings) for
+as many epochs as the attacked model's training has had (round x
+``local-epochs``): the attacker knows the protocol.
+
+A reference model is trained in chunks of ``local-epochs`` epochs, each
+chunk's randomness drawn from ``(seed, node, model, chunk)`` alone, so a
+process that attacked round 5 goes on from there for round 10, and one that
+did not (a SuperNode's fresh process) trains the same model from scratch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from flower_dl import membership, training
+from flower_dl.node_state import CACHE, seed_of, seed_torch
+
+if TYPE_CHECKING:
+    from flower_dl.node_state import Node
+
+
+@torch.no_grad()
+def log_true_probs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """``log Pr(y | x, model)`` per sample (eval mode): minus the sample's cross-entropy loss.
+
+    The softmax is taken in float64: an overfit model gives its members
+    probabilities so close to 1 that float32 rounds many of them to exactly 1
+    (log 0), and the attacks need their order.
+    """
+    model.eval()
+    out = []
+    with training.fast_layout(model):
+        for start in range(0, len(labels), batch_size):
+            x, y = images[start : start + batch_size], labels[start : start + batch_size]
+            out.append(-F.cross_entropy(model(x).double(), y, reduction="none").cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
+
+
+def reference_models(node: Node, chunks: int) -> list[nn.Module]:
+    """The node's ``mia-reference-models`` reference models, each trained for ``chunks`` x ``local-epochs`` epochs.
+
+    Each is the run's model built from its own seed and trained on the
+    reference half of the public test split; kept in the process cache with
+    the chunks done, so later attacked rounds only add the missing ones.
+    """
+    from flower_dl.models import build_model
+
+    cfg, spec = node.cfg, node.spec()
+    _, _, test_x, test_y = node.tensors()
+    reference, _ = node.public_split()
+    ref_x, ref_y = test_x[reference], test_y[reference]
+    models = []
+    for k in range(cfg.mia_reference_models):
+        key = ("reference-model", node.cell, node.partition_id, k, str(test_x.device))
+        state = CACHE.get(key, lambda k=k: {"done": 0, "model": None})
+        if state["model"] is None or state["done"] > chunks:
+            seed = seed_of(cfg.seed, node.partition_id, 13, k)
+            state["model"] = build_model(cfg.model, spec.input_shape, spec.num_classes, seed=seed).to(test_x.device)
+            state["done"] = 0
+        while state["done"] < chunks:
+            chunk_seed = seed_of(cfg.seed, node.partition_id, 14, k, state["done"])
+            seed_torch(chunk_seed, test_x.device)
+            training.train(
+                state["model"], ref_x, ref_y, epochs=cfg.local_epochs, lr=cfg.lr, momentum=cfg.momentum,
+                batch_size=cfg.batch_size, generator=torch.Generator().manual_seed(chunk_seed), dp=node.dp(),
+            )  # fmt: skip
+            state["done"] += 1
+        models.append(state["model"])
+    return models
+
+
+def attack_metrics(node: Node, model: nn.Module, *, prefix: str = "", chunks: int = 0) -> dict[str, float]:
+    """Membership attacks on ``model`` against the node's members: ``{prefix}mia-*``, and ``{prefix}rmia-*``.
+
+    Parameters
+    ----------
+    node : Node
+        The attacked node (its members, non-members and public test split).
+    model : torch.nn.Module
+        The attacked model.
+    prefix : str
+        ``"sent-"`` for the model the node sends, ``""`` for an evaluated one.
+    chunks : int
+        The attacked model's training so far, in rounds of ``local-epochs``:
+        0 runs the loss-threshold attack only; > 0 also RMIA, with reference
+        models trained as long (when ``mia-reference-models`` > 0).
+
+    Returns
+    -------
+    dict[str, float]
+        ``auc``, ``tpr-1fpr`` and ``tpr-0.1fpr`` of each attack run
+        (:func:`flower_dl.membership.score_metrics`); empty when ``mia-samples`` is 0.
+    """
+    if node.mia_samples == 0:
+        return {}
+    members_x, members_y, nonmembers = node.attack_tensors()
+    _, _, test_x, test_y = node.tensors()
+    nonmembers_x, nonmembers_y = test_x[nonmembers], test_y[nonmembers]
+    target_m, target_n = log_true_probs(model, members_x, members_y), log_true_probs(model, nonmembers_x, nonmembers_y)
+    out = membership.score_metrics(target_m, target_n, f"{prefix}mia")
+    if chunks > 0 and node.cfg.mia_reference_models > 0:
+        _, population = node.public_split()
+        z_x, z_y = test_x[population], test_y[population]
+        refs = reference_models(node, chunks)
+
+        def on_refs(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+            return np.stack([log_true_probs(r, x, y) for r in refs], axis=1)
+
+        target_z, ref_z = log_true_probs(model, z_x, z_y), on_refs(z_x, z_y)
+        scores_m = membership.rmia_scores(target_m, on_refs(members_x, members_y), target_z, ref_z)
+        scores_n = membership.rmia_scores(target_n, on_refs(nonmembers_x, nonmembers_y), target_z, ref_z)
+        out.update(membership.score_metrics(scores_m, scores_n, f"{prefix}rmia"))
+    return out
