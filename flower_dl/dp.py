@@ -129,8 +129,12 @@ def model_problems(model: nn.Module) -> list[str]:
     undefined; InstanceNorm's running statistics are unprivatised state),
     ``GradSampleModule.validate`` (a trainable layer holding buffers gets no
     per-sample gradients), and a BatchNorm without parameters, which Opacus
-    lets through although it mixes samples just the same.
+    lets through although it mixes samples just the same. A model of
+    ``nn.Linear`` layers and parameterless, bufferless modules (the MLP) has
+    none, and is passed without importing Opacus.
     """
+    if linear_only(model) and not any(True for _ in model.buffers()):
+        return []
     from opacus.grad_sample import GradSampleModule
     from opacus.validators import ModuleValidator
     from torch.nn.modules.batchnorm import _BatchNorm
@@ -233,15 +237,101 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
 
 
 # ------------------------------------------------------------------ privatisation
+@dataclass(frozen=True)
+class LinearSamples:
+    """The per-sample gradients of a ``Linear`` weight, kept as their two factors: sample i's is ``g_i a_i^T``.
+
+    ``g`` (``(batch, out)``) holds the gradients of the layer's outputs and
+    ``a`` (``(batch, in)``) its inputs. A sample's norm is ``||g_i|| ||a_i||``
+    and the clipped sum is one matrix product ``(f * g)^T a``, so the
+    ``batch x out x in`` tensor Opacus writes (and zero-fills) each step is
+    never built: the "ghost clipping" of Goodfellow (2015) and Li et al.
+    (ICLR 2022), exact for a layer applied once to 2-D inputs.
+    """
+
+    g: torch.Tensor
+    a: torch.Tensor
+
+
+def linear_only(model: nn.Module) -> bool:
+    """Whether every module that owns a trainable parameter is a plain ``nn.Linear`` (the MLP): the fast path."""
+    from torch import nn
+
+    owners = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    return bool(owners) and all(type(m) is nn.Linear for m in owners)
+
+
 @contextmanager
-def per_sample_gradients(model: nn.Module) -> Iterator[None]:
+def per_sample_gradients(model: nn.Module, engine: str = "auto") -> Iterator[None]:
     """Inside the block, a backward pass also leaves each trainable parameter's per-sample ``p.grad_sample``.
 
-    Opacus's ``GradSampleModule`` hooks (``loss_reduction="sum"``: a sample's
-    entry is its term of whatever loss is backpropagated, unscaled). On exit
-    the hooks and every attribute Opacus put on the parameters and modules
-    are removed: the caller's module is left as a plain one.
+    Two engines, the same numbers: ``"linear"`` for a model of ``nn.Linear``
+    layers only (:func:`linear_only`; a weight's entry is a
+    :class:`LinearSamples`, a bias's the ``(batch, out)`` output gradients)
+    and ``"opacus"``, Opacus's ``GradSampleModule`` hooks for any layer it
+    supports (``loss_reduction="sum"``: a sample's entry is its term of
+    whatever loss is backpropagated, unscaled). ``"auto"`` takes the first
+    that applies; Opacus is then imported only for a model that needs it. On
+    exit the hooks and every attribute put on the parameters and modules are
+    removed: the caller's module is left as a plain one.
     """
+    if engine not in ("auto", "linear", "opacus"):
+        raise ValueError(f"engine: {engine!r} is not one; allowed: auto, linear, opacus")
+    if engine == "linear" or (engine == "auto" and linear_only(model)):
+        if not linear_only(model):
+            raise ValueError("engine: 'linear' needs a model whose trainable layers are all nn.Linear")
+        check_model(model)  # a parameterless BatchNorm mixes samples too
+        with _linear_per_sample(model):
+            yield
+        return
+    with _opacus_per_sample(model):
+        yield
+
+
+@contextmanager
+def _linear_per_sample(model: nn.Module) -> Iterator[None]:
+    """:func:`per_sample_gradients` for ``nn.Linear`` layers: the inputs and output gradients, recorded by hooks."""
+    import torch
+
+    def record(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
+        if a.dim() == 2:
+            weight, bias = LinearSamples(g, a), g
+        else:  # a sequence: each sample's gradient sums over its positions, so it is built
+            weight = torch.einsum("n...o,n...i->noi", g, a)
+            bias = g.reshape(len(g), -1, g.shape[-1]).sum(1)
+        for p, entry in ((module.weight, weight), (module.bias, bias)):
+            if p is None or not p.requires_grad:
+                continue
+            before = getattr(p, "grad_sample", None)
+            p.grad_sample = entry if before is None else _materialised(before) + _materialised(entry)
+
+    def forward_hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if torch.is_grad_enabled() and out.requires_grad:
+            a = args[0].detach()
+            out.register_hook(lambda g: record(module, a, g.detach()))
+
+    layers = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+    handles = [m.register_forward_hook(forward_hook) for m in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p in model.parameters():
+            if hasattr(p, "grad_sample"):
+                del p.grad_sample
+
+
+def _materialised(entry: torch.Tensor | LinearSamples) -> torch.Tensor:
+    """A per-sample entry as the ``(batch, *param.shape)`` tensor (a :class:`LinearSamples` multiplied out)."""
+    import torch
+
+    return torch.einsum("no,ni->noi", entry.g, entry.a) if isinstance(entry, LinearSamples) else entry
+
+
+@contextmanager
+def _opacus_per_sample(model: nn.Module) -> Iterator[None]:
+    """:func:`per_sample_gradients` by Opacus's ``GradSampleModule`` (refusing, first, what it cannot serve)."""
     from opacus.grad_sample import GradSampleModule
 
     check_model(model)
@@ -258,7 +348,23 @@ def per_sample_gradients(model: nn.Module) -> Iterator[None]:
                     delattr(m, attr)
 
 
-def clip_factors(grad_samples: Sequence[torch.Tensor], clip: float, scale: float = 1.0) -> torch.Tensor:
+def _sample_norms(entry: torch.Tensor | LinearSamples) -> torch.Tensor:
+    """Each sample's L2 norm of one parameter's per-sample gradients (``||g_i|| ||a_i||`` for a LinearSamples)."""
+    if isinstance(entry, LinearSamples):
+        return entry.g.norm(2, dim=1) * entry.a.norm(2, dim=1)
+    return entry.reshape(len(entry), -1).norm(2, dim=1)
+
+
+def _weighted_sum(factors: torch.Tensor, entry: torch.Tensor | LinearSamples) -> torch.Tensor:
+    """``sum_i factors_i x per-sample gradient_i`` of one parameter (one matrix product for a LinearSamples)."""
+    import torch
+
+    if isinstance(entry, LinearSamples):
+        return (entry.g * factors[:, None]).T @ entry.a
+    return torch.einsum("i,i...->...", factors, entry)
+
+
+def clip_factors(grad_samples: Sequence[torch.Tensor | LinearSamples], clip: float, scale: float = 1.0) -> torch.Tensor:
     """Per-sample factors ``min(1, clip / (||g_i|| + 1e-6))``, ``g_i`` a sample's gradient over all parameters.
 
     Opacus's formula. ``grad_samples`` (one tensor ``(batch, *param.shape)``
@@ -267,7 +373,7 @@ def clip_factors(grad_samples: Sequence[torch.Tensor], clip: float, scale: float
     """
     import torch
 
-    per_param = [g.reshape(len(g), -1).norm(2, dim=1) for g in grad_samples]
+    per_param = [_sample_norms(g) for g in grad_samples]
     norms = torch.stack(per_param, dim=1).norm(2, dim=1) * scale
     return (clip / (norms + CLIP_EPS)).clamp(max=1.0)
 
@@ -305,7 +411,7 @@ def privatize(
             if g is None:
                 p.grad = torch.zeros_like(p)
             elif clipped:
-                p.grad = torch.einsum("i,i...->...", factors, g).to(p.dtype)
+                p.grad = _weighted_sum(factors, g).to(p.dtype)
             if dp.noise_multiplier > 0:
                 std = dp.noise_multiplier * dp.clip
                 noise = torch.normal(0.0, std, size=p.shape, generator=generator, device=p.device, dtype=p.dtype)

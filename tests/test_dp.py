@@ -341,6 +341,71 @@ def test_importing_dp_or_training_imports_no_opacus():
     assert python_output(code, timeout=60) == "False"
 
 
+# ------------------------------------------------------------------ the two per-sample engines
+class _Tokens(nn.Module):
+    """A Linear applied to each position of a sequence (3-D input), then pooled: per-sample sums over positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj, self.head = nn.Linear(6, 8), nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.proj(x)).mean(1))
+
+
+def _mlp_no_dropout() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize(("make", "shape"), [(_mlp_no_dropout, (12, 1, 8, 8)), (_Tokens, (12, 5, 6))])
+def test_the_linear_engine_equals_opacus_and_the_per_sample_loop(make, shape):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(*shape, generator=g), torch.randint(0, 10, (shape[0],), generator=g)
+    x[:4] *= 20  # some samples clipped, some not
+    model = make()
+    assert dp.linear_only(model)
+    params = list(model.parameters())
+    per_sample = [torch.autograd.grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), params) for i in range(12)]
+    norms = torch.stack([torch.cat([q.flatten() for q in gs]).norm() for gs in per_sample])
+    clip, normaliser = float(norms.median()), 10.0
+    factors = [min(1.0, clip / (float(n) + 1e-6)) for n in norms]
+    expected = [sum(f * gs[j] for f, gs in zip(factors, per_sample)) / normaliser for j in range(len(params))]
+    by_engine = {}
+    for engine in ("linear", "opacus"):
+        with dp._training_mode(model), dp.per_sample_gradients(model, engine=engine):
+            dp.private_backward(model, x, y, DPSGD(clip, 0.0), normaliser)
+            by_engine[engine] = [p.grad.detach().clone() for p in params]
+        assert not any(hasattr(p, "grad_sample") for p in params)
+        assert not any(m._forward_hooks for m in model.modules())
+    for a, b, c in zip(by_engine["linear"], by_engine["opacus"], expected):
+        torch.testing.assert_close(a, c, rtol=0, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_model_with_other_layers_takes_opacus_and_the_linear_engine_refuses_it():
+    assert dp.linear_only(build_model("mlp")) and not dp.linear_only(_SmallNet())
+    refusal = r"engine: 'linear' needs a model whose trainable layers are all nn\.Linear"
+    with pytest.raises(ValueError, match=refusal), dp.per_sample_gradients(_SmallNet(), engine="linear"):
+        pass
+    # a parameterless BatchNorm between linear layers still mixes the samples: refused on either engine
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8, affine=False), nn.Linear(8, 10))
+    with pytest.raises(ValueError, match=r"dp-noise-multiplier: .*BatchNorm1d"), dp.per_sample_gradients(model):
+        pass
+
+
+def test_dp_training_of_the_mlp_imports_no_opacus():
+    """The default model's DP-SGD runs on the linear engine: a node process does not pay Opacus's import."""
+    code = (
+        "import sys, torch; from flower_dl.models import build_model; from flower_dl.training import train; "
+        "from flower_dl.dp import DPSGD; x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,)); "
+        "train(build_model('mlp'), x, y, epochs=1, lr=0.1, momentum=0.5, batch_size=8, dp=DPSGD(1.0, 1.0)); "
+        "print('opacus' in sys.modules)"
+    )
+    assert python_output(code, timeout=120) == "False"
+
+
 # ------------------------------------------------------------------ what DP is for
 def test_dp_sgd_lowers_memorisation():
     from flower_dl.data import load_dataset, to_tensor
