@@ -26,8 +26,9 @@ as many epochs as the attacked model's training has had (round x
 
 A reference model is trained in chunks of ``local-epochs`` epochs, each
 chunk's randomness drawn from ``(seed, node, model, chunk)`` alone, so a
-process that attacked round 5 goes on from there for round 10, and one that
-did not (a SuperNode's fresh process) trains the same model from scratch.
+process that attacked round 5 goes on from there for round 10 (from the
+weights in the node's state if another process trained them), and one with
+neither trains the same model from scratch.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def reference_models(node: Node, chunks: int) -> list[nn.Module]:
     """The node's ``mia-reference-models`` reference models, each trained for ``chunks`` x ``local-epochs`` epochs.
 
     Each is the run's model built from its own seed and trained on the
-    reference half of the public test split; kept in the process cache with
-    the chunks done, so later attacked rounds only add the missing ones.
+    reference half of the public test split; kept in the process cache and
+    in the node's state (:meth:`Node.store_reference`) with the chunks done,
+    so later attacked rounds, in this process or another, only add the
+    missing ones.
     """
     from flower_dl.models import build_model
 
@@ -84,6 +87,11 @@ def reference_models(node: Node, chunks: int) -> list[nn.Module]:
             seed = seed_of(cfg.seed, node.partition_id, 13, k)
             state["model"] = build_model(cfg.model, spec.input_shape, spec.num_classes, seed=seed).to(test_x.device)
             state["done"] = 0
+        stored = node.stored_reference(k)
+        if stored is not None and state["done"] < stored[0] <= chunks:  # an earlier message, another process
+            state["model"].load_state_dict(stored[1].to_torch_state_dict())
+            state["done"] = stored[0]
+        trains = state["done"] < chunks
         while state["done"] < chunks:
             chunk_seed = seed_of(cfg.seed, node.partition_id, 14, k, state["done"])
             seed_torch(chunk_seed, test_x.device)
@@ -92,6 +100,8 @@ def reference_models(node: Node, chunks: int) -> list[nn.Module]:
                 batch_size=cfg.batch_size, generator=torch.Generator().manual_seed(chunk_seed), dp=node.dp(),
             )  # fmt: skip
             state["done"] += 1
+        if trains:
+            node.store_reference(k, state["done"], state["model"])
         models.append(state["model"])
     return models
 

@@ -45,6 +45,7 @@ _RECEIVED = "received"
 _RECEIVED_DIGEST = "received-digest"
 _SENT = "sent"
 _KEYS = "exchange-keys"
+_REFERENCE = "reference-model"
 
 
 class ProcessCache:
@@ -369,7 +370,8 @@ class Node:
         """Forget the stored state of every other cell (the node now serves this one)."""
         for key in list(self.context.state.keys()):
             name, _, cell = key.partition(":")
-            if name in (_RECEIVED, _RECEIVED_DIGEST, _SENT, _KEYS) and cell != self.cell:
+            ours = name in (_RECEIVED, _RECEIVED_DIGEST, _SENT, _KEYS) or name.startswith(_REFERENCE)
+            if ours and cell != self.cell:
                 del self.context.state[key]
 
     def identity(self):  # -> Ed25519PrivateKey | None
@@ -433,6 +435,24 @@ class Node:
             return {}
         prefix = f"{what}:"
         return {int(k.split(":", 1)[1]): record[k].numpy() for k in record if k.startswith(prefix)}
+
+    def stored_reference(self, k: int) -> tuple[int, ArrayRecord] | None:
+        """Reference model ``k`` as an earlier message left it: its chunks of training done, and its weights."""
+        done = self.context.state.get(self._key(f"{_REFERENCE}-{k}-done"))
+        if done is None:
+            return None
+        return int(done["done"]), self.context.state[self._key(f"{_REFERENCE}-{k}")]
+
+    def store_reference(self, k: int, done: int, model) -> None:  # model: torch.nn.Module
+        """Keep reference model ``k``'s weights after ``done`` chunks, for the node's next message in any process.
+
+        In a simulation a node's messages land in whichever worker is free,
+        and a SuperNode runs each in a fresh process: without this, the final
+        evaluation would train again the models its last ``train`` message
+        trained.
+        """
+        self.context.state[self._key(f"{_REFERENCE}-{k}")] = ArrayRecord(model.state_dict())
+        self.context.state[self._key(f"{_REFERENCE}-{k}-done")] = ConfigRecord({"done": done})
 
     # -------------------------------------------------------- training set
     def _train_key(self) -> tuple:

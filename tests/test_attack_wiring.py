@@ -110,3 +110,28 @@ def test_dp_with_a_batchnorm_model_is_refused_before_training(tmp_path: Path, mo
     ok = RunConfig(model="bn_nets:bn", num_server_rounds=1, local_epochs=1, mia_samples=0,
                    results_dir=str(tmp_path / "ok"))  # fmt: skip
     assert json.loads((run_experiment(FakeGrid(ok), ok) / "summary.json").read_text())["accuracy-mean"] is not None
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_reference_models_go_on_from_the_nodes_state_in_a_fresh_process_as_if_trained_there() -> None:
+    """Round 2's reference model, kept in the node's state, continued to round 3 after the process cache is gone,
+    equals the one trained to round 3 in one go: the final evaluation need not train it again."""
+    import torch
+
+    from flower_dl import audit
+    from flower_dl.node_state import CACHE, Node
+
+    cfg = RunConfig(num_nodes=3, topology="ring", local_epochs=1, mia_samples=40, mia_reference_models=1)
+    grid = FakeGrid(cfg)
+    context = grid.contexts[1000]
+    CACHE.clear()
+    audit.reference_models(Node(context, cfg, 0), 2)
+    assert Node(context, cfg, 0).stored_reference(0)[0] == 2
+    CACHE.clear()  # another process: only the node's state is left
+    continued = audit.reference_models(Node(context, cfg, 0), 3)[0]
+    assert Node(context, cfg, 0).stored_reference(0)[0] == 3
+    CACHE.clear()
+    fresh_context = FakeGrid(cfg).contexts[1000]
+    in_one_go = audit.reference_models(Node(fresh_context, cfg, 0), 3)[0]
+    for (key, a), b in zip(continued.state_dict().items(), in_one_go.state_dict().values()):
+        assert torch.equal(a, b), key
