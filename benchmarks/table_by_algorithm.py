@@ -1,13 +1,17 @@
 """README's algorithm and privacy tables from a sweep's results table: mean +- sd over seeds, per group.
 
-    python benchmarks/table_by_algorithm.py TABLE.csv [--by algorithm|mechanism]
+    python benchmarks/table_by_algorithm.py TABLE.csv [TABLE.csv ...] [--by algorithm|mechanism|privacy]
 
 A run's accuracy is the mean over its nodes of the last round's accuracy (as
 ``flower-dl report``); a group's figure is the mean +- sd over its runs (one
 run per seed). ``--by algorithm`` groups by strategy, mixing schedule, gossip
 steps and Choco's gamma (columns: accuracy, total gossip bytes per run);
 ``--by mechanism`` by strategy and exchange mechanism (accuracy, KL leakage,
-exposed fraction, nn-distance, membership-attack AUC). Any other run-config
+exposed fraction, nn-distance, membership-attack AUC); ``--by privacy`` by
+strategy, exchange setting and DP-SGD noise (accuracy, exposed fraction, the
+TPR at 1% FPR of the loss-threshold attack and of RMIA on the model each node
+sent in the last round, RMIA's AUC, the nodes' DP-SGD epsilon; runs without
+DP show ``-``). Several tables are read as one. Any other run-config
 key that varies among a group's runs (``lr``, ``batch-size``, a key added
 later) becomes a column and a grouping key too, so that only seeds are
 averaged; ``--by mechanism`` averages over the data settings by design and
@@ -68,11 +72,23 @@ def label_mechanism(run: pd.Series) -> str:
     return "raw"
 
 
+def label_privacy(run: pd.Series) -> str:
+    """``raw`` / ``mixup 4`` / ``no exchange (share 0)``, then ``no DP`` or ``DP sigma 1``."""
+    sigma = run.get("dp-noise-multiplier")
+    dp = "no DP" if pd.isna(sigma) or float(sigma) == 0 else f"DP sigma {float(sigma):g}"
+    return f"{label_mechanism(run)}, {dp}"
+
+
+PRIVACY_FIGURES = ["accuracy", "exposed-fraction", "sent-mia-tpr-1fpr", "sent-rmia-tpr-1fpr", "sent-rmia-auc",
+                   "dp-epsilon"]  # fmt: skip
+LABELS = {"algorithm": label_algorithm, "mechanism": label_mechanism, "privacy": label_privacy}
+
+
 def runs(table: pd.DataFrame, runs_meta: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its config and the figures of its last round."""
+    """One row per run: its config and the figures of its last round (node means)."""
     last = table[table["round"] == table["num-server-rounds"]]
     agg = {"accuracy": "mean", "leakage": "mean"}
-    for col in ("exposed-fraction", "nn-distance", "mia-auc"):
+    for col in ("exposed-fraction", "nn-distance", "mia-auc", *PRIVACY_FIGURES[2:]):
         if col in last:
             agg[col] = "mean"
     per_run = last.groupby("cell").agg(agg)
@@ -82,15 +98,16 @@ def runs(table: pd.DataFrame, runs_meta: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("table")
-    parser.add_argument("--by", choices=("algorithm", "mechanism"), default="algorithm")
+    parser.add_argument("table", nargs="+")
+    parser.add_argument("--by", choices=tuple(LABELS), default="algorithm")
     args = parser.parse_args()
-    table = read_table(args.table)
+    table = pd.concat([read_table(path) for path in args.table], ignore_index=True)
     meta = table.drop_duplicates("cell")[["cell", *(c for c in CONFIG_COLUMNS if c in table.columns)]]
-    label = label_algorithm if args.by == "algorithm" else label_mechanism
-    meta = meta.assign(group=meta.apply(label, axis=1))
+    meta = meta.assign(group=meta.apply(LABELS[args.by], axis=1))
     keys = ["digits-per-node", "share-ratio", "group"] if args.by == "algorithm" else ["strategy", "group"]
-    averaged = [] if args.by == "algorithm" else DATA_KEYS
+    averaged = DATA_KEYS if args.by == "mechanism" else []
+    if args.by == "privacy":
+        averaged = ["share-ratio", "exchange-mechanism", "dp-noise-multiplier"]  # in the group's label
     keys += split_keys(meta, keys, averaged)
     # the same config twice (older cell ids): keep the last
     meta = meta.drop_duplicates(list(dict.fromkeys([*IDENTITY, *keys])), keep="last")
@@ -99,8 +116,11 @@ def main() -> None:
     if spanned:
         spans = [f"{c} ({', '.join(f'{v:g}' for v in sorted(meta[c].dropna().unique()))})" for c in spanned]
         print("Averaged over " + " and ".join(spans) + ".\n")
-    figures = ["accuracy", "gossip-bytes"] if args.by == "algorithm" else [
-        "accuracy", "leakage", "exposed-fraction", "nn-distance", "mia-auc"]  # fmt: skip
+    figures = {
+        "algorithm": ["accuracy", "gossip-bytes"],
+        "mechanism": ["accuracy", "leakage", "exposed-fraction", "nn-distance", "mia-auc"],
+        "privacy": PRIVACY_FIGURES,
+    }[args.by]
     grouped = per_run.groupby(keys)
     out = grouped[figures].agg(["mean", "std"])
     counts = grouped.size()
@@ -112,6 +132,10 @@ def main() -> None:
             mean, sd = row[(fig, "mean")], row[(fig, "std")]
             if fig == "gossip-bytes":
                 cells.append(f"{mean / 1e6:.1f} MB")
+            elif pd.isna(mean):
+                cells.append("-")
+            elif fig == "dp-epsilon":
+                cells.append(f"{mean:.2f} ± {0 if pd.isna(sd) else sd:.2f}")
             else:
                 cells.append(f"{mean:.3f} ± {0 if pd.isna(sd) else sd:.3f}")
         cells.append(str(int(counts.loc[index])))

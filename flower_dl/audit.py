@@ -144,7 +144,9 @@ def attack_metrics(node: Node, model: nn.Module, *, prefix: str = "", chunks: in
             return np.stack([log_true_probs(r, x, y) for r in refs], axis=1)
 
         target_z, ref_z = log_true_probs(model, z_x, z_y), on_refs(z_x, z_y)
-        scores_m = membership.rmia_scores(target_m, on_refs(members_x, members_y), target_z, ref_z)
-        scores_n = membership.rmia_scores(target_n, on_refs(nonmembers_x, nonmembers_y), target_z, ref_z)
+        scores_m = membership.rmia_scores(target_m, on_refs(members_x, members_y), target_z, ref_z, tie_break=True)
+        scores_n = membership.rmia_scores(
+            target_n, on_refs(nonmembers_x, nonmembers_y), target_z, ref_z, tie_break=True
+        )
         out.update(membership.score_metrics(scores_m, scores_n, f"{prefix}rmia"))
     return out

@@ -81,6 +81,38 @@ def test_rmia_auc_is_chance_on_exchangeable_members_and_nonmembers():
     assert np.mean(aucs) == pytest.approx(0.5, abs=0.015)
 
 
+def test_tie_break_orders_equal_counts_by_the_samples_ratio_and_keeps_distinct_counts_apart():
+    rng = np.random.default_rng(5)
+    target, refs = np.log(rng.uniform(0.05, 1, 200)), np.log(rng.uniform(0.05, 1, (200, 2)))
+    plain = membership.rmia_scores(target[:150], refs[:150], target[150:], refs[150:])
+    broken = membership.rmia_scores(target[:150], refs[:150], target[150:], refs[150:], tie_break=True)
+    m = 50
+    assert np.all((broken >= plain) & (broken < plain + 1 / (2 * m) + 1e-12))  # within half a step of the count
+    assert np.all(np.diff(broken[np.argsort(plain, kind="stable")]) > -1 / (2 * m))
+    # within a tie, the larger Pr(x | theta) / Pr(x) ranks higher (here the same references, so the larger target)
+    x, r = np.log([0.6, 0.7]), np.log([[0.5], [0.5]])
+    z, rz = np.log([0.5]), np.log([[0.5]])
+    tied = membership.rmia_scores(x, r, z, rz)
+    assert tied[0] == tied[1] == 1.0
+    a, b = membership.rmia_scores(x, r, z, rz, tie_break=True)
+    assert 1.0 < a < b < 1.5
+
+
+def test_with_ties_broken_rmia_reads_chance_at_1pct_fpr_on_exchangeable_samples():
+    """Without the tie-break, coarse scores tie at the top and the TPR at 1% FPR reads 0, below a guess."""
+    rng = np.random.default_rng(1)
+    tprs, plain_tprs = [], []
+    for _ in range(40):
+        difficulty = rng.normal(-0.3, 0.2, 500)
+        target = np.minimum(difficulty + rng.normal(0, 0.05, 500), 0)
+        refs = np.minimum(difficulty[:, None] + rng.normal(0, 0.05, (500, 1)), 0)
+        for out, tie in ((tprs, True), (plain_tprs, False)):
+            s = membership.rmia_scores(target[:400], refs[:400], target[400:], refs[400:], tie_break=tie)
+            out.append(membership.score_metrics(s[:200], s[200:], "r")["r-tpr-1fpr"])
+    assert np.mean(tprs) == pytest.approx(0.01, abs=0.006)
+    assert np.mean(plain_tprs) < np.mean(tprs)
+
+
 def test_score_metrics_larger_means_member():
     out = membership.score_metrics([0.9, 0.8, 0.7], [0.1, 0.2, 0.75], "x")
     assert out["x-auc"] == pytest.approx(8 / 9)
@@ -176,7 +208,7 @@ def overfit_attack(mnist, epochs: int = 100, dp=None) -> dict[str, float]:
     sets = {"m": (x[members], y[members]), "n": (tx[nonmembers], ty[nonmembers]), "z": (tx[population], ty[population])}
     t = {k: log_true_probs(target, *v) for k, v in sets.items()}
     r = {k: np.stack([log_true_probs(ref, *v) for ref in refs], axis=1) for k, v in sets.items()}
-    scores = {k: membership.rmia_scores(t[k], r[k], t["z"], r["z"]) for k in ("m", "n")}
+    scores = {k: membership.rmia_scores(t[k], r[k], t["z"], r["z"], tie_break=True) for k in ("m", "n")}
     return {
         **membership.score_metrics(t["m"], t["n"], "mia"),
         **membership.score_metrics(scores["m"], scores["n"], "rmia"),
