@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from flower_dl import membership, training
 from flower_dl.node_state import CACHE, seed_of, seed_torch
@@ -47,21 +46,9 @@ if TYPE_CHECKING:
     from flower_dl.node_state import Node
 
 
-@torch.no_grad()
-def log_true_probs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """``log Pr(y | x, model)`` per sample (eval mode): minus the sample's cross-entropy loss.
-
-    The softmax is taken in float64: an overfit model gives its members
-    probabilities so close to 1 that float32 rounds many of them to exactly 1
-    (log 0), and the attacks need their order.
-    """
-    model.eval()
-    out = []
-    with training.fast_layout(model):
-        for start in range(0, len(labels), batch_size):
-            x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            out.append(-F.cross_entropy(model(x).double(), y, reduction="none").cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
+def log_true_probs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """``log Pr(y | x, model)`` per sample: minus its float64 loss (:func:`flower_dl.training.sample_losses`)."""
+    return -training.sample_losses(model, images, labels)
 
 
 def reference_models(node: Node, chunks: int) -> list[nn.Module]:

@@ -272,14 +272,19 @@ def _shifts(
 
 @torch.no_grad()
 def sample_losses(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """Per-sample cross-entropy losses of ``model`` (eval mode): what the loss-threshold attack thresholds."""
+    """Per-sample cross-entropy losses of ``model`` (eval mode), in float64: what the membership attacks score.
+
+    The softmax is taken in float64: an overfit model gives its members
+    probabilities so close to 1 that float32 rounds many of them to exactly 1
+    (loss 0), and the attacks need their order.
+    """
     model.eval()
     out = []
     with fast_layout(model):
         for start in range(0, len(labels), batch_size):
             x, y = images[start : start + batch_size], labels[start : start + batch_size]
-            out.append(F.cross_entropy(model(x), y, reduction="none").cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            out.append(F.cross_entropy(model(x).double(), y, reduction="none").cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float64)
 
 
 @torch.no_grad()
