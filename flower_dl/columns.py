@@ -46,6 +46,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "sent-rmia-tpr-1fpr",
     "sent-rmia-tpr-0.1fpr",
     "dp-epsilon",
+    "central-dp-epsilon",
     "consensus-distance",
     "gossip-bytes",
     "failed",

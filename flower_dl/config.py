@@ -25,6 +25,7 @@ from typing import Any
 
 from flower_dl import registry
 from flower_dl.compression import check_compression
+from flower_dl.dp import check_central_values as check_central_dp_values
 from flower_dl.dp import check_values as check_dp_values
 from flower_dl.mechanisms import check_mechanism
 from flower_dl.membership import check_mia_every, check_mia_reference_models, check_mia_samples
@@ -86,6 +87,8 @@ class RunConfig:
     dp_clip: float = 1.0
     dp_noise_multiplier: float = 0.0
     dp_delta: float = 1e-5
+    central_dp_noise_multiplier: float = 0.0
+    central_dp_clip: float = 1.0
     # decentralized gossip
     mixing_schedule: str = "static"
     gossip_steps: int = 1
@@ -157,6 +160,7 @@ class RunConfig:
             check_mia_reference_models(self.mia_reference_models)
             check_mia_every(self.mia_every)
             check_dp_values(self.dp_clip, self.dp_noise_multiplier, self.dp_delta)
+            check_central_dp_values(self.central_dp_noise_multiplier, self.central_dp_clip, self.strategy)
         except ValueError as err:
             raise ConfigError(str(err)) from None
 

@@ -100,6 +100,35 @@ def check_values(clip: object, noise_multiplier: object, delta: object) -> None:
     _check_number("dp-delta", delta, "a number in the open interval (0, 1)", lambda v: 0 < v < 1)
 
 
+CENTRAL_STRATEGIES: tuple[str, ...] = ("fedavg", "fedprox")
+"""The parameter-server strategies central DP serves: those whose aggregation is FedAvg's mean, the one the
+Gaussian mechanism's sensitivity ``clip / n`` holds for (Flower's own accountant asks the same)."""
+
+
+def check_central_values(noise_multiplier: object, clip: object, strategy: str) -> None:
+    """Check the central-DP run-config values before any training.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the value and what is allowed: ``central-dp-noise-multiplier`` a finite number
+        ``>= 0`` (0: off), ``central-dp-clip`` a finite number ``> 0``, and, with noise, a ``strategy`` in
+        :data:`CENTRAL_STRATEGIES` (a decentralized strategy has no server that could add the noise; FedAvgM,
+        FedAdam, the medians and Krum transform the mean, so its sensitivity is not ``clip / n``).
+    """
+    _check_number(
+        "central-dp-noise-multiplier", noise_multiplier, "a finite number >= 0 (0: off)",
+        lambda v: math.isfinite(v) and v >= 0,
+    )  # fmt: skip
+    _check_number("central-dp-clip", clip, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+    if float(noise_multiplier) > 0 and strategy not in CENTRAL_STRATEGIES:  # type: ignore[arg-type]
+        raise ValueError(
+            f"central-dp-noise-multiplier: {noise_multiplier!r} with strategy {strategy!r}; allowed: central DP "
+            f"with a parameter-server strategy averaging by FedAvg's mean ({', '.join(CENTRAL_STRATEGIES)}), "
+            "or 0 (for a decentralized strategy use DP-SGD: dp-noise-multiplier)"
+        )
+
+
 @contextmanager
 def _training_mode(model: nn.Module) -> Iterator[None]:
     """Inside the block every submodule is in train mode; afterwards each has its own mode back.
@@ -225,7 +254,9 @@ def epsilon_of_history(history: Iterable[tuple[float, float, int]], delta: float
 
     accountant = RDPAccountant()
     accountant.history = phases
-    return float(accountant.get_epsilon(delta))
+    with warnings.catch_warnings():  # at an extreme epsilon the best order is an end of the range: still a bound
+        warnings.filterwarnings("ignore", message="Optimal order is the (smallest|largest) alpha")
+        return float(accountant.get_epsilon(delta))
 
 
 def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -234,6 +265,16 @@ def epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: floa
     ``math.inf`` with no noise, 0.0 with no step.
     """
     return epsilon_of_history([(noise_multiplier, sample_rate, steps)], delta)
+
+
+def central_epsilon(noise_multiplier: float, rounds: int, delta: float) -> float:
+    """The node-level ``epsilon`` at ``delta`` of ``rounds`` releases of the noised mean (central DP).
+
+    Each round every node's clipped update enters the mean (no sampling, so no amplification: sample
+    rate 1), with Gaussian noise of ``noise_multiplier`` times the sensitivity: ``rounds`` Gaussian
+    mechanisms composed, adding or removing one node's data as the neighbouring relation.
+    """
+    return epsilon(noise_multiplier, 1.0, rounds, delta)
 
 
 # ------------------------------------------------------------------ privatisation

@@ -154,6 +154,8 @@ _NOISE: tuple[re.Pattern[str], ...] = tuple(
         r"^Strategy execution finished in",
         r"^round \d+: consensus distance",
         r"^nodes by partition-id:",
+        r"^aggregate_fit: parameters are clipped by value",  # Flower's central DP: once per node and round
+        r"^aggregate_fit: central DP noise with",
         r"^Manually terminating ClientAppActor",
         r"^An exception was raised when processing a message by RayBackend",  # a node's error, said once below
         r"^Simulation raised an exception",
@@ -166,8 +168,9 @@ _NOISE: tuple[re.Pattern[str], ...] = tuple(
 )
 """Log messages of Flower (and of flower-dl for ``-v``) that a ``flower-dl run`` user need not read: Flower's
 start-up chatter, its warning about a default that does not apply (the simulation gets ``num-nodes``
-SuperNodes), per-round markers the progress line replaces, and a node's error as Flower repeats it with
-tracebacks (the run's own error line says it once)."""
+SuperNodes), per-round markers the progress line replaces, the lines Flower's central-DP wrapper logs per
+node and round, and a node's error as Flower repeats it with tracebacks (the run's own error line says it
+once)."""
 
 
 class QuietLog:

@@ -106,6 +106,7 @@ NUM_STEPS = "num-steps"
 SENT_ATTACK_PREFIX = "sent-"
 """Metrics of a ``train`` reply that attack the model the node sends (``sent-mia-auc``, ``sent-rmia-tpr-1fpr``, ...)."""
 DP_EPSILON = "dp-epsilon"
+CENTRAL_DP_EPSILON = "central-dp-epsilon"
 """A ``train`` reply's DP-SGD epsilon: the node's privacy loss over its local training so far."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
 _SAMPLE_FIELDS = ("ids", "src", "images", "labels")

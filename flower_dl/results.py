@@ -274,7 +274,7 @@ def summary_of(
         "leakage": {k: (None if np.isnan(v) else v) for k, v in leakage.items()},
         "leakage-mean": float(np.nanmean(list(leakage.values()))),
         **_final_means(rows, evaluated, FINAL_ATTACK_COLUMNS),
-        **_last_values(rows, (*SENT_ATTACK_COLUMNS, "dp-epsilon")),
+        **_last_values(rows, (*SENT_ATTACK_COLUMNS, "dp-epsilon", "central-dp-epsilon")),
         **_per_node_columns(rows, ("exposed-fraction", "nn-distance")),
         **identified(rows),
         "gossip-bytes-total": int(sum(r.get("gossip-bytes") or 0 for r in rows)),

@@ -126,11 +126,20 @@ def _seconds(s: float) -> str:
 
 
 # --------------------------------------------------------------- checkpoints
+def _stateful(strategy: Strategy) -> Strategy:
+    """The strategy whose attributes a checkpoint holds: the innermost one of a wrapper such as Flower's DP ones
+    (they keep the strategy they wrap in ``strategy`` and nothing a later round needs)."""
+    while isinstance(getattr(strategy, "strategy", None), Strategy):
+        strategy = strategy.strategy  # type: ignore[attr-defined]
+    return strategy
+
+
 def write_checkpoint(fh: BinaryIO, strategy: Strategy, server_round: int, arrays: ArrayRecord, cell: str) -> None:
     """Write the server's state after ``server_round`` to ``fh`` (a pickle: load only your own runs' checkpoints).
 
     Streamed into the file: a checkpoint of a thousand models is not held in memory a second time.
     """
+    strategy = _stateful(strategy)
     state = {k: v for k, v in vars(strategy).items() if k not in _RUN_BOUND}
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -151,6 +160,7 @@ def restore(strategy: Strategy, fh: BinaryIO, cell: str) -> tuple[int, ArrayReco
     ValueError
         When the checkpoint is of another format, another config (``cell``) or another strategy class.
     """
+    strategy = _stateful(strategy)
     payload: dict[str, Any] = pickle.load(fh)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint: not a flower-dl checkpoint of format {CHECKPOINT_FORMAT}")

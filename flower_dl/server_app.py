@@ -29,6 +29,7 @@ from flower_dl.flwr_output import CELL_LINE
 from flower_dl.grid import collect, prompt, short_reason
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.history import NodeHistory
+from flower_dl.strategies.server import check_central_arrays
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
 
 app = ServerApp()
@@ -74,6 +75,8 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         cfg.share_ratio, topology.neighbours, exchanged.summaries, exchanged.sizes, exchanged.failed
     )
     log(INFO, "leakage per node: %s", ", ".join(f"{n}: {report.leakage[n]:.6f}" for n in range(cfg.num_nodes)))
+    if cfg.central_dp_noise_multiplier > 0:
+        check_central_arrays(initial_model(cfg, exchanged.initial, nodes))
     folder = results.RunFolder(path, resume=cfg.resume)  # made once the run can train: a refused one leaves none
     strategy = build_strategy(cfg, topology.W, nodes.node_ids, topology.graph.edges())
     for pid, reason in exchanged.failed.items():

@@ -62,6 +62,16 @@ BAD = [
     ({"dp-noise-multiplier": -0.5}, "dp-noise-multiplier", "-0.5", ">= 0"),
     ({"dp-delta": 0.0}, "dp-delta", "0.0", "(0, 1)"),
     ({"dp-delta": 1.0}, "dp-delta", "1.0", "(0, 1)"),
+    ({"central-dp-noise-multiplier": -1.0}, "central-dp-noise-multiplier", "-1.0", ">= 0"),
+    ({"central-dp-clip": 0.0}, "central-dp-clip", "0.0", "> 0"),
+    ({"central-dp-clip": float("inf")}, "central-dp-clip", "inf", "a finite number"),
+    ({"central-dp-noise-multiplier": 1.0}, "central-dp-noise-multiplier", "'decentralized'", "fedavg, fedprox"),
+    (
+        {"central-dp-noise-multiplier": 1.0, "strategy": "krum"},
+        "central-dp-noise-multiplier",
+        "'krum'",
+        "FedAvg's mean",
+    ),
 ]
 
 

@@ -99,6 +99,8 @@ def synthetic_rows(strategies=STRATEGIES, shares=SHARES, digits=DIGITS, seeds=SE
                     rows[-1]["sent-mia-tpr-1fpr"] = 0.01 + 0.002 * node
                     rows[-1]["sent-rmia-tpr-1fpr"] = 0.02 + 0.004 * node + 0.01 * share
                     rows[-1]["dp-epsilon"] = (1.0 + node) * (1 + seed) * rnd
+                    if s == "fedavg":  # central DP: one node-level epsilon, the same for every node
+                        rows[-1]["central-dp-epsilon"] = 0.5 * (1 + seed) * rnd
     return rows
 
 
@@ -195,6 +197,17 @@ def drawn_numbers(fig) -> tuple[Counter, set]:
 
 def rounded(xy) -> list[tuple[float, float]]:
     return [(round(float(x), 9), round(float(y), 9)) for x, y in np.asarray(xy, dtype=float)]
+
+
+def test_the_epsilon_figure_draws_each_guarantee_in_its_panel_at_each_node_s_last_round(full_table: Path) -> None:
+    tables = Tables.of(read_table(full_table))
+    points = FIGURE_MAKERS["accuracy-vs-epsilon"](tables).points
+    last = max(ROUNDS)
+    sgd, central = points[points["panel"] == "DP-SGD"], points[points["panel"] == "central DP"]
+    n_cells = len(STRATEGIES) * len(SHARES) * len(DIGITS) * len(SEEDS)
+    assert len(sgd) == n_cells * len(NODES)
+    assert len(central) == n_cells // len(STRATEGIES) * len(NODES)  # fedavg's cells only
+    assert sorted(set(central["x"])) == sorted({0.5 * (1 + seed) * last for seed in SEEDS})
 
 
 def test_each_figures_csv_holds_exactly_the_numbers_it_plots(full_table: Path, full_report) -> None:

@@ -500,37 +500,47 @@ def _fig_accuracy_vs_identified(t: Tables) -> Plot:
     return plot
 
 
-def _fig_accuracy_vs_epsilon(t: Tables) -> Plot:
-    """Per-node final accuracy vs its DP-SGD epsilon (log scale): what a formal guarantee costs.
+EPSILON_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("dp-epsilon", "DP-SGD", "DP-SGD epsilon of the node's samples (log scale)"),
+    ("central-dp-epsilon", "central DP", "central DP epsilon of the node, node-level (log scale)"),
+)
+"""The epsilon columns the accuracy-vs-epsilon figure draws: column, panel, x label."""
 
-    The epsilon is the node's over all its local training (``dp-delta`` in
-    the run's config), from Opacus's RDP accountant; it covers the node's
-    samples as they reach its models, not the raw samples it sends in the
-    exchange (for those no DP holds: epsilon is infinite). Runs without
-    DP-SGD have no epsilon and are not drawn; the figure is not drawn at all
-    without two epsilons.
+
+def _fig_accuracy_vs_epsilon(t: Tables) -> Plot:
+    """Per-node final accuracy vs its epsilon (log scale), one panel per guarantee: what a formal bound costs.
+
+    DP-SGD's epsilon is about one sample of the node, over all its local
+    training; central DP's (the parameter server's noised mean) about the
+    node's whole data taking part; both at ``dp-delta``, from Opacus's RDP
+    accountant. Neither covers the raw samples a node sends in the exchange
+    (for those no DP holds: epsilon is infinite). Runs without DP have no
+    epsilon and are not drawn; a panel without any says so.
     """
-    nodes = t.nodes.dropna(subset=["accuracy", "dp-epsilon"])
-    nodes = nodes[np.isfinite(nodes["dp-epsilon"].astype(float))]
     lines = _lines(t.groups)
-    fig, axes = _figure(1, legend_width=3.0)
-    plot = Plot(fig, x_name="DP epsilon", no_data="no run with DP-SGD (dp-noise-multiplier > 0)")
-    ax, panel = axes[0], "DP-SGD"
-    for line in lines:
-        g = nodes[nodes["line"] == line.key]
-        kw = {"s": 18, "alpha": 0.6, "color": line.colour, "marker": line.marker, "edgecolors": "none"}
-        plot.scatter(ax, g["dp-epsilon"], g["accuracy"], panel=panel, series=line.label, element="node",
-                     label=line.label, **kw)  # fmt: skip
-    if ax.has_data():
-        ax.set_xscale("log")
-    else:
-        _no_data(ax, plot.no_data)
-    ax.set_xlabel("DP-SGD epsilon of the node's training (log scale)")
-    ax.set_ylabel("node final accuracy (%)")
-    _percent_axis(ax)
-    ax.grid(alpha=0.3)
+    fig, axes = _figure(len(EPSILON_PANELS), legend_width=3.0)
+    plot = Plot(fig, x_name="DP epsilon", no_data="no run with DP (dp- or central-dp-noise-multiplier > 0)")
+    drawn = 0
+    for ax, (column, panel, xlabel) in zip(axes, EPSILON_PANELS):
+        nodes = t.nodes.dropna(subset=["accuracy", column]) if column in t.nodes else t.nodes.iloc[:0]
+        nodes = nodes[np.isfinite(nodes[column].astype(float))]
+        drawn += len(nodes)
+        for line in lines:
+            g = nodes[nodes["line"] == line.key]
+            kw = {"s": 18, "alpha": 0.6, "color": line.colour, "marker": line.marker, "edgecolors": "none"}
+            plot.scatter(ax, g[column], g["accuracy"], panel=panel, series=line.label, element="node",
+                         label=line.label, **kw)  # fmt: skip
+        if ax.has_data():
+            ax.set_xscale("log")
+        else:
+            _no_data(ax, f"no run with {panel}")
+        ax.set_title(panel)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("node final accuracy (%)")
+        _percent_axis(ax)
+        ax.grid(alpha=0.3)
     fig.suptitle(
-        f"Per-node final accuracy vs DP-SGD epsilon ({len(nodes)} nodes, {nodes['cell'].nunique()} runs; "
+        f"Per-node final accuracy vs DP epsilon ({drawn} node points; "
         "raw samples sent in the exchange have no DP protection)" + _pooled(t.data, ["line"], "each colour pools"),
         fontsize=11,
     )

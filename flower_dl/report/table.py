@@ -133,11 +133,11 @@ of its non-empty cells."""
 FINAL_NODE_METRICS: tuple[str, ...] = (
     "accuracy", "mia-auc", "mia-tpr-1fpr", "mia-tpr-0.1fpr", "rmia-auc", "rmia-tpr-1fpr", "rmia-tpr-0.1fpr",
     "sent-mia-auc", "sent-mia-tpr-1fpr", "sent-mia-tpr-0.1fpr", "sent-rmia-auc", "sent-rmia-tpr-1fpr",
-    "sent-rmia-tpr-0.1fpr", "dp-epsilon",
+    "sent-rmia-tpr-0.1fpr", "dp-epsilon", "central-dp-epsilon",
 )  # fmt: skip
 """Metric columns measured per node and round, taken at each run's last round (the attacks on the
-evaluated model, those on the model each node sent, which always run in the last round, and DP-SGD's
-epsilon over the whole training)."""
+evaluated model, those on the model each node sent, which always run in the last round, and DP-SGD's and
+central DP's epsilons over the whole training)."""
 
 _MECHANISM_RANK: dict[str, int] = {"no exchange": 0, "raw": 1, "noise": 2, "mixup": 3}
 """The order of the exchange mechanisms in the report: none, the study's raw

@@ -44,7 +44,7 @@ from flwr.serverapp import strategy as fl
 from flower_dl import registry
 from flower_dl.config import ConfigError, RunConfig
 from flower_dl.strategies.base import DecentralizedStrategy, EvaluationPlan, GossipSchedule
-from flower_dl.strategies.server import FLOWER_STRATEGIES, parameter_server
+from flower_dl.strategies.server import FLOWER_STRATEGIES, CentralDP, parameter_server
 
 __all__ = ["DecentralizedStrategy", "build_strategy", "builder", "strategy_class"]
 
@@ -63,11 +63,14 @@ def _flower(name: str) -> Builder:
 
     def make(cfg: RunConfig, W: np.ndarray, node_ids: Mapping[int, int], edges=()) -> fl.Strategy:
         n = cfg.num_nodes
-        return cls(
+        strategy = cls(
             fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=n, min_evaluate_nodes=n,
             min_available_nodes=n, node_ids=node_ids, run_config=cfg.to_run_config(), evaluation=evaluation_plan(cfg),
             **{key: value(cfg) for key, value in extra.items()},
         )  # fmt: skip
+        if cfg.central_dp_noise_multiplier > 0:
+            return CentralDP(strategy, cfg.central_dp_noise_multiplier, cfg.central_dp_clip, cfg.dp_delta)
+        return strategy
 
     return make
 

@@ -17,6 +17,13 @@ replaces each integer array of the aggregate by its maximum over the replies
 that arrived, in its own dtype (:func:`counter_maxima`): the one model every
 node receives next carries the largest count any node reported, the value
 the decentralized strategies give their average model.
+
+Central DP (``central-dp-noise-multiplier`` > 0, FedAvg and FedProx only):
+Flower's own wrapper, :class:`~flwr.serverapp.strategy.DifferentialPrivacyServerSideFixedClipping`,
+clips each node's update to ``central-dp-clip`` and adds Gaussian noise to the
+mean; :class:`CentralDP` only records the node-level epsilon it has spent, and
+the mixin then weights every node alike, the weighting the noise's sensitivity
+``clip / n`` is computed for.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
-from flower_dl import protocol, registry
+from flower_dl import dp, protocol, registry
 from flower_dl.strategies.base import PerNode, is_mixed
 
 
@@ -59,6 +66,9 @@ def counter_maxima(replies: Sequence[Message]) -> dict[str, np.ndarray]:
 class ParameterServer(PerNode):
     """Mixin in front of one of Flower's strategies: per-node history, run config, counters left unaveraged."""
 
+    uniform_weights: bool = False
+    """Weight every node's model alike in the mean (central DP's sensitivity holds for that mean only)."""
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
@@ -83,6 +93,9 @@ class ParameterServer(PerNode):
         # by partition-id, not by arrival: the weighted average's float sums then come out the same every run
         ordered = [got[pid] for pid in sorted(got)]
         counters = counter_maxima(ordered)  # first: FedMedian's aggregation empties the replies' records
+        if self.uniform_weights:  # the history has kept each node's real count
+            for reply in ordered:
+                reply.content[protocol.METRICS][self.weighted_by_key] = 1  # type: ignore[attr-defined]
         arrays, metrics = super().aggregate_train(server_round, ordered)  # type: ignore[misc]
         if arrays is not None:
             for key, value in counters.items():
@@ -94,6 +107,63 @@ class ParameterServer(PerNode):
         if not got:
             return None
         return super().aggregate_evaluate(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
+
+
+def check_central_arrays(arrays: ArrayRecord) -> None:
+    """Refuse central DP for a model whose state holds integer arrays (BatchNorm's ``num_batches_tracked``).
+
+    Flower's wrapper clips and noises every array of the model, so a counter
+    would become a noisy float (and a running variance could turn negative).
+
+    Raises
+    ------
+    ValueError
+        Naming ``central-dp-noise-multiplier``, the arrays and what is allowed.
+    """
+    counters = [key for key, array in arrays.items() if not is_mixed(array.numpy().dtype)]
+    if counters:
+        raise ValueError(
+            f"central-dp-noise-multiplier: the model's state holds integer arrays ({', '.join(counters[:3])}), "
+            "which Flower's central-DP wrapper would clip and noise like weights; allowed: a model whose state "
+            "is floating-point only (e.g. GroupNorm or LayerNorm instead of BatchNorm), or no central DP"
+        )
+
+
+class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
+    """Flower's central DP around a parameter-server baseline, recording the epsilon it has spent per node.
+
+    Flower's wrapper clips, averages through the wrapped strategy and adds the
+    noise; this subclass adds the per-round ``central-dp-epsilon`` (node-level,
+    at ``delta``; :func:`flower_dl.dp.central_epsilon`) to the wrapped
+    strategy's history, and hands every other attribute (``history``,
+    ``node_ids``, ...) to the wrapped strategy, so the ServerApp reads it as
+    it reads an unwrapped one. Flower's own accountant is not used: it asks
+    for ``FedAvg.aggregate_train`` itself, which the :class:`ParameterServer`
+    mixin overrides (to keep its history). A round with a failed node
+    releases nothing (Flower's wrapper skips the aggregation: the noise is
+    computed for ``n`` updates) and its epsilon is counted all the same, an
+    upper bound.
+    """
+
+    def __init__(self, strategy: ParameterServer, noise_multiplier: float, clip: float, delta: float) -> None:
+        super().__init__(strategy, noise_multiplier, clip, num_sampled_clients=len(strategy.node_ids))
+        strategy.uniform_weights = True
+        self.delta = delta
+
+    def __getattr__(self, name: str):  # only for names the wrapper itself lacks
+        inner = self.__dict__.get("strategy")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        epsilon = dp.central_epsilon(self.noise_multiplier, server_round, self.delta)
+        for pid in self.strategy.node_ids:  # type: ignore[attr-defined]
+            self.strategy.history.record(server_round, pid, {protocol.CENTRAL_DP_EPSILON: epsilon})  # type: ignore[attr-defined]
+        return arrays, metrics
 
 
 def parameter_server(base: type[fl.Strategy]) -> type[fl.Strategy]:
