@@ -106,8 +106,9 @@ NUM_STEPS = "num-steps"
 SENT_ATTACK_PREFIX = "sent-"
 """Metrics of a ``train`` reply that attack the model the node sends (``sent-mia-auc``, ``sent-rmia-tpr-1fpr``, ...)."""
 DP_EPSILON = "dp-epsilon"
-CENTRAL_DP_EPSILON = "central-dp-epsilon"
 """A ``train`` reply's DP-SGD epsilon: the node's privacy loss over its local training so far."""
+CENTRAL_DP_EPSILON = "central-dp-epsilon"
+"""The ``metrics.csv`` column of central DP's node-level epsilon (the server records it, no reply carries it)."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
 _SAMPLE_FIELDS = ("ids", "src", "images", "labels")
 

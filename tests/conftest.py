@@ -197,3 +197,16 @@ def task_identity():
     """Flower's task identity as a ServerApp's (an in-process grid switches it to each node's while it runs one)."""
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 1, 1
     yield
+
+
+@pytest.fixture
+def batchnorm_model(tmp_path: Path, monkeypatch) -> str:
+    """The import path of a user's MLP with a BatchNorm layer (what DP-SGD and central DP refuse), importable."""
+    (tmp_path / "bn_nets.py").write_text(
+        "from torch import nn\n\n"
+        "def bn(input_shape, num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),\n"
+        "                         nn.Linear(32, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "bn_nets:bn"

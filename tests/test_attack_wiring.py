@@ -93,21 +93,16 @@ def test_the_summary_puts_both_channels_on_one_scale(dp_run) -> None:
 
 
 @pytest.mark.usefixtures("task_identity")
-def test_dp_with_a_batchnorm_model_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "bn_nets.py").write_text(
-        "from torch import nn\n\n"
-        "def bn(input_shape, num_classes):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),\n"
-        "                         nn.Linear(32, num_classes))\n"
+def test_dp_with_a_batchnorm_model_is_refused_before_training(tmp_path: Path, batchnorm_model: str) -> None:
+    cfg = RunConfig(
+        model=batchnorm_model, num_server_rounds=1, dp_noise_multiplier=1.0, results_dir=str(tmp_path / "out")
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = RunConfig(model="bn_nets:bn", num_server_rounds=1, dp_noise_multiplier=1.0, results_dir=str(tmp_path / "out"))
     with pytest.raises(RuntimeError, match=r"dp-noise-multiplier: model Sequential cannot be trained with DP-SGD.*"
                        r"BatchNorm1d.*allowed: .*GroupNorm"):  # fmt: skip
         run_experiment(FakeGrid(cfg), cfg)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing trained, no folder
     # the same model without DP trains (the refusal is DP's, not the model's)
-    ok = RunConfig(model="bn_nets:bn", num_server_rounds=1, local_epochs=1, mia_samples=0,
+    ok = RunConfig(model=batchnorm_model, num_server_rounds=1, local_epochs=1, mia_samples=0,
                    results_dir=str(tmp_path / "ok"))  # fmt: skip
     assert json.loads((run_experiment(FakeGrid(ok), ok) / "summary.json").read_text())["accuracy-mean"] is not None
 

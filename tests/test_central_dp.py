@@ -132,18 +132,26 @@ def test_a_clip_below_the_update_norm_bounds_each_node_s_step(tmp_path: Path) ->
 
 
 @pytest.mark.usefixtures("task_identity")
-def test_a_model_with_integer_buffers_is_refused_before_training(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "bn_central.py").write_text(
-        "from torch import nn\n\n"
-        "def bn(input_shape, num_classes):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(),\n"
-        "                         nn.Linear(16, num_classes))\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg = _cfg(tmp_path / "out", model="bn_central:bn", central_dp_noise_multiplier=1.0)
+def test_a_model_with_integer_buffers_is_refused_before_training(tmp_path: Path, batchnorm_model: str) -> None:
+    cfg = _cfg(tmp_path / "out", model=batchnorm_model, central_dp_noise_multiplier=1.0)
     with pytest.raises(ValueError, match=r"central-dp-noise-multiplier: .*num_batches_tracked.*allowed: .*GroupNorm"):
         run_experiment(FakeGrid(cfg), cfg)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_strategies_central_dp_serves_are_those_aggregating_by_fedavg_s_mean() -> None:
+    """``dp.CENTRAL_STRATEGIES`` is written out (the run config validates without importing Flower): it must
+    name exactly the registered parameter-server strategies whose aggregation is Flower's FedAvg's own."""
+    import flwr.serverapp.strategy as fl
+
+    from flower_dl import registry
+
+    serving = {
+        name
+        for name in registry.strategies_of_kind("parameter-server")
+        if registry.STRATEGIES.load(name).aggregate_train is fl.FedAvg.aggregate_train
+    }
+    assert serving == set(dp.CENTRAL_STRATEGIES)
 
 
 def test_the_wrapper_hands_the_server_what_it_reads_and_checkpoints_the_wrapped_strategy(tmp_path: Path) -> None:

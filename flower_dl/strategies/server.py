@@ -39,6 +39,11 @@ from flower_dl import dp, protocol, registry
 from flower_dl.strategies.base import PerNode, is_mixed
 
 
+def counter_keys(arrays: ArrayRecord) -> list[str]:
+    """The keys of the non-floating arrays (counters, e.g. BatchNorm's ``num_batches_tracked``) of ``arrays``."""
+    return [key for key, array in arrays.items() if not is_mixed(array.numpy().dtype)]
+
+
 def counter_maxima(replies: Sequence[Message]) -> dict[str, np.ndarray]:
     """Each non-floating array (a counter) of the replies' models: its element-wise maximum over ``replies``.
 
@@ -55,11 +60,10 @@ def counter_maxima(replies: Sequence[Message]) -> dict[str, np.ndarray]:
     """
     trained = [protocol.reply_arrays(reply) for reply in replies]
     out = {}
-    for key, array in trained[0].items() if trained else ():
-        values = array.numpy()
-        if not is_mixed(values.dtype):
-            stacked = np.stack([values, *(t[key].numpy() for t in trained[1:])])
-            out[key] = np.asarray(stacked.max(axis=0), dtype=values.dtype)
+    for key in counter_keys(trained[0]) if trained else ():
+        values = trained[0][key].numpy()
+        stacked = np.stack([values, *(t[key].numpy() for t in trained[1:])])
+        out[key] = np.asarray(stacked.max(axis=0), dtype=values.dtype)
     return out
 
 
@@ -120,7 +124,7 @@ def check_central_arrays(arrays: ArrayRecord) -> None:
     ValueError
         Naming ``central-dp-noise-multiplier``, the arrays and what is allowed.
     """
-    counters = [key for key, array in arrays.items() if not is_mixed(array.numpy().dtype)]
+    counters = counter_keys(arrays)
     if counters:
         raise ValueError(
             f"central-dp-noise-multiplier: the model's state holds integer arrays ({', '.join(counters[:3])}), "
