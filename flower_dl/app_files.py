@@ -45,7 +45,7 @@ def app_files(app_dir: Path) -> list[str]:
     ignored = _ignore_spec(app_dir)
     # a folder all of whose files Flower's own exclusions drop (``.venv/**``, ``**/__pycache__/**``, ...)
     flower_excluded = build_pathspec(FAB_EXCLUDE_PATTERNS)
-    found: dict[str, Path] = {}
+    found: dict[str, bytes | Path] = {}  # the type Flower's get_filtered_fab_paths takes
     for dirpath, dirnames, filenames in os.walk(app_dir, followlinks=False):
         rel_dir = Path(dirpath).relative_to(app_dir).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"

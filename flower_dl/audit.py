@@ -69,7 +69,7 @@ def reference_models(node: Node, chunks: int) -> list[nn.Module]:
     models = []
     for k in range(cfg.mia_reference_models):
         key = ("reference-model", node.cell, node.partition_id, k, str(test_x.device))
-        state = CACHE.get(key, lambda k=k: {"done": 0, "model": None})
+        state = CACHE.get(key, lambda: {"done": 0, "model": None})
         if state["model"] is None or state["done"] > chunks:
             seed = seed_of(cfg.seed, node.partition_id, 13, k)
             state["model"] = build_model(cfg.model, spec.input_shape, spec.num_classes, seed=seed).to(test_x.device)

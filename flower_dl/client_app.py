@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import cast
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message
@@ -166,7 +167,9 @@ def receive(msg: Message, context: Context) -> Message:
     """Keep what the neighbours sent; reply with the leakage hook's summaries."""
     node = node_for(msg, context)
     request = protocol.parse_receive_request(msg)
-    node.store_received(_open(request, node, context) if node.cfg.exchange_encryption else request.plain)
+    # in clear, the server always relays the ids/src/images/labels arrays (protocol.receive_request): plain is set
+    plain = cast("dict[str, np.ndarray]", request.plain)
+    node.store_received(_open(request, node, context) if node.cfg.exchange_encryption else plain)
     reply_summary = summary(node)
     initial = None
     if request.initial_model is not None:

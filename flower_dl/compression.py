@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import numpy as np
 
@@ -80,7 +81,7 @@ _BLOCK_ROWS = 64
 # ---------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -112,9 +113,9 @@ def check_compression(method: object, ratio: object, levels: object) -> None:
         raise ValueError(f"compression-ratio: {ratio!r} is not a number; allowed: a number in (0, 1]")
     if not (0.0 < float(ratio) <= 1.0):  # also refuses nan
         raise ValueError(f"compression-ratio: {ratio!r} is outside (0, 1]")
-    if not _is_int(levels) or int(levels) < 1:  # type: ignore[call-overload]
+    if not _is_int(levels) or int(levels) < 1:
         raise ValueError(f"qsgd-levels: {levels!r} must be an integer >= 1")
-    if int(levels) > MAX_QSGD_LEVELS:  # type: ignore[call-overload]
+    if int(levels) > MAX_QSGD_LEVELS:
         raise ValueError(f"qsgd-levels: {levels!r} is too large; allowed: an integer in 1..{MAX_QSGD_LEVELS}")
 
 
@@ -346,7 +347,8 @@ def decompress(c: Compressed) -> np.ndarray:
     if c.method == "qsgd":
         scale = _qsgd_scale(c.size, c.levels, c.scaled)
         factor = np.float64(c.norm) * (scale / c.levels)  # the same expression as compress_matrix: equal bits
-        return (factor * c.signed_levels.astype(np.float64)).astype(np.float32)
+        signed_levels = cast(np.ndarray, c.signed_levels)  # a qsgd message carries them (compress sets them)
+        return (factor * signed_levels.astype(np.float64)).astype(np.float32)
     raise ValueError(f"compression: {c.method!r} is not a known compressor; allowed: {', '.join(COMPRESSORS)}")
 
 
@@ -456,6 +458,7 @@ def compress_matrix(
         raise ValueError(f"compress_matrix: {method} draws random numbers; pass rng (a numpy.random.Generator)")
     out = np.zeros((n, P), dtype=np.float32)
     if method == "random-k":
+        assert rng is not None  # refused above for every method but top-k
         for i in range(n):
             idx = _random_k_indices(P, k, rng)
             out[i, idx] = A[i, idx]
@@ -466,6 +469,7 @@ def compress_matrix(
         if method == "top-k":
             out[start : start + len(B)] = np.where(_top_k_mask(B, k), B, np.float32(0.0))
         else:
+            assert rng is not None  # refused above for every method but top-k
             norms, signed = _qsgd_levels(B, levels, rng)
             factor = norms.astype(np.float64)[:, None] * (scale / levels)
             out[start : start + len(B)] = factor * signed

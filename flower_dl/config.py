@@ -17,10 +17,8 @@ import functools
 import hashlib
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from flower_dl import registry
@@ -103,7 +101,7 @@ class RunConfig:
     round_timeout: float = 3600.0
     results_dir: str = "results"
     run_name: str = ""
-    sweep_file: str = ""
+    sweep_cells: str = ""
     checkpoint_every: int = 1
     resume: bool = False
 
@@ -193,7 +191,7 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-OUTPUT_KEYS: tuple[str, ...] = ("results-dir", "run-name", "sweep-file", "checkpoint-every", "resume")
+OUTPUT_KEYS: tuple[str, ...] = ("results-dir", "run-name", "sweep-cells", "checkpoint-every", "resume")
 """Keys that say where a run's results go and how they are kept (or which cells one Flower run runs), not
 what it computes: left out of :func:`config_id` (a resumed run is the same cell) and of the results table."""
 
@@ -204,24 +202,30 @@ def config_id(run_config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:12]
 
 
-SWEEP_FORMAT = 1
-"""Version of the cells file :func:`save_cells` writes."""
+SWEEP_FORMAT = 2
+"""Version of what :func:`cells_value` writes (2: the cells inline, as differences from the run's config)."""
 
 
-def save_cells(path: str | os.PathLike[str], cells: Sequence[Mapping[str, Any]]) -> None:
-    """Write the run configs of a sweep's cells for one Flower run to run one after another."""
-    Path(path).write_text(json.dumps({"format": SWEEP_FORMAT, "cells": [dict(c) for c in cells]}, indent=1))
+def cells_value(cells: Sequence[Mapping[str, Any]], run_config: Mapping[str, Any]) -> str:
+    """The ``sweep-cells`` value for one Flower run of ``cells`` whose own run config is ``run_config``.
+
+    JSON, each cell as its keys that differ from ``run_config``: small enough for a run config, and it
+    travels in the run config itself, so it reaches a ServerApp on another machine as every value does.
+    """
+    diffs = [{k: v for k, v in c.items() if run_config.get(k) != v or k not in run_config} for c in cells]
+    return json.dumps({"format": SWEEP_FORMAT, "cells": diffs}, separators=(",", ":"))
 
 
-def load_cells(path: str | os.PathLike[str]) -> list[RunConfig]:
-    """The cells :func:`save_cells` wrote, each validated; raises :class:`ConfigError` naming ``sweep-file``."""
+def load_cells(value: str, run_config: Mapping[str, Any]) -> list[RunConfig]:
+    """The cells a ``sweep-cells`` value names, each validated; raises :class:`ConfigError` naming ``sweep-cells``."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"sweep-file: {str(path)!r} cannot be read as a cells file ({err})") from err
+        data = json.loads(value)
+    except ValueError as err:
+        raise ConfigError(f"sweep-cells: {value[:60]!r}... is not JSON ({err})") from None
     if not isinstance(data, dict) or data.get("format") != SWEEP_FORMAT or not isinstance(data.get("cells"), list):
-        raise ConfigError(f"sweep-file: {str(path)!r} is not a cells file of format {SWEEP_FORMAT}")
-    return [RunConfig.from_run_config({**c, "sweep-file": ""}) for c in data["cells"]]
+        raise ConfigError(f"sweep-cells: not a list of cells of format {SWEEP_FORMAT} (written by flower-dl sweep)")
+    base = {k: v for k, v in run_config.items() if k != "sweep-cells"}
+    return [RunConfig.from_run_config({**base, **c, "sweep-cells": ""}) for c in data["cells"]]
 
 
 def defaults() -> dict[str, Any]:

@@ -63,7 +63,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def _decoded(kind: str, sources: list[Path], decode: Callable[[], ImageData]) ->
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
-            np.savez(fh, **_to_stored(data))
+            np.savez(fh, **_to_stored(data))  # type: ignore[arg-type]  # numpy's stub lets ** fill allow_pickle: these keys are array names
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
@@ -246,7 +246,8 @@ def load_idx_dir(data_dir: str | os.PathLike[str]) -> ImageData:
     """
     check_data_dir(data_dir)
     root = Path(data_dir).expanduser()
-    found = {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()}
+    # check_data_dir found all four files (else it raised)
+    found = cast(dict[str, Path], {key: _find_idx(root, stem) for key, stem in IDX_FILES.items()})
     if any(path.suffix == ".gz" for path in found.values()):
         return _decoded("idx", list(found.values()), lambda: _decode_idx(data_dir, found))
     return _decode_idx(data_dir, found)

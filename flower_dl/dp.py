@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     import torch
@@ -121,7 +121,7 @@ def check_central_values(noise_multiplier: object, clip: object, strategy: str) 
         lambda v: math.isfinite(v) and v >= 0,
     )  # fmt: skip
     _check_number("central-dp-clip", clip, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
-    if float(noise_multiplier) > 0 and strategy not in CENTRAL_STRATEGIES:  # type: ignore[arg-type]
+    if float(noise_multiplier) > 0 and strategy not in CENTRAL_STRATEGIES:  # type: ignore[arg-type]  # a real number: _check_number passed it
         raise ValueError(
             f"central-dp-noise-multiplier: {noise_multiplier!r} with strategy {strategy!r}; allowed: central DP "
             f"with a parameter-server strategy averaging by FedAvg's mean ({', '.join(CENTRAL_STRATEGIES)}), "
@@ -335,6 +335,7 @@ def _linear_per_sample(model: nn.Module) -> Iterator[None]:
     import torch
 
     def record(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
+        weight: torch.Tensor | LinearSamples
         if a.dim() == 2:
             weight, bias = LinearSamples(g, a), g
         else:  # a sequence: each sample's gradient sums over its positions, so it is built
@@ -344,7 +345,7 @@ def _linear_per_sample(model: nn.Module) -> Iterator[None]:
             if p is None or not p.requires_grad:
                 continue
             before = getattr(p, "grad_sample", None)
-            p.grad_sample = entry if before is None else _materialised(before) + _materialised(entry)
+            p.grad_sample = entry if before is None else _materialised(before) + _materialised(entry)  # type: ignore[union-attr]  # grad_sample: the per-sample attribute this module (as Opacus) puts on a parameter
 
     def forward_hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         if torch.is_grad_enabled() and out.requires_grad:
@@ -452,11 +453,12 @@ def privatize(
             if g is None:
                 p.grad = torch.zeros_like(p)
             elif clipped:
+                assert factors is not None  # clipped implies factors
                 p.grad = _weighted_sum(factors, g).to(p.dtype)
             if dp.noise_multiplier > 0:
                 std = dp.noise_multiplier * dp.clip
                 noise = torch.normal(0.0, std, size=p.shape, generator=generator, device=p.device, dtype=p.dtype)
-                p.grad.add_(noise.div_(normaliser))
+                cast("torch.Tensor", p.grad).add_(noise.div_(normaliser))  # set above, or by the backward pass
 
 
 def private_backward(
@@ -480,7 +482,7 @@ def private_backward(
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = None
-        p.grad_sample = None
+        p.grad_sample = None  # type: ignore[attr-defined]  # grad_sample: the per-sample attribute the engines put on a parameter
     loss_sum = 0.0
     if len(labels):
         loss = F.cross_entropy(model(images), labels, reduction="sum")
@@ -515,7 +517,7 @@ def privatized_gradients(
     with _training_mode(model), per_sample_gradients(model):
         private_backward(model, images, labels, dp, norm, generator)
         params = [p for p in model.parameters() if p.requires_grad]
-        grads = [p.grad.detach().clone() for p in params]
+        grads = [cast("torch.Tensor", p.grad).detach().clone() for p in params]  # privatize set every .grad
         for p in params:
             p.grad = None
     return grads

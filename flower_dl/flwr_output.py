@@ -24,10 +24,10 @@ _RUN_ID = re.compile(r"Successfully started run (\d+)")
 _ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 _STRATEGY = re.compile(r"Strategy execution finished in ([0-9]+(?:\.[0-9]*)?)\s*s\b")
 _RESULTS = re.compile(r"results written to (\S.*?)\s*$")
-_CELL = re.compile(r"flower-dl: cell ([0-9a-f]+) (started|finished|failed)(?:: (.*?))?\s*$")
 
 CELL_LINE = "flower-dl: cell %s %s: %s"
-"""How the ServerApp logs a sweep cell's events (id, ``started``/``finished``/``failed``, detail)."""
+"""How the ServerApp logs a sweep cell's events for people (id, ``started``/``finished``/``failed``, detail); the
+command line reads them from ``events.jsonl`` (:mod:`flower_dl.events`)."""
 
 
 def plain(line: str) -> str:
@@ -117,25 +117,6 @@ def results_folder(line: str) -> Path | None:
     """
     match = _RESULTS.search(plain(line))
     return Path(match.group(1)) if match else None
-
-
-def cell_event(line: str) -> tuple[str, str, str] | None:
-    """A sweep cell's event, as the ServerApp logs it when one Flower run runs several cells.
-
-    Parameters
-    ----------
-    line : str
-        One output line.
-
-    Returns
-    -------
-    tuple of (str, str, str) or None
-        ``(cell id, "started" | "finished" | "failed", detail)``: the detail is
-        the cell's position, its results folder, or why it failed; ``None`` on
-        any other line.
-    """
-    match = _CELL.search(plain(line))
-    return (match.group(1), match.group(2), match.group(3) or "") if match else None
 
 
 # ------------------------------------------------------------------ quiet log

@@ -28,6 +28,7 @@ that a bad model stops a run with a message instead of failing in training.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -220,7 +221,7 @@ def build_model(
         An unknown name, or an import path that does not import.
     """
     factory = _factory(name)
-    input_shape = tuple(int(s) for s in input_shape)
+    input_shape = cast(InputShape, tuple(int(s) for s in input_shape))  # plain ints, of whatever sequence came
     try:
         if seed is None:
             model = factory(input_shape=input_shape, num_classes=num_classes)

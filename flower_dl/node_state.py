@@ -25,7 +25,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
@@ -48,14 +48,18 @@ _KEYS = "exchange-keys"
 _REFERENCE = "reference-model"
 
 
+CacheKey = tuple[Hashable, ...]
+"""A cache key: a tuple whose first item names the kind of object (``("train-set", ...)``)."""
+
+
 class ProcessCache:
     """A small least-recently-used cache of built objects, keyed by what they depend on."""
 
     def __init__(self, max_entries: int = 4096) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, Any] = OrderedDict()
 
-    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
+    def get(self, key: CacheKey, build: Callable[[], Any]) -> Any:
         """The object for ``key``, built by ``build()`` on first use."""
         if key in self._entries:
             self._entries.move_to_end(key)
@@ -65,7 +69,7 @@ class ProcessCache:
             self._entries.popitem(last=False)
         return value
 
-    def drop(self, keep: Callable[[Hashable], bool]) -> None:
+    def drop(self, keep: Callable[[CacheKey], bool]) -> None:
         """Forget every entry whose key ``keep`` rejects."""
         for key in [k for k in self._entries if not keep(k)]:
             del self._entries[key]
@@ -391,7 +395,7 @@ class Node:
             keys = crypto.KeyPair.generate()
             self.context.state[self._key(_KEYS)] = ConfigRecord({"private": keys.private_bytes})
             return keys
-        return crypto.KeyPair.from_private_bytes(stored["private"])
+        return crypto.KeyPair.from_private_bytes(cast(bytes, stored["private"]))
 
     def store_received(self, arrays: dict[str, np.ndarray]) -> None:
         """Keep the decrypted ``ids``/``src``/``images``/``labels`` of what the neighbours sent."""
@@ -402,7 +406,7 @@ class Node:
         )
 
     def received(self) -> dict[str, np.ndarray] | None:
-        record = self.context.state.get(self._key(_RECEIVED))
+        record = cast("ArrayRecord | None", self.context.state.get(self._key(_RECEIVED)))
         return None if record is None else {k: record[k].numpy() for k in record}
 
     def received_ids(self) -> dict[int, np.ndarray]:
@@ -430,7 +434,7 @@ class Node:
 
     def sent(self, what: str) -> dict[int, np.ndarray]:
         """Share key -> the ``ids``, ``intensity`` or ``labels`` of what was sent (empty: nothing drawn)."""
-        record = self.context.state.get(self._key(_SENT))
+        record = cast("ArrayRecord | None", self.context.state.get(self._key(_SENT)))
         if record is None:
             return {}
         prefix = f"{what}:"
@@ -441,7 +445,7 @@ class Node:
         done = self.context.state.get(self._key(f"{_REFERENCE}-{k}-done"))
         if done is None:
             return None
-        return int(done["done"]), self.context.state[self._key(f"{_REFERENCE}-{k}")]
+        return int(cast(int, done["done"])), cast(ArrayRecord, self.context.state[self._key(f"{_REFERENCE}-{k}")])
 
     def store_reference(self, k: int, done: int, model) -> None:  # model: torch.nn.Module
         """Keep reference model ``k``'s weights after ``done`` chunks, for the node's next message in any process.
@@ -455,7 +459,7 @@ class Node:
         self.context.state[self._key(f"{_REFERENCE}-{k}-done")] = ConfigRecord({"done": done})
 
     # -------------------------------------------------------- training set
-    def _train_key(self) -> tuple:
+    def _train_key(self) -> CacheKey:
         stored = self.context.state.get(self._key(_RECEIVED_DIGEST))  # written with what was received
         digest = "" if stored is None else str(stored["digest"])
         return ("train-set", self.context.run_id, self.cell, self.partition_id, digest)
@@ -472,6 +476,7 @@ class Node:
         if received is None:
             return TrainSet(ids, images, labels, {})
         sources = list(dict.fromkeys(received["src"].tolist()))  # in order of appearance
+        order: np.ndarray | list[int]
         order = np.concatenate([np.flatnonzero(received["src"] == s) for s in sources]) if sources else []
         order = np.asarray(order, dtype=np.int64)
         pairs = [(int(s), received["ids"][received["src"] == s]) for s in sources]

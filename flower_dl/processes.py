@@ -72,7 +72,7 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise ProcessError(f"{Path(str(proc.args[0])).name} exited early with code {proc.returncode}")
+            raise ProcessError(f"{Path(str(proc.args[0])).name} exited early with code {proc.returncode}")  # type: ignore[index]  # every caller starts it from an argument list
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.5)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -607,10 +607,28 @@ def run_status(run_id: str, env: dict[str, str]) -> str:
     return f"{status} ({details})" if details and status != "finished:completed" else status
 
 
+def _needs_file(overrides: Mapping[str, Any]) -> bool:
+    """Whether a value cannot pass as ``k="v"`` on the command line: flwr's parser ends a string at any quote."""
+    return any(isinstance(v, str) and ('"' in v or "'" in v) for v in overrides.values())
+
+
+def run_config_file(overrides: Mapping[str, Any], path: Path) -> Path:
+    """Write ``overrides`` as the TOML file ``flwr run --run-config <file.toml>`` reads (any string passes)."""
+    path.write_text("".join(f"{k} = {toml_value(v)}\n" for k, v in overrides.items()))
+    return path
+
+
 def _run_cmd(
-    app_dir: Path, overrides: Mapping[str, Any], num_supernodes: int | None, cpus_per_node: int, gpus_per_node: float
+    app_dir: Path,
+    overrides: Mapping[str, Any],
+    num_supernodes: int | None,
+    cpus_per_node: int,
+    gpus_per_node: float,
+    config_file: Path | None = None,
 ) -> list[str]:
-    cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", overrides_arg(overrides)]
+    """The ``flwr run`` command; the run config through ``config_file`` when a value needs it (:func:`_needs_file`)."""
+    run_config = str(run_config_file(overrides, config_file)) if config_file else overrides_arg(overrides)
+    cmd = [bin_path("flwr"), "run", str(app_dir), CONNECTION, "--stream", "--run-config", run_config]
     if num_supernodes is not None:
         fed = f"num-supernodes={num_supernodes} client-resources-num-cpus={cpus_per_node}"
         if gpus_per_node:
@@ -659,10 +677,17 @@ def launch(
         ``flwr``'s exit code and the run's :func:`run_status`
         (``"not started"`` when ``flwr`` printed no run id).
     """
-    with tempfile.TemporaryDirectory(prefix="flower-dl-app-") as staged:
+    with (
+        tempfile.TemporaryDirectory(prefix="flower-dl-app-") as staged,
+        tempfile.TemporaryDirectory(prefix="flower-dl-config-") as config_dir,
+    ):
         watchdog.register_dir(staged)
+        watchdog.register_dir(config_dir)
+        config_file = Path(config_dir) / "run-config.toml" if _needs_file(overrides) else None
         # flwr walks the whole folder it is given, a .venv in it included: give it only the app's files
-        cmd = _run_cmd(stage_app(app_dir, Path(staged)), overrides, num_supernodes, cpus_per_node, gpus_per_node)
+        cmd = _run_cmd(
+            stage_app(app_dir, Path(staged)), overrides, num_supernodes, cpus_per_node, gpus_per_node, config_file
+        )
         if on_line is not None:
             on_line(f"{PROG}: {shlex.join(cmd)}  (the files of {app_dir} that go into the app bundle)\n")
         proc = popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)

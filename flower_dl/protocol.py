@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -111,6 +111,19 @@ CENTRAL_DP_EPSILON = "central-dp-epsilon"
 """The ``metrics.csv`` column of central DP's node-level epsilon (the server records it, no reply carries it)."""
 _SUMMARY_NAMES = ("original-intensity", "original-labels", "exchanged-intensity", "exchanged-labels")
 _SAMPLE_FIELDS = ("ids", "src", "images", "labels")
+
+
+# ------------------------------------------------------------- typed record access
+# ``RecordDict[key]`` is typed as any of Flower's three records, and a ConfigRecord's or a MetricRecord's values
+# as any value Flower allows; which record a key holds, and each value's type, is this module's protocol.
+def _arrays(content: RecordDict, key: str) -> ArrayRecord:
+    """``content[key]``, an ArrayRecord by the protocol."""
+    return cast(ArrayRecord, content[key])
+
+
+def _values(content: RecordDict, key: str) -> Mapping[str, Any]:
+    """``content[key]``, a ConfigRecord or MetricRecord whose values' types the protocol fixes."""
+    return content[key]
 
 
 # ------------------------------------------------------------------- run config
@@ -176,11 +189,12 @@ def identify_reply(msg: Message, info: NodeInfo) -> Message:
 
 
 def parse_identify(reply: Message) -> NodeInfo:
-    info = reply.content[INFO]
+    info = _values(reply.content, INFO)
     return NodeInfo(
         int(info["partition-id"]), int(info["num-train-examples"]), bytes(info["public-key"]),
         str(info.get("data-digest", "")), int(info.get("mia-samples", 0)),
-        tuple(int(d) for d in info.get("input-shape", [1, 28, 28])), int(info.get("num-classes", 10)),  # type: ignore[union-attr]
+        cast(tuple[int, int, int], tuple(int(d) for d in info.get("input-shape", [1, 28, 28]))),
+        int(info.get("num-classes", 10)),
     )  # fmt: skip
 
 
@@ -194,7 +208,7 @@ def share_request(
 
 def parse_share_request(msg: Message) -> dict[int, bytes]:
     """Neighbour -> its exchange public key, in the order the server listed them."""
-    exchange = msg.content[EXCHANGE]
+    exchange = _values(msg.content, EXCHANGE)
     return {int(j): bytes(key) for j, key in zip(exchange["neighbours"], exchange["public-keys"])}
 
 
@@ -240,14 +254,20 @@ class Share:
 
 
 def parse_share(reply: Message) -> Share:
-    record = reply.content[SHARE_RECORD]
-    counts = reply.content[COUNTS]
+    record = _arrays(reply.content, SHARE_RECORD)
+    counts = _values(reply.content, COUNTS)
     sealed = {int(k.split(":", 1)[1]): record[k] for k in record if k.startswith("sealed:")}
     if sealed:
         return Share(sealed=sealed, counts={int(k.split(":", 1)[1]): int(v) for k, v in counts.items()})
     keys = [int(k.split(":", 1)[1]) for k in record if k.startswith("ids:")]
-    plain = {key: tuple(record[f"{name}:{key}"].numpy() for name in ("ids", "images", "labels")) for key in keys}
-    return Share(plain=plain)  # type: ignore[arg-type]
+    plain = {
+        key: cast(
+            tuple[np.ndarray, np.ndarray, np.ndarray],
+            tuple(record[f"{name}:{key}"].numpy() for name in ("ids", "images", "labels")),
+        )
+        for key in keys
+    }
+    return Share(plain=plain)
 
 
 # ---------------------------------------------------------------------- receive
@@ -297,14 +317,14 @@ class ReceiveRequest:
 
 
 def parse_receive_request(msg: Message) -> ReceiveRequest:
-    received = msg.content[RECEIVED]
-    sources = msg.content[SOURCES]
+    received = _arrays(msg.content, RECEIVED)
+    sources = _values(msg.content, SOURCES)
     public = {int(s): bytes(k) for s, k in zip(sources["src"], sources["public-keys"])}
     sealed = {src: received[f"sealed:{src}"].numpy() for src in public if f"sealed:{src}" in received}
     plain = {k: received[k].numpy() for k in _SAMPLE_FIELDS} if "ids" in received else None
     initial = None
     if INITIAL_MODEL in msg.content.config_records:
-        asked = msg.content[INITIAL_MODEL]
+        asked = _values(msg.content, INITIAL_MODEL)
         initial = (str(asked["model"]), int(asked["seed"]))
     return ReceiveRequest(sealed, plain, public, initial)
 
@@ -327,8 +347,8 @@ def receive_reply(msg: Message, summary: NodeSummary, initial_model: ArrayRecord
     metrics = MetricRecord({"num-train-examples": summary.num_train_examples})
     for src, count in summary.new_from.items():
         metrics[f"new-from:{src}"] = int(count)
-    for key, value in summary.sent_nn_distance.items():
-        metrics[f"nn-distance:{key}"] = float(value)
+    for key, distance in summary.sent_nn_distance.items():
+        metrics[f"nn-distance:{key}"] = float(distance)
     reply = RecordDict({SUMMARIES: arrays, METRICS: metrics})
     if initial_model is not None:
         reply[INITIAL_MODEL] = initial_model
@@ -337,8 +357,8 @@ def receive_reply(msg: Message, summary: NodeSummary, initial_model: ArrayRecord
 
 def parse_receive(reply: Message) -> tuple[NodeSummary, ArrayRecord | None]:
     """The node's summary, and the initial model if it built one."""
-    arrays = reply.content[SUMMARIES]
-    metrics = reply.content[METRICS]
+    arrays = _arrays(reply.content, SUMMARIES)
+    metrics = _values(reply.content, METRICS)
     names = {name: arrays[name].numpy() for name in _SUMMARY_NAMES}
 
     def by_key(prefix: str) -> dict[int, np.ndarray]:
@@ -359,7 +379,7 @@ def parse_receive(reply: Message) -> tuple[NodeSummary, ArrayRecord | None]:
             int(k.split(":", 1)[1]): float(v) for k, v in metrics.items() if k.startswith("nn-distance:")
         },
     )
-    initial = reply.content[INITIAL_MODEL] if INITIAL_MODEL in reply.content.array_records else None
+    initial = _arrays(reply.content, INITIAL_MODEL) if INITIAL_MODEL in reply.content.array_records else None
     return summary, initial
 
 
@@ -406,9 +426,9 @@ def train_content(arrays: ArrayRecord, config: ConfigRecord, correction: ArrayRe
 
 
 def parse_train_request(msg: Message) -> TrainRequest:
-    config = msg.content[CONFIG]
+    config = _values(msg.content, CONFIG)
     return TrainRequest(
-        arrays=msg.content[ARRAYS],
+        arrays=_arrays(msg.content, ARRAYS),
         server_round=int(config.get(SERVER_ROUND, 0)),
         proximal_mu=float(config.get(PROXIMAL_MU, 0.0)),
         evaluate_first=bool(config.get(EVALUATE_FIRST, False)),
@@ -418,7 +438,7 @@ def parse_train_request(msg: Message) -> TrainRequest:
 
 def parse_evaluate_request(msg: Message) -> tuple[ArrayRecord, int]:
     """The model to evaluate and the round."""
-    return msg.content[ARRAYS], int(msg.content[CONFIG].get(SERVER_ROUND, 0))
+    return _arrays(msg.content, ARRAYS), int(_values(msg.content, CONFIG).get(SERVER_ROUND, 0))
 
 
 def train_reply(
@@ -481,12 +501,12 @@ def evaluate_reply(msg: Message, evaluation: Evaluation, *, num_examples: int) -
 
 def reply_arrays(reply: Message) -> ArrayRecord:
     """The model a ``train`` reply carries."""
-    return reply.content[ARRAYS]
+    return _arrays(reply.content, ARRAYS)
 
 
 def num_steps(reply: Message) -> int:
     """The local SGD steps a ``train`` reply's model took (0 from a node that does not say)."""
-    return int(reply.content[METRICS].get(NUM_STEPS, 0))
+    return int(_values(reply.content, METRICS).get(NUM_STEPS, 0))
 
 
 def arrays_nbytes(record: ArrayRecord) -> int:
@@ -496,7 +516,7 @@ def arrays_nbytes(record: ArrayRecord) -> int:
 
 def train_columns(reply: Message) -> dict[str, float]:
     """A ``train`` reply's metrics, named as the columns of ``metrics.csv``."""
-    m = reply.content[METRICS]
+    m = _values(reply.content, METRICS)
     columns = {
         "train-loss": m["train-loss"],
         "train-seconds": m["train-seconds"],
@@ -508,7 +528,7 @@ def train_columns(reply: Message) -> dict[str, float]:
 
 def evaluate_columns(reply: Message) -> dict[str, float]:
     """An ``evaluate`` reply's metrics (or a ``train`` reply's of the received model), named as in ``metrics.csv``."""
-    m = reply.content[METRICS]
+    m = _values(reply.content, METRICS)
     columns = {"accuracy": m["eval-acc"], "loss": m["eval-loss"]}
     columns.update({k: m[k] for k in m if k.startswith(("mia-", "rmia-"))})
     return columns

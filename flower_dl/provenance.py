@@ -44,7 +44,7 @@ def array_digest(*arrays: np.ndarray) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.shape}{a.dtype.str}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(memoryview(a).cast("B"))  # type: ignore[arg-type]  # numpy's stub gives ndarray __buffer__ on Python >= 3.12 only
     return h.hexdigest()
 
 

@@ -60,6 +60,7 @@ def run_rounds(
     first_round: int = 1,
     on_round: Callable[[int, ArrayRecord], None] | None = None,
     progress: Callable[[int], str] | None = None,
+    on_round_start: Callable[[int], None] | None = None,
 ) -> ArrayRecord:
     """Run rounds ``first_round..num_rounds`` of ``strategy``; return the arrays the last round left.
 
@@ -83,11 +84,15 @@ def run_rounds(
         its evaluate message) is done.
     progress : callable, optional
         ``progress(round)`` -> what the progress line says of the round's results (e.g. the accuracy so far).
+    on_round_start : callable, optional
+        ``on_round_start(round)`` before a round's first message.
     """
     train_config, evaluate_config = ConfigRecord(), ConfigRecord()
     started = time.monotonic()
     for rnd in range(first_round, num_rounds + 1):
-        log(INFO, "[ROUND %s/%s]", rnd, num_rounds)  # Flower's own marker: benchmarks time rounds by it
+        log(INFO, "[ROUND %s/%s]", rnd, num_rounds)  # Flower's own marker
+        if on_round_start is not None:
+            on_round_start(rnd)
         replies = grid.send_and_receive(strategy.configure_train(rnd, arrays, train_config, grid), timeout=timeout)
         new_arrays, _ = strategy.aggregate_train(rnd, replies)
         if new_arrays is not None:

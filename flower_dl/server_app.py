@@ -24,6 +24,7 @@ from flwr.serverapp.strategy import Strategy
 
 from flower_dl import privacy, protocol, provenance, results, rounds
 from flower_dl.config import RunConfig, load_cells
+from flower_dl.events import EventLog
 from flower_dl.files import atomic_open, check_writable_dir
 from flower_dl.flwr_output import CELL_LINE
 from flower_dl.grid import collect, prompt, short_reason
@@ -37,23 +38,42 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry point of ``flwr run``: read the run config once and run the experiment."""
+    """Entry point of ``flwr run``: read the run config once and run the experiment (or a sweep's cells).
+
+    Every run records its events in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.events`): what
+    ``flower-dl sweep`` and the benchmarks read, rather than the log.
+    """
+    events = EventLog(context.run_config.get("results-dir", "results"), context.run_id)
+    error = None
     try:
         cfg = RunConfig.from_run_config(context.run_config)
+        cells = load_cells(cfg.sweep_cells, context.run_config) if cfg.sweep_cells else None
+        events.record("run-started", of=len(cells) if cells else 1)
         # on a deployment Flower's send_and_receive polls for replies every 3 s; PromptGrid does not wait
         grid = prompt(grid)
-        if cfg.sweep_file:
-            run_cells(grid, load_cells(cfg.sweep_file), flower_run_id=context.run_id)
+        if cells:
+            run_cells(grid, cells, flower_run_id=context.run_id, events=events)
             return
-        check_writable_dir(cfg.results_dir, "results-dir")  # before anything trains
-        run_experiment(grid, cfg, flower_run_id=context.run_id)
-    except Exception as err:
-        # Flower reports only an exit code for a failed ServerApp: say what went wrong
-        log(ERROR, "flower-dl: the run failed: %s", err)
+        events.record("cell-started", cell=cfg.cell_id, index=1, of=1)
+        try:
+            check_writable_dir(cfg.results_dir, "results-dir")  # before anything trains
+            folder = run_experiment(grid, cfg, flower_run_id=context.run_id, events=events)
+        except BaseException as err:
+            events.record("cell-failed", cell=cfg.cell_id, error=short_reason(str(err)) or type(err).__name__)
+            raise
+        events.record("cell-finished", cell=cfg.cell_id, folder=str(folder.resolve()))
+    except BaseException as err:
+        error = short_reason(str(err)) or type(err).__name__
+        if isinstance(err, Exception):  # Flower reports only an exit code for a failed ServerApp: say why
+            log(ERROR, "flower-dl: the run failed: %s", err)
         raise
+    finally:
+        events.record("run-finished", **({"error": error} if error else {}))
 
 
-def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None) -> Path:
+def run_experiment(
+    grid: Grid, cfg: RunConfig, flower_run_id: int | None = None, events: EventLog | None = None
+) -> Path:
     """Run one experiment end to end, writing its results folder as rounds finish; return the folder.
 
     With ``resume`` the folder's last checkpoint is where the rounds go on
@@ -69,8 +89,11 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     d = topology.description
     log(INFO, "topology %s: %d nodes, %d edges, degree %d-%d, spectral gap of W %.4f (mixing %s)", cfg.topology,
         d["num-nodes"], d["num-edges"], d["min-degree"], d["max-degree"], d["spectral-gap"], cfg.mixing)  # fmt: skip
+    record = events.record if events is not None else lambda event, **fields: None
     nodes = discover_nodes(grid, cfg)
+    record("nodes-discovered", cell=cfg.cell_id)
     exchanged = run_exchange(grid, cfg, topology, nodes)
+    record("exchange-finished", cell=cfg.cell_id)
     report = privacy.exchange_report(
         cfg.share_ratio, topology.neighbours, exchanged.summaries, exchanged.sizes, exchanged.failed
     )
@@ -89,11 +112,17 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
         log(INFO, "flower-dl: resuming %s after round %d of %d", folder.path, done, cfg.num_server_rounds)
     recorder = RunRecorder(cfg, folder, topology, report, nodes, strategy, started, flower_run_id)
     recorder.start(first - 1)
+
+    def round_done(rnd: int, arrays: ArrayRecord) -> None:
+        recorder.round_done(rnd, arrays)
+        record("round-finished", cell=cfg.cell_id, round=rnd)
+
     try:
         rounds.run_rounds(
             strategy, grid, arrays if arrays is not None else initial_model(cfg, exchanged.initial, nodes),
             num_rounds=cfg.num_server_rounds, timeout=cfg.round_timeout, first_round=first,
-            on_round=recorder.round_done, progress=recorder.progress,
+            on_round=round_done, progress=recorder.progress,
+            on_round_start=lambda rnd: record("round-started", cell=cfg.cell_id, round=rnd),
         )  # fmt: skip
     except BaseException as err:
         recorder.stopped(err)
@@ -102,24 +131,30 @@ def run_experiment(grid: Grid, cfg: RunConfig, flower_run_id: int | None = None)
     return folder.path
 
 
-def run_cells(grid: Grid, cells: list[RunConfig], flower_run_id: int | None = None) -> None:
-    """Run a sweep's cells one after another in this one Flower run (``sweep-file``).
+def run_cells(
+    grid: Grid, cells: list[RunConfig], flower_run_id: int | None = None, events: EventLog | None = None
+) -> None:
+    """Run a sweep's cells one after another in this one Flower run (``sweep-cells``).
 
     The nodes keep their processes and loaded data from cell to cell; each
     cell's config reaches them in its messages and their state is keyed by the
     cell (:mod:`flower_dl.node_state`), so a cell's rows are those of the same
     cell run alone. A cell that fails is logged and the next one starts;
-    ``flower-dl sweep`` reads the events from the log (:func:`flwr_output.cell_event`).
+    ``flower-dl sweep`` reads each cell's start and end from ``events``.
     """
+    record = events.record if events is not None else lambda event, **fields: None
     for i, cfg in enumerate(cells, 1):
         log(INFO, CELL_LINE, cfg.cell_id, "started", f"{i}/{len(cells)}")
+        record("cell-started", cell=cfg.cell_id, index=i, of=len(cells))
         try:
             check_writable_dir(cfg.results_dir, "results-dir")
-            folder = run_experiment(grid, cfg, flower_run_id)
+            folder = run_experiment(grid, cfg, flower_run_id, events)
         except Exception as err:
             log(ERROR, CELL_LINE, cfg.cell_id, "failed", short_reason(str(err)))
+            record("cell-failed", cell=cfg.cell_id, error=short_reason(str(err)) or type(err).__name__)
             continue
         log(INFO, CELL_LINE, cfg.cell_id, "finished", folder.resolve())
+        record("cell-finished", cell=cfg.cell_id, folder=str(folder.resolve()))
 
 
 # ----------------------------------------------------------------- topology

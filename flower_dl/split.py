@@ -105,10 +105,12 @@ def write_node_folder(
         if layout == "idx":
             _write_idx(folder, "train", train_images, train_labels)
             if has_test:
+                assert test_images is not None and test_labels is not None  # _check_arrays refused one alone
                 _write_idx(folder, "test", test_images, test_labels)
         else:
             _write_tree(folder / "train", train_images, train_labels, names)
             if has_test:
+                assert test_images is not None and test_labels is not None  # _check_arrays refused one alone
                 _write_tree(folder / "test", test_images, test_labels, names)
 
     _staged(out, write)

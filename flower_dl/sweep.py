@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from flower_dl.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
-from flower_dl.config import config_id, save_cells
+from flower_dl.config import cells_value, config_id
+from flower_dl.events import EVENTS_FILE, EventReader
 from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
-from flower_dl.flwr_output import cell_event
 from flower_dl.processes import launch, local_superlink
 from flower_dl.provenance import row_provenance
 
@@ -306,47 +306,47 @@ def _launch_group(
 ) -> None:
     """Run ``group``'s cells one after another inside one Flower run; report each as it starts and ends.
 
-    The ServerApp reads the cells from a ``sweep-file`` and logs each cell's
-    start and end (:func:`flwr_output.cell_event`), so a cell's rows reach the
-    table as soon as it is done, whatever happens to the cells after it.
+    The cells travel in the run config (``sweep-cells``, :func:`~flower_dl.config.cells_value`), so they
+    reach the ServerApp wherever it runs; it records each cell's start and end in
+    ``<out_dir>/events.jsonl`` (:mod:`flower_dl.events`), read here as lines arrive and once more at the
+    end, so a cell's rows reach the table as soon as it is done, whatever happens to the cells after it.
     """
     by_id = {cell.id: cell for cell in group}
-    cells_file = out_dir / f".cells-{group[0].id}.json"
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_cells(
-        cells_file, [{**c.run_config, "results-dir": str(out_dir), "run-name": c.id, "resume": True} for c in group]
+    overrides = {**group[0].overrides, "results-dir": str(out_dir), "run-name": group[0].id}
+    run_config = {**group[0].run_config, **overrides}
+    overrides["sweep-cells"] = cells_value(
+        [{**c.run_config, "results-dir": str(out_dir), "run-name": c.id, "resume": True} for c in group], run_config
     )
+    reader = EventReader(out_dir / EVENTS_FILE)
     ended: set[str] = set()
+
+    def take_events() -> None:
+        for event in reader.new():
+            if event.get("cell") not in by_id or event["cell"] in ended:
+                continue
+            cell, what = by_id[event["cell"]], event["event"]
+            if what == "cell-started":
+                on_cell_start(cell)
+            elif what in ("cell-finished", "cell-failed"):
+                ended.add(cell.id)
+                metrics = out_dir / cell.id / "metrics.csv"
+                if what == "cell-finished" and metrics.exists():
+                    on_cell_end(cell, CellResult(0, "finished:completed", metrics))
+                else:
+                    on_cell_end(cell, CellResult(1, f"failed: {event.get('error', '')}", None))
 
     def line(text: str) -> None:
         on_line(text)
-        event = cell_event(text)
-        if event is None or event[0] not in by_id:
-            return
-        cell, what = by_id[event[0]], event[1]
-        if what == "started":
-            on_cell_start(cell)
-            return
-        ended.add(cell.id)
-        metrics = out_dir / cell.id / "metrics.csv"
-        if what == "finished" and metrics.exists():
-            on_cell_end(cell, CellResult(0, "finished:completed", metrics))
-        else:
-            on_cell_end(cell, CellResult(1, f"failed: {event[2]}", None))
+        take_events()
 
-    overrides = {
-        **group[0].overrides,
-        "results-dir": str(out_dir),
-        "run-name": group[0].id,
-        "sweep-file": str(cells_file),
-    }
     try:
         rc, status = launch(
             app_dir, overrides, env, num_supernodes=int(group[0].run_config["num-nodes"]),
             cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, on_line=line,
         )  # fmt: skip
-    finally:
-        cells_file.unlink(missing_ok=True)
+    finally:  # Ctrl-C included: a cell that finished before it keeps its rows
+        take_events()
     for cell in group:  # cells the run never reached, or that it was running when it ended
         if cell.id not in ended:
             on_cell_end(cell, CellResult(rc or 1, status, None))

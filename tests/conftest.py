@@ -6,6 +6,7 @@ Tests that start Flower, Ray or SuperNode processes are marked ``e2e``; ``pytest
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -210,3 +211,13 @@ def batchnorm_model(tmp_path: Path, monkeypatch) -> str:
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "bn_nets:bn"
+
+
+def assert_no_run_folder(results_dir: Path) -> None:
+    """A run refused before training made no run folder; its events say it ended with an error."""
+    if not results_dir.exists():
+        return
+    assert [p.name for p in results_dir.iterdir()] == ["events.jsonl"], list(results_dir.iterdir())
+    events = [json.loads(line) for line in (results_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "run-finished" and events[-1]["error"], events[-1]
+    assert not any(e["event"] == "round-started" for e in events)

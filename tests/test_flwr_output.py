@@ -44,14 +44,3 @@ def test_results_folder_keeps_spaces_and_drops_colour_and_newline() -> None:
 def test_plain_removes_every_escape_and_nothing_else() -> None:
     assert flwr_output.plain(info("[ROUND 2/10]")) == "INFO :      [ROUND 2/10]\n"
     assert flwr_output.plain("\x1b[1;31mERROR\x1b[0m: [x]") == "ERROR: [x]"
-
-
-def test_cell_events_of_a_sweep_run() -> None:
-    assert flwr_output.cell_event(info(flwr_output.CELL_LINE % ("0a1b2c3d4e5f", "started", "2/40"))) == (
-        "0a1b2c3d4e5f", "started", "2/40",
-    )  # fmt: skip
-    finished = flwr_output.CELL_LINE % ("0a1b2c3d4e5f", "finished", "/tmp/my runs/0a1b2c3d4e5f")
-    assert flwr_output.cell_event(info(finished)) == ("0a1b2c3d4e5f", "finished", "/tmp/my runs/0a1b2c3d4e5f")
-    failed = flwr_output.CELL_LINE % ("0a1b2c3d4e5f", "failed", "ValueError: boom")
-    assert flwr_output.cell_event(info(failed))[1:] == ("failed", "ValueError: boom")
-    assert flwr_output.cell_event(info("[ROUND 2/10]")) is None

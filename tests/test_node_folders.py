@@ -10,7 +10,7 @@ import pytest
 from flower_dl.cli import _fitting_topology
 from flower_dl.config import RunConfig
 
-from .conftest import TWO_ROUNDS, run_cli
+from .conftest import TWO_ROUNDS, assert_no_run_folder, run_cli
 
 
 def _rows(path) -> list[dict[str, str]]:
@@ -61,7 +61,7 @@ def test_a_broken_node_folder_stops_the_run_before_training_naming_the_node(tmp_
     assert proc.returncode == 1, log[-3000:]
     assert "node 2: data-dir" in log and "train-labels-idx1-ubyte" in log and "12" in log, log[-3000:]
     assert "[ROUND 1" not in log  # nothing trained
-    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert_no_run_folder(tmp_path / "results")
 
 
 def test_missing_folders_and_templates_are_refused_before_anything_starts(tmp_path) -> None:

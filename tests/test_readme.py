@@ -1,19 +1,73 @@
-"""README.md stays true: the test command CI runs is the one it shows; every run-config key is documented."""
+"""README.md and docs/ stay true: the test command CI runs is the one README shows; every run-config key is
+documented; README stays short; every relative link points to an existing file and heading."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from flower_dl.config import defaults
 
 from .conftest import ROOT
 
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+LINK = re.compile(r"\[[^\]]*\]\(([^()\s]+)\)")
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     command = next(line for line in reversed(ci_lines) if line.strip() and not line.startswith("#"))
-    assert command in (ROOT / "README.md").read_text()
+    assert command in README.read_text()
 
 
 def test_every_run_config_key_is_documented() -> None:
-    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "configuration.md").read_text()
     for key in defaults():
-        assert f"| `{key}` |" in readme, key
+        assert f"| `{key}` |" in reference, key
+
+
+def test_readme_is_short() -> None:
+    assert README.stat().st_size < 10_000, README.stat().st_size
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lowercase, only letters, digits, spaces, hyphens, underscores; spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors of a Markdown file's headings (outside code blocks), with GitHub's -1, -2 for repeats."""
+    seen: dict[str, int] = {}
+    out = set()
+    for line in FENCE.sub("", path.read_text()).splitlines():
+        match = re.match(r"#{1,6} +(.+?) *#* *$", line)
+        if match:
+            base = slug(match.group(1))
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            out.add(base if count == 0 else f"{base}-{count}")
+    return out
+
+
+def test_slug_is_githubs() -> None:
+    assert slug("Plain `flwr run`") == "plain-flwr-run"
+    assert slug("Failures, reproducibility, privacy of the exchange") == "failures-reproducibility-privacy-of-the-exchange"
+    assert slug("metrics.csv, summary.json and edges.csv") == "metricscsv-summaryjson-and-edgescsv"
+    assert slug("1. Make the keys") == "1-make-the-keys"
+
+
+def test_every_relative_link_resolves() -> None:
+    broken = []
+    for page in [README, *DOCS]:
+        for target in LINK.findall(FENCE.sub("", page.read_text())):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+                continue
+            file_part, _, anchor = target.partition("#")
+            dest = (page.parent / file_part).resolve() if file_part else page
+            if not dest.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such file)")
+            elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
+                broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)

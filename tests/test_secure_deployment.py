@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flower_dl import secure
 from flower_dl.processes import launch, local_deployment
 
-from .conftest import ROOT, TWO_ROUNDS, run_cli
+from .conftest import ROOT, TWO_ROUNDS, assert_no_run_folder, run_cli
 
 
 def _rows(path) -> dict[tuple[int, int], dict[str, str]]:
@@ -112,4 +112,4 @@ def test_an_unregistered_supernode_and_one_trusting_another_ca_are_kept_out(tmp_
     assert "Failed to activate SuperNode" in (tmp_path / "deploy" / "supernode-2.log").read_text()
     node3 = (tmp_path / "deploy" / "supernode-3.log").read_text()
     assert "SuperNode ID" not in node3  # never got in: it cannot verify the SuperLink's certificate
-    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert_no_run_folder(tmp_path / "results")

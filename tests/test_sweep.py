@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from flower_dl import sweep
-from flower_dl.flwr_output import CELL_LINE
+from flower_dl.events import EventLog
 from flower_dl.sweep import Cell, cell_id, expand, parse_grid
 
 from .conftest import ROOT, TWO_ROUNDS, run_cli
@@ -43,7 +43,7 @@ def _cell(seed: int, strategy: str = "fedavg") -> Cell:
 def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]:
     """``launch`` and the SuperLink replaced: a cell "runs" by writing a 2-row metrics.csv, or fails, or is Ctrl-C'd.
 
-    A launch with a ``sweep-file`` runs its cells one after another and logs their events as the ServerApp does.
+    A launch with ``sweep-cells`` runs its cells one after another and records their events as the ServerApp does.
     """
     launched: list[dict] = []
 
@@ -60,13 +60,17 @@ def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]
 
     def launch(app_dir, overrides, env, *, num_supernodes, cpus_per_node, gpus_per_node, on_line):
         launched.append(dict(overrides))
-        if not overrides.get("sweep-file"):
+        if not overrides.get("sweep-cells"):
             return (0, "finished:completed") if run_cell(overrides, on_line) else (1, "finished:failed")
-        for cell in json.loads(Path(overrides["sweep-file"]).read_text())["cells"]:
+        events = EventLog(overrides["results-dir"], 7)
+        # Flower's run config: the app's values (here the cells' shared ones) under the overrides
+        base = {"num-nodes": 2, "share-ratio": 0.0, **{k: v for k, v in overrides.items() if k != "sweep-cells"}}
+        for diff in json.loads(overrides["sweep-cells"])["cells"]:
+            cell = {**base, **diff}
             cid = sweep.cell_id(cell)
-            on_line(f"INFO :      {CELL_LINE % (cid, 'started', '1/3')}\n")
+            events.record("cell-started", cell=cid)
             ok = run_cell(cell, on_line)
-            on_line(f"INFO :      {CELL_LINE % (cid, 'finished' if ok else 'failed', 'boom')}\n")
+            events.record("cell-finished" if ok else "cell-failed", cell=cid, error="boom")
         return 0, "finished:completed"
 
     monkeypatch.setattr(sweep, "launch", launch)
@@ -103,7 +107,8 @@ def test_run_sweep_appends_completed_cells_reports_failures_and_logs(tmp_path, m
     assert launched[0]["run-name"] == cells[0].id and launched[0]["results-dir"] == str(tmp_path / "runs")
     assert "seed 2" in outcome.log.read_text() and outcome.log == tmp_path / "t.log"
     assert sweep.pending_cells(cells, table) == [cells[1]]  # a re-run retries only the failed cell
-    assert not list((tmp_path / "runs").glob(".cells-*"))  # the cells file is gone
+    if not separate_runs:  # the cells travel in the run config: no file a remote ServerApp could not read
+        assert json.loads(launched[0]["sweep-cells"])["format"] == 2
 
 
 def test_cells_share_a_run_only_with_the_same_number_of_nodes() -> None:

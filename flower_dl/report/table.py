@@ -718,7 +718,7 @@ def _exchange_labels(df: pd.DataFrame) -> pd.Series:
     included; only the ``mechanism`` label says ``"no exchange"`` there.
     """
     columns = ("exchange-mechanism", "exchange-noise", "mixup-size")
-    values = zip(*(_column(df, c) for c in columns))
+    values: Iterable[tuple[Any, Any, Any]] = zip(*(_column(df, c) for c in columns))
     return pd.Series([_mechanism_label(*v, np.nan) for v in values], index=df.index, dtype=object)
 
 

@@ -17,6 +17,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterable
+from typing import TypeGuard
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class TopologyError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -180,7 +181,7 @@ def _edge_groups(edges: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
 def _check_num_nodes(num_nodes: object, minimum: int = 2) -> int:
     if not _is_int(num_nodes):
         raise TopologyError(f"num-nodes: {num_nodes!r} is not an integer; allowed: an integer >= {minimum}")
-    n = int(num_nodes)  # type: ignore[arg-type]
+    n = int(num_nodes)
     if n < minimum:
         raise TopologyError(f"num-nodes: {n} is too small; allowed: an integer >= {minimum}")
     return n
@@ -189,13 +190,13 @@ def _check_num_nodes(num_nodes: object, minimum: int = 2) -> int:
 def _check_degree(degree: object) -> int:
     if not _is_int(degree):
         raise TopologyError(f"degree: {degree!r} is not an integer; allowed: an integer >= 1")
-    return int(degree)  # type: ignore[arg-type]
+    return int(degree)
 
 
 def _check_prob(prob: object) -> float:
     if isinstance(prob, (bool, np.bool_)) or not isinstance(prob, (int, float, np.number)):
         raise TopologyError(f"edge-prob: {prob!r} is not a number; allowed: a float in [0, 1]")
-    p = float(prob)  # type: ignore[arg-type]
+    p = float(prob)
     if not (0.0 <= p <= 1.0):
         raise TopologyError(f"edge-prob: {prob!r} is out of range; allowed: a float in [0, 1]")
     return p
@@ -204,7 +205,7 @@ def _check_prob(prob: object) -> float:
 def _check_seed(seed: object) -> int:
     if not _is_int(seed):
         raise TopologyError(f"seed: {seed!r} is not an integer; allowed: an integer")
-    return int(seed)  # type: ignore[arg-type]
+    return int(seed)
 
 
 def _no_constraints(num_nodes: int) -> None:
@@ -363,7 +364,7 @@ def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> 
             raise ValueError(
                 f"epidemic-peers: {epidemic_peers!r} must be an integer in 1..num-nodes-1 (num-nodes is {num_nodes})"
             )
-        if not 1 <= int(epidemic_peers) <= num_nodes - 1:  # type: ignore[call-overload]
+        if not 1 <= int(epidemic_peers) <= num_nodes - 1:
             raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
 
 
@@ -375,5 +376,5 @@ def check_gossip_steps(steps: object) -> None:
     ValueError
         ``"gossip-steps: 0 must be an integer >= 1"``.
     """
-    if not _is_int(steps) or int(steps) < 1:  # type: ignore[call-overload]
+    if not _is_int(steps) or int(steps) < 1:
         raise ValueError(f"gossip-steps: {steps!r} must be an integer >= 1")

@@ -219,7 +219,7 @@ def mixing_at(
             raise ValueError(f"mixing-schedule 'static': W has shape {W.shape}; expected ({n}, {n}) for num-nodes {n}")
         if as_sparse:
             return sp.csr_matrix(W, dtype=np.float64)
-        return W.toarray().astype(np.float64) if sp.issparse(W) else np.array(W, dtype=np.float64)
+        return W.toarray().astype(np.float64) if sp.issparse(W) else np.array(W, dtype=np.float64)  # type: ignore[union-attr]  # scipy is untyped: issparse(W) means W is a sparse matrix
 
     if schedule == "one-peer-exponential":
         peer = (diag + exponential_offset(n, (round_ - 1) * gossip_steps + step)) % n
