@@ -26,10 +26,14 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from flwr.app import Message
 from flwr.serverapp import Grid
+
+if TYPE_CHECKING:
+    from flwr.proto.node_pb2 import NodeInfo
+    from flwr.supercore.run import Run
 
 K = TypeVar("K")
 
@@ -106,20 +110,20 @@ class PromptGrid(Grid):
         self.window = window
 
     # ----------------------------------------------------------- delegated
-    def set_run(self, run_id: int) -> None:  # type: ignore[override]
-        self.inner.set_run(run_id)
+    def set_run(self, run: Run) -> None:
+        self.inner.set_run(run)
 
     @property
-    def run(self):  # type: ignore[override]
+    def run(self) -> Run:
         return self.inner.run
 
-    def create_message(self, *args, **kwargs) -> Message:  # type: ignore[override]
+    def create_message(self, *args, **kwargs) -> Message:
         return self.inner.create_message(*args, **kwargs)
 
     def get_node_ids(self) -> Iterable[int]:
         return self.inner.get_node_ids()
 
-    def get_nodes(self):  # type: ignore[override]
+    def get_nodes(self) -> Iterable[NodeInfo]:
         return self.inner.get_nodes()
 
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
@@ -192,7 +196,7 @@ _FLOWER_WRAPPER = "Exception ClientAppException occurred. Message: "
 """How Flower's simulation wraps a node's exception message."""
 
 
-def short_reason(reason: str) -> str:
+def short_reason(reason: str | None) -> str:
     """The last non-empty line of an error reason (Flower sends whole tracebacks), without Flower's wrapper."""
     lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
     text = lines[-1] if lines else "unknown error"

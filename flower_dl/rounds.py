@@ -135,7 +135,7 @@ def _stateful(strategy: Strategy) -> Strategy:
     """The strategy whose attributes a checkpoint holds: the innermost one of a wrapper such as Flower's DP ones
     (they keep the strategy they wrap in ``strategy`` and nothing a later round needs)."""
     while isinstance(getattr(strategy, "strategy", None), Strategy):
-        strategy = strategy.strategy  # type: ignore[attr-defined]
+        strategy = strategy.strategy  # type: ignore[attr-defined]  # a wrapper's: the isinstance check above found it
     return strategy
 
 

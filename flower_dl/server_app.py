@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import networkx as nx
 import numpy as np
@@ -43,7 +43,8 @@ def main(grid: Grid, context: Context) -> None:
     Every run records its events in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.events`): what
     ``flower-dl sweep`` and the benchmarks read, rather than the log.
     """
-    events = EventLog(context.run_config.get("results-dir", "results"), context.run_id)
+    # results-dir: a path, a TOML string (read before the run config is validated)
+    events = EventLog(cast(str, context.run_config.get("results-dir", "results")), context.run_id)
     error = None
     try:
         cfg = RunConfig.from_run_config(context.run_config)
@@ -103,7 +104,7 @@ def run_experiment(
     folder = results.RunFolder(path, resume=cfg.resume)  # made once the run can train: a refused one leaves none
     strategy = build_strategy(cfg, topology.W, nodes.node_ids, topology.graph.edges())
     for pid, reason in exchanged.failed.items():
-        strategy.history.fail(0, pid, "exchange", reason)
+        strategy.history.fail(0, pid, "exchange", reason)  # type: ignore[attr-defined]  # build_strategy's strategies all keep a NodeHistory (the PerNode mixin; CentralDP hands it on)
     first, arrays = 1, None
     if cfg.resume and folder.checkpoint_path.exists():
         with open(folder.checkpoint_path, "rb") as fh:
@@ -220,8 +221,8 @@ def discover_nodes(grid: Grid, cfg: RunConfig) -> Nodes:
         raise RuntimeError(f"{len(got.failed)} nodes failed to identify themselves: {_first_failures(got.failed)}")
     infos = {nid: protocol.parse_identify(reply) for nid, reply in got.ok.items()}
     by_pid: dict[int, list[int]] = {}
-    for nid, info in infos.items():
-        by_pid.setdefault(info.partition_id, []).append(nid)
+    for nid, identified in infos.items():
+        by_pid.setdefault(identified.partition_id, []).append(nid)
     missing = sorted(set(range(cfg.num_nodes)) - set(by_pid))
     duplicated = sorted(pid for pid, nids in by_pid.items() if len(nids) > 1)
     if missing or duplicated:
@@ -301,8 +302,8 @@ def run_exchange(grid: Grid, cfg: RunConfig, topology: Topology, nodes: Nodes) -
     for dst, nid in nodes.node_ids.items():
         if dst not in failed:
             sources = {src: shares[src] for src in nbrs[dst] if src in shares}
-            initial = (cfg.model, cfg.seed) if dst == builder else None
-            relays[dst] = protocol.receive_request(nid, run_config, sources, dst, nodes.public_keys, initial)
+            build = (cfg.model, cfg.seed) if dst == builder else None
+            relays[dst] = protocol.receive_request(nid, run_config, sources, dst, nodes.public_keys, build)
     received = collect(grid, relays, cfg.round_timeout)
     failed.update(received.failed)
     for pid, reason in sorted(failed.items()):
@@ -353,7 +354,7 @@ class RunRecorder:
     ) -> None:
         self.cfg, self.folder, self.topology, self.report = cfg, folder, topology, report
         self.nodes, self.strategy, self.started, self.flower_run_id = nodes, strategy, started, flower_run_id
-        self.history: NodeHistory = strategy.history  # type: ignore[attr-defined]
+        self.history: NodeHistory = strategy.history  # type: ignore[attr-defined]  # build_strategy's strategies all keep a NodeHistory (the PerNode mixin; CentralDP hands it on)
         self.done = 0
         self.checkpointed: int | None = None
         self.summary: dict[str, Any] = {}

@@ -35,7 +35,7 @@ import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from flower_dl.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 from flower_dl.config import cells_value, config_id
@@ -227,6 +227,14 @@ class CellResult:
         return self.rc == 0 and self.status == "finished:completed" and self.metrics is not None
 
 
+class _Resources(TypedDict):
+    """The keyword arguments :func:`_launch_cell` and :func:`_launch_group` share: the app and each node's resources."""
+
+    app_dir: Path
+    cpus_per_node: int
+    gpus_per_node: float
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     """What :func:`run_sweep` did: cells finished (rows written or failed), the failed ones, whether Ctrl-C stopped it."""
@@ -409,6 +417,7 @@ def run_sweep(
 
     def finished(cell: Cell, result: CellResult) -> None:
         if result.ok:
+            assert result.metrics is not None  # ok: its metrics.csv was written
             append_cell(table, cell.run_config, cell.id, result.metrics)
         ended.append((cell, result))
         if on_cell_end is not None:
@@ -421,7 +430,7 @@ def run_sweep(
             local_superlink(Path(tmp)) as env,
         ):
             out_dir = runs_dir or default_runs_dir(table)
-            resources = {"app_dir": app_dir, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node}
+            resources: _Resources = {"app_dir": app_dir, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node}
             if separate_runs:
                 for cell in cells:
                     started(cell)

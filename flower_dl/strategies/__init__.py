@@ -36,7 +36,7 @@ entry in :data:`FLOWER_KWARGS` or :data:`DECENTRALIZED_KWARGS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.serverapp import strategy as fl
@@ -70,7 +70,7 @@ def _flower(name: str) -> Builder:
         )  # fmt: skip
         if cfg.central_dp_noise_multiplier > 0:
             return CentralDP(strategy, cfg.central_dp_noise_multiplier, cfg.central_dp_clip, cfg.dp_delta)
-        return strategy
+        return cast(fl.Strategy, strategy)  # a ParameterServer mixed into a Flower Strategy (parameter_server)
 
     return make
 

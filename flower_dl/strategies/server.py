@@ -29,6 +29,7 @@ the mixin then weights every node alike, the weighting the noise's sensitivity
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -77,14 +78,14 @@ class ParameterServer(PerNode):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         config = self.train_config(server_round, config)
-        return self.stamped(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        return self.stamped(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]  # the mixin's super() is the Flower strategy parameter_server puts behind it
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         if not self.evaluation.evaluate_message(server_round):
             return []
-        return self.stamped(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]
+        return self.stamped(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]  # the mixin's super() is the Flower strategy parameter_server puts behind it
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -99,8 +100,9 @@ class ParameterServer(PerNode):
         counters = counter_maxima(ordered)  # first: FedMedian's aggregation empties the replies' records
         if self.uniform_weights:  # the history has kept each node's real count
             for reply in ordered:
-                reply.content[protocol.METRICS][self.weighted_by_key] = 1  # type: ignore[attr-defined]
-        arrays, metrics = super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+                record = cast(MetricRecord, reply.content[protocol.METRICS])
+                record[self.weighted_by_key] = 1  # type: ignore[attr-defined]  # weighted_by_key: an attribute of the Flower strategy behind the mixin
+        arrays, metrics = super().aggregate_train(server_round, ordered)  # type: ignore[misc]  # the mixin's super() is the Flower strategy parameter_server puts behind it
         if arrays is not None:
             for key, value in counters.items():
                 arrays[key] = Array(value)
@@ -110,7 +112,7 @@ class ParameterServer(PerNode):
         got = self.collect_evaluate(server_round, replies)
         if not got:
             return None
-        return super().aggregate_evaluate(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]
+        return super().aggregate_evaluate(server_round, [got[pid] for pid in sorted(got)])  # type: ignore[misc]  # the mixin's super() is the Flower strategy parameter_server puts behind it
 
 
 def check_central_arrays(arrays: ArrayRecord) -> None:
@@ -150,7 +152,10 @@ class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
     """
 
     def __init__(self, strategy: ParameterServer, noise_multiplier: float, clip: float, delta: float) -> None:
-        super().__init__(strategy, noise_multiplier, clip, num_sampled_clients=len(strategy.node_ids))
+        # a ParameterServer is always a Flower Strategy too (parameter_server mixes it into one)
+        super().__init__(
+            cast(fl.Strategy, strategy), noise_multiplier, clip, num_sampled_clients=len(strategy.node_ids)
+        )
         strategy.uniform_weights = True
         self.delta = delta
 
@@ -165,12 +170,12 @@ class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         arrays, metrics = super().aggregate_train(server_round, replies)
         epsilon = dp.central_epsilon(self.noise_multiplier, server_round, self.delta)
-        for pid in self.strategy.node_ids:  # type: ignore[attr-defined]
-            self.strategy.history.record(server_round, pid, {protocol.CENTRAL_DP_EPSILON: epsilon})  # type: ignore[attr-defined]
+        for pid in self.strategy.node_ids:  # type: ignore[attr-defined]  # Flower types the wrapped strategy as Strategy; it is a ParameterServer
+            self.strategy.history.record(server_round, pid, {protocol.CENTRAL_DP_EPSILON: epsilon})  # type: ignore[attr-defined]  # as above: the ParameterServer's history
         return arrays, metrics
 
 
-def parameter_server(base: type[fl.Strategy]) -> type[fl.Strategy]:
+def parameter_server(base: type[fl.Strategy]) -> type[ParameterServer]:
     """``base`` (one of Flower's strategies) with :class:`ParameterServer` in front of it."""
     return type(base.__name__, (ParameterServer, base), {"__doc__": f"Flower's {base.__name__}, per node."})
 
