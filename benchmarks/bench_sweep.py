@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_sweep.py [--cells N] [--modes one-run separate] [--json OUT.json] [--quick]
 
-Runs the README's study grid (``strategy=['decentralized', 'fedavg']
+Runs the study grid of docs/study.md (``strategy=['decentralized', 'fedavg']
 digits-per-node=[2, 4, 6, 8] share-ratio=[0, 0.1, 0.2, 0.5, 1.0]``, 40 cells
 of the default config: 5 nodes on the study's tree, MLP, 10 rounds of 3
 local epochs, the embedded data) the two ways ``flower-dl sweep`` can, one

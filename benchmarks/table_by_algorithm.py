@@ -1,4 +1,4 @@
-"""README's algorithm and privacy tables from a sweep's results table: mean +- sd over seeds, per group.
+"""The docs' algorithm and privacy tables (docs/algorithms.md, privacy-measures.md, privacy.md) from a sweep's results table: mean +- sd over seeds, per group.
 
     python benchmarks/table_by_algorithm.py TABLE.csv [TABLE.csv ...] [--by algorithm|mechanism|privacy]
 

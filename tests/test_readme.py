@@ -1,5 +1,6 @@
-"""README.md and docs/ stay true: the test command CI runs is the one README shows; every run-config key is
-documented; README stays short; every relative link points to an existing file and heading."""
+"""README.md and docs/ stay true: README's quickstart shows the main job and the test command CI runs; every
+run-config key is documented in docs/configuration.md; README stays short; every relative link of README.md,
+docs/*.md and benchmarks/results/HISTORY.md points to an existing file and, for an anchor, an existing heading."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .conftest import ROOT
 
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+HISTORY = ROOT / "benchmarks" / "results" / "HISTORY.md"
 LINK = re.compile(r"\[[^\]]*\]\(([^()\s]+)\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 
@@ -20,6 +22,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
     command = next(line for line in reversed(ci_lines) if line.strip() and not line.startswith("#"))
     assert command in README.read_text()
+
+
+def test_readme_quickstart_shows_the_main_job() -> None:
+    quickstart = README.read_text().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert "pip install -e . && flower-dl run" in quickstart
+    assert 'pip install -e ".[test]" && python -m pytest -q' in quickstart
 
 
 def test_every_run_config_key_is_documented() -> None:
@@ -53,14 +61,16 @@ def anchors(path: Path) -> set[str]:
 
 def test_slug_is_githubs() -> None:
     assert slug("Plain `flwr run`") == "plain-flwr-run"
-    assert slug("Failures, reproducibility, privacy of the exchange") == "failures-reproducibility-privacy-of-the-exchange"
+    assert (
+        slug("Failures, reproducibility, privacy of the exchange") == "failures-reproducibility-privacy-of-the-exchange"
+    )
     assert slug("metrics.csv, summary.json and edges.csv") == "metricscsv-summaryjson-and-edgescsv"
     assert slug("1. Make the keys") == "1-make-the-keys"
 
 
 def test_every_relative_link_resolves() -> None:
     broken = []
-    for page in [README, *DOCS]:
+    for page in [README, *DOCS, HISTORY]:
         for target in LINK.findall(FENCE.sub("", page.read_text())):
             if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
                 continue
