@@ -22,7 +22,7 @@ the 96 bytes as it relays any public key (it never reads them). A node with
 ``peer-keys`` accepts a peer's exchange key only if its signature verifies
 under that peer's listed key, and refuses otherwise, naming the peer; without
 ``peer-keys`` it takes keys as they come (the simulation's behaviour, and the
-README's warning). Nothing here is used in a simulation unless its node
+docs/failures-and-privacy.md's warning). Nothing here is used in a simulation unless its node
 config names the files.
 """
 

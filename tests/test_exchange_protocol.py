@@ -319,7 +319,7 @@ def test_signed_exchange_keys_let_a_node_refuse_a_swapped_key(tmp_path) -> None:
 
 
 def test_without_peer_keys_a_key_swapping_relay_reads_the_exchange() -> None:
-    """The README's warning: unauthenticated keys let an active relay plant its own and open the share."""
+    """docs/failures-and-privacy.md's warning: unauthenticated keys let an active relay plant its own and open the share."""
     relay = KeyPair.generate()
     cfg, grid, _, public_keys, _, _ = _exchange(
         tamper=_swap_keys_for(0, relay.public_bytes), share_ratio=0.3, digits_per_node=2
