@@ -5,10 +5,10 @@
   (no psutil needed), and keeps the peak.
 * :func:`timed_simulation`: one simulation (flower-dl, or another app folder
   such as ``floor_app/``, Flower's floor) launched through the
-  package's own path (``flower_dl.processes.local_superlink`` +
-  ``flower_dl.processes.launch``), every output line time-stamped on arrival, and the
+  package's own path (``flower_dl.launch.processes.local_superlink`` +
+  ``flower_dl.launch.processes.launch``), every output line time-stamped on arrival, and the
   figures derived from those lines (start-up, per-round time), read with
-  :mod:`flower_dl.flwr_output` as the command line reads them.
+  :mod:`flower_dl.launch.flwr_output` as the command line reads them.
 
 Which processes count as "the tree"
     Every descendant of this process (by parent pid), plus every process in a
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flower_dl import flwr_output
+from flower_dl.launch import flwr_output
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1024 * 1024
@@ -92,13 +92,13 @@ def _pss_bytes(pid: int) -> int:
 
 
 def _is_own_watchdog(pid: int, parent: int) -> bool:
-    """Whether ``pid`` runs ``python -m flower_dl.watchdog --parent PARENT`` (see :mod:`flower_dl.watchdog`)."""
+    """Whether ``pid`` runs ``python -m flower_dl.launch.watchdog --parent PARENT`` (see :mod:`flower_dl.launch.watchdog`)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             argv = fh.read().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return argv[1:5] == ["-m", "flower_dl.watchdog", "--parent", str(parent)]
+    return argv[1:5] == ["-m", "flower_dl.launch.watchdog", "--parent", str(parent)]
 
 
 class TreeMemorySampler(threading.Thread):
@@ -168,8 +168,8 @@ class TreeMemorySampler(threading.Thread):
     def member_names(self, skip_watchdog: bool = False) -> list[str]:
         """Names of the processes counted now (e.g. to find processes left after a run).
 
-        ``skip_watchdog``: leave out this process's :mod:`flower_dl.watchdog`,
-        which ``flower_dl.processes`` starts with the first run and which
+        ``skip_watchdog``: leave out this process's :mod:`flower_dl.launch.watchdog`,
+        which ``flower_dl.launch.processes`` starts with the first run and which
         lives as long as this process (so is never a run's left-over).
         """
         pids = self.members()
@@ -237,7 +237,7 @@ def wait_for_exit(sampler: TreeMemorySampler, timeout: float = 60.0) -> tuple[fl
 
     Returns the seconds waited and what was still alive at the timeout. Waiting
     keeps one run's teardown from overlapping the next measurement. This
-    process's :mod:`flower_dl.watchdog` is not waited for: it outlives every
+    process's :mod:`flower_dl.launch.watchdog` is not waited for: it outlives every
     run by design (its memory is counted in the runs' figures all the same).
     """
     started = time.monotonic()
@@ -309,7 +309,7 @@ def timed_simulation(
     so line-arrival times carry up to ~0.7 s of latency; the strategy time is
     taken from Flower's own in-process figure instead.
     """
-    from flower_dl.processes import launch, local_superlink
+    from flower_dl.launch.processes import launch, local_superlink
 
     t_link = time.monotonic()
     log: list[tuple[float, str]] = []

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from flwr.app import Context, RecordDict
 
-from flower_dl import audit, training
 from flower_dl.config import RunConfig
-from flower_dl.models import build_model
-from flower_dl.node_state import CACHE, Node
+from flower_dl.node import training
+from flower_dl.node.models import build_model
+from flower_dl.node.state import CACHE, Node
+from flower_dl.privacy import audit
 
 
 def node_of(cfg: RunConfig, pid: int) -> Node:

@@ -11,7 +11,7 @@ CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
 3 x 32 x 32, see below) one run measures, in this order:
 
 (b) flower-dl, per round. One simulation launched through the package's own
-    path (``flower_dl.processes.local_superlink`` + ``flower_dl.processes.launch``,
+    path (``flower_dl.launch.processes.local_superlink`` + ``flower_dl.launch.processes.launch``,
     i.e. what ``flower-dl run`` does: ``flwr run --stream`` on a private
     simulation SuperLink, one simulated SuperNode per node, 1 CPU each). The
     figure is Flower's own "Strategy execution finished in X s" (timed inside
@@ -47,7 +47,7 @@ CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
     this benchmark's own process is not counted).
 (a) the plain loop, per round: one process, no Flower, textbook PyTorch
     (``textbook_train`` below: ``torch.optim.SGD``, default memory layout),
-    the same model (``flower_dl.models.build_model``, same seed), lr, momentum
+    the same model (``flower_dl.node.models.build_model``, same seed), lr, momentum
     and batch size, on preloaded tensors; the nodes one after another,
     ``local-epochs`` each, per round. torch uses the number of threads a
     single process gets by default here (``torch.get_num_threads()``,
@@ -55,7 +55,7 @@ CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
     node ``i`` did: the sizes are read from the run's ``metrics.csv``
     (``num-train-examples`` of round 1 = own samples + the new samples it
     received). The samples are node ``i``'s own partition
-    (``flower_dl.data.partition_indices``, as the nodes compute it) filled up
+    (``flower_dl.data.datasets.partition_indices``, as the nodes compute it) filled up
     with other training samples, picked at random, in place of the exchanged
     ones: the content does not change the cost, the sizes do. The loop's
     evaluation on the test set (what a flower-dl round also does) is timed
@@ -129,12 +129,12 @@ from _harness import (
     wait_for_exit,
     warn_leftovers,
 )
-from flower_dl.cli import resolve_config
-from flower_dl.data import CACHE_DIR_ENV, find_cifar, input_shape, load_dataset, partition_indices, to_tensor
-from flower_dl.models import build_model
-from flower_dl.processes import RAY_HEAD_ENV
+from flower_dl.data.datasets import CACHE_DIR_ENV, find_cifar, input_shape, load_dataset, partition_indices, to_tensor
+from flower_dl.launch.cli import resolve_config
+from flower_dl.launch.processes import RAY_HEAD_ENV
+from flower_dl.node.models import build_model
+from flower_dl.node.training import evaluate, train
 from flower_dl.topology import STUDY_EDGES
-from flower_dl.training import evaluate, train
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

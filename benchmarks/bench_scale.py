@@ -5,8 +5,8 @@ Usage::
     python benchmarks/bench_scale.py [--nodes 100 1000] [--rounds 3] [--json OUT.json] [--quick]
 
 For each N, two simulations, one after the other, both launched through the
-package's own path (``flower_dl.processes.local_superlink`` +
-``flower_dl.processes.launch``, as ``flower-dl run`` does: a private SuperLink
+package's own path (``flower_dl.launch.processes.local_superlink`` +
+``flower_dl.launch.processes.launch``, as ``flower-dl run`` does: a private SuperLink
 and Ray head, N simulated SuperNodes, ``--cpus-per-node`` CPUs each), with the
 same memory sampler and the same wait for the run's processes to exit:
 
@@ -91,7 +91,7 @@ from _harness import (
     wait_for_exit,
     warn_leftovers,
 )
-from flower_dl.cli import resolve_config
+from flower_dl.launch.cli import resolve_config
 
 GIB = 1024 * MIB
 FLOWER_DL, FLOOR = "flower-dl", "floor"

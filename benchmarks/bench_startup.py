@@ -10,7 +10,7 @@ flower-dl runs as a user runs it, the command line and all::
 Each way runs ``--runs`` times, alternating which goes first, nothing else running. For each run it prints
 launch to exit, launch to round 1 (the plain script's ``ready`` line; flower-dl's ``round-started`` event)
 and the rounds (round 1's start to the last round's end), and, for flower-dl, the phases from the events
-the ServerApp records in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.events`), wall-clock times:
+the ServerApp records in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.results.events`), wall-clock times:
 
 * ``to-serverapp``: launch to the ServerApp's start (the command line, the private SuperLink, the Ray
   head, packaging and submitting the app, the simulation process);

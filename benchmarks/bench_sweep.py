@@ -8,7 +8,7 @@ Runs the study grid of docs/study.md (``strategy=['decentralized', 'fedavg']
 digits-per-node=[2, 4, 6, 8] share-ratio=[0, 0.1, 0.2, 0.5, 1.0]``, 40 cells
 of the default config: 5 nodes on the study's tree, MLP, 10 rounds of 3
 local epochs, the embedded data) the two ways ``flower-dl sweep`` can, one
-after the other, through the package's own path (``flower_dl.sweep.run_sweep``,
+after the other, through the package's own path (``flower_dl.launch.sweep.run_sweep``,
 what the command runs after checking its arguments):
 
 * ``one-run``: every cell inside one Flower run (the default of ``flower-dl
@@ -40,8 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import APP_DIR, fmt, machine_info, print_table
-from flower_dl import flwr_output, sweep
-from flower_dl.cli import sweep_cells
+from flower_dl.launch import flwr_output, sweep
+from flower_dl.launch.cli import sweep_cells
 
 STUDY_GRID = "strategy=['decentralized', 'fedavg'] digits-per-node=[2, 4, 6, 8] share-ratio=[0, 0.1, 0.2, 0.5, 1.0]"
 
@@ -112,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from flower_dl.cli import parse_overrides
+    from flower_dl.launch.cli import parse_overrides
 
     grid = sweep.parse_grid(args.grid)
     base = parse_overrides([args.run_config] if args.run_config else None)

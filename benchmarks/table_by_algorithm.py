@@ -27,8 +27,8 @@ import argparse
 
 import pandas as pd
 
-from flower_dl.columns import CONFIG_COLUMNS
 from flower_dl.report.table import read_table
+from flower_dl.results.columns import CONFIG_COLUMNS
 
 IDENTITY = ["strategy", "digits-per-node", "share-ratio", "seed"]
 DATA_KEYS = ["digits-per-node", "share-ratio"]

@@ -22,13 +22,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from flower_dl import registry
-from flower_dl.compression import check_compression
-from flower_dl.dp import check_central_values as check_central_dp_values
-from flower_dl.dp import check_values as check_dp_values
-from flower_dl.mechanisms import check_mechanism
-from flower_dl.membership import check_mia_every, check_mia_reference_models, check_mia_samples
+from flower_dl.privacy.dp import check_central_values as check_central_dp_values
+from flower_dl.privacy.dp import check_values as check_dp_values
+from flower_dl.privacy.mechanisms import check_mechanism
+from flower_dl.privacy.membership import check_mia_every, check_mia_reference_models, check_mia_samples
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES, check_topology
 from flower_dl.topology.checks import check_gossip_steps, check_schedule
+from flower_dl.topology.compression import check_compression
 
 STRATEGY_NAMES: tuple[str, ...] = registry.STRATEGIES.names()
 EXCHANGE_MODES: tuple[str, ...] = registry.EXCHANGE_MODES.names()

@@ -51,7 +51,7 @@ tracking's ``c_i``, :mod:`flower_dl.strategies.gradient_tracking`) is added to t
 gradient at every local step when a strategy sends one.
 
 Parsers of the server's side turn replies into plain Python and numpy values
-(:class:`NodeInfo`, :class:`Share`, :class:`~flower_dl.privacy.NodeSummary`, dicts of metrics named
+(:class:`NodeInfo`, :class:`Share`, :class:`~flower_dl.privacy.leakage.NodeSummary`, dicts of metrics named
 as the columns of ``metrics.csv``), so everything after them (the leakage
 hook, the results) is tested without Flower.
 
@@ -68,8 +68,8 @@ from typing import Any, cast
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 
-from flower_dl.exchange import payload_for
-from flower_dl.privacy import NodeSummary
+from flower_dl.exchange.plan import payload_for
+from flower_dl.privacy.leakage import NodeSummary
 
 # message types
 IDENTIFY = "query.identify"
@@ -158,9 +158,9 @@ class NodeInfo:
     partition_id: int
     num_train_examples: int
     public_key: bytes
-    """The exchange key as published: 32 bytes, or 96 when signed (:mod:`flower_dl.identity`); relayed as is."""
+    """The exchange key as published: 32 bytes, or 96 when signed (:mod:`flower_dl.exchange.identity`); relayed as is."""
     data_digest: str = ""
-    """A hash of the arrays the node's data come from (:func:`flower_dl.provenance.array_digest`)."""
+    """A hash of the arrays the node's data come from (:func:`flower_dl.results.provenance.array_digest`)."""
     mia_samples: int = 0
     """The membership attack's members per evaluation: ``mia-samples``, capped to what the node can supply."""
     input_shape: tuple[int, int, int] = (1, 28, 28)
@@ -480,7 +480,7 @@ class Evaluation:
 
     ``attack`` maps metric names to values, named as the columns of
     ``metrics.csv`` (``mia-auc``, ``mia-tpr-1fpr``, ``rmia-auc``, ...:
-    :func:`flower_dl.audit.attack_metrics`); empty when no attack ran.
+    :func:`flower_dl.privacy.audit.attack_metrics`); empty when no attack ran.
     """
 
     loss: float

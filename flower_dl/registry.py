@@ -126,24 +126,25 @@ MODELS = Registry(
     "model",
     {
         "mlp": Choice(
-            "784-200-10 perceptron with dropout (the study's MLP); input size from the data", "flower_dl.models:MLP"
+            "784-200-10 perceptron with dropout (the study's MLP); input size from the data",
+            "flower_dl.node.models:MLP",
         ),
         "cnn": Choice(
             "two 5x5 convolutions, 50 hidden units (the study's CNNMnist); channels from the data",
-            "flower_dl.models:CNN",
+            "flower_dl.node.models:CNN",
         ),
         "fedavg-cnn": Choice(
             "the CNN of the FedAvg paper (McMahan et al. 2017): 5x5 conv 32 and 64, 512 hidden",
-            "flower_dl.models:FedAvgCNN",
+            "flower_dl.node.models:FedAvgCNN",
         ),
         "resnet18": Choice(
             "torchvision's ResNet-18, CIFAR stem (3x3 conv, stride 1, no max-pool), BatchNorm",
-            "flower_dl.models:resnet18",
+            "flower_dl.node.models:resnet18",
         ),
     },
     paths=True,
 )
-"""``model``: a factory ``(input_shape, num_classes) -> torch.nn.Module`` (see :mod:`flower_dl.models`)."""
+"""``model``: a factory ``(input_shape, num_classes) -> torch.nn.Module`` (see :mod:`flower_dl.node.models`)."""
 
 DATASETS = Registry(
     "dataset",
@@ -163,7 +164,7 @@ DATASETS = Registry(
     },
     extra=("folder",),
 )
-"""``dataset``: ``folder`` is each node's own folder (:mod:`flower_dl.folders`)."""
+"""``dataset``: ``folder`` is each node's own folder (:mod:`flower_dl.data.folders`)."""
 
 PARTITIONERS = Registry(
     "partitioner",

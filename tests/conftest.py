@@ -16,8 +16,9 @@ import pytest
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from flower_dl import client_app, protocol
+from flower_dl import protocol
 from flower_dl.config import RunConfig
+from flower_dl.node import app as client_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
     ``run``, ``sweep`` or ``deploy-local`` past its checks (any exit code but 2) fails a test not marked ``e2e``.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "flower_dl.cli", *args],
+        [sys.executable, "-m", "flower_dl.launch.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -85,7 +86,7 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_dir(tmp_path_factory) -> Path:
     """flower-dl's cache (decoded datasets) in a temp dir, for this process and the Flower processes it starts."""
-    from flower_dl.data import CACHE_DIR_ENV
+    from flower_dl.data.datasets import CACHE_DIR_ENV
 
     path = tmp_path_factory.mktemp("flower-dl-cache")
     os.environ[CACHE_DIR_ENV] = str(path)

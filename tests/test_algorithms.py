@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_dl import compression
 from flower_dl.strategies.choco import choco_round
 from flower_dl.strategies.decentralized import dpsgd_round
 from flower_dl.strategies.gradient_tracking import kgt_round
-from flower_dl.topology import STUDY_EDGES, build_graph, mixing_matrix
+from flower_dl.topology import STUDY_EDGES, build_graph, compression, mixing_matrix
 
 LR, K = 0.1, 5
 RHO = (1 - LR) ** K

@@ -7,7 +7,7 @@ from pathlib import Path
 from flwr.cli.build import collect_files, get_filtered_fab_paths
 from flwr.cli.config_utils import load_and_validate
 
-from flower_dl.app_files import app_files, stage_app
+from flower_dl.launch.app_files import app_files, stage_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_the_repository_stages_exactly_what_flower_would_bundle_of_its_tracked_f
 
     expected = sorted({p for p in theirs if kept(p)} | {"pyproject.toml"})
     assert app_files(REPO) == expected
-    assert "flower_dl/server_app.py" in expected and "flower_dl/client_app.py" in expected
+    assert "flower_dl/server/app.py" in expected and "flower_dl/node/app.py" in expected
 
 
 def test_a_venv_results_and_hidden_folders_are_not_walked_or_staged(tmp_path):
@@ -50,6 +50,6 @@ def test_a_venv_results_and_hidden_folders_are_not_walked_or_staged(tmp_path):
     staged = stage_app(app, tmp_path / "staged")
     found = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert found == [
-        "README.md", "flower_dl/lib/util.py", "flower_dl/server_app.py", "flower_dl/sub/helpers.py", "pyproject.toml",
+        "README.md", "flower_dl/lib/util.py", "flower_dl/server/app.py", "flower_dl/sub/helpers.py", "pyproject.toml",
     ]  # fmt: skip
     assert (staged / "flower_dl" / "server_app.py").read_text() == "x = 1\n"

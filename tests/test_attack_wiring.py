@@ -16,7 +16,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from flower_dl.config import RunConfig
-from flower_dl.server_app import run_experiment
+from flower_dl.server.app import run_experiment
 
 from .conftest import FakeGrid
 
@@ -113,8 +113,8 @@ def test_reference_models_go_on_from_the_nodes_state_in_a_fresh_process_as_if_tr
     equals the one trained to round 3 in one go: the final evaluation need not train it again."""
     import torch
 
-    from flower_dl import audit
-    from flower_dl.node_state import CACHE, Node
+    from flower_dl.node.state import CACHE, Node
+    from flower_dl.privacy import audit
 
     cfg = RunConfig(num_nodes=3, topology="ring", local_epochs=1, mia_samples=40, mia_reference_models=1)
     grid = FakeGrid(cfg)

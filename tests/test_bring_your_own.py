@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_dl import privacy
 from flower_dl.config import RunConfig
-from flower_dl.server_app import run_experiment
+from flower_dl.privacy import leakage as privacy
+from flower_dl.server.app import run_experiment
 
 from .conftest import ROOT, FakeGrid, run_cli
 
@@ -148,7 +148,7 @@ def test_cifar10_batches_load_partition_exchange_train_and_leak(tmp_path: Path) 
     assert summary["rounds"] == 2 and summary["accuracy-mean"] is not None
     assert all(v is not None and v > 0 for v in summary["leakage"].values()), summary["leakage"]
     # what went over the wire were colour images at their own size
-    from flower_dl import node_state
+    from flower_dl.node import state as node_state
 
     node = node_state.Node(grid.contexts[1000], cfg, 0)
     assert node.spec().input_shape == (3, 32, 32) and node.spec().num_classes == 10

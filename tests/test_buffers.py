@@ -19,11 +19,11 @@ from torch import nn
 
 from flower_dl import protocol, registry
 from flower_dl.config import RunConfig
-from flower_dl.models import build_model, load_model
+from flower_dl.node.models import build_model, load_model
+from flower_dl.node.training import evaluate, train
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.base import ParameterStack
 from flower_dl.strategies.mixing import effective_mixing
-from flower_dl.training import evaluate, train
 
 from .conftest import as_node, reply
 

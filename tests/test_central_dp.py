@@ -18,9 +18,11 @@ import pytest
 from flwr.app import ArrayRecord
 from scipy import optimize, stats
 
-from flower_dl import dp, protocol, rounds
+from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.server_app import run_experiment
+from flower_dl.privacy import dp
+from flower_dl.server import rounds
+from flower_dl.server.app import run_experiment
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.server import CentralDP
 

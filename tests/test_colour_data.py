@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import flower_dl.data as data_module
-from flower_dl.data import (
+import flower_dl.data.datasets as data_module
+from flower_dl.data.datasets import (
     CHANNEL_STATS,
     MEAN,
     STD,
@@ -30,8 +30,8 @@ from flower_dl.data import (
     study_classes,
     to_tensor,
 )
-from flower_dl.folders import load_node_folder
-from flower_dl.split import split, write_node_folder
+from flower_dl.data.folders import load_node_folder
+from flower_dl.data.split import split, write_node_folder
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

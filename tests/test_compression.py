@@ -1,4 +1,4 @@
-"""Tests for flower_dl.compression against independent numpy references and hand-computed sizes."""
+"""Tests for flower_dl.topology.compression against independent numpy references and hand-computed sizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flower_dl.compression import (
+from flower_dl.topology.compression import (
     COMPRESSORS,
     Compressed,
     check_compression,

@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from flower_dl.config import ConfigError, RunConfig, defaults
-from flower_dl.server_app import build_topology
+from flower_dl.server.app import build_topology
 
 from .conftest import ROOT
 

@@ -1,11 +1,11 @@
-"""Tests for flower_dl.crypto: end-to-end encryption of exchanged samples."""
+"""Tests for flower_dl.exchange.crypto: end-to-end encryption of exchanged samples."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from flower_dl.crypto import (
+from flower_dl.exchange.crypto import (
     OVERHEAD,
     DecryptionError,
     KeyPair,
@@ -228,7 +228,7 @@ def test_seal_open_unauthorised(keys: dict[int, KeyPair]) -> None:
 
 def test_blob_replayed_with_same_key_other_edge_fails(keys: dict[int, KeyPair]) -> None:
     """The aad binds src/dst even if the same symmetric key were reused."""
-    from flower_dl import crypto
+    from flower_dl.exchange import crypto
 
     i, j = keys[0], keys[1]
     key = edge_key(i, j.public_bytes, 0, 1)

@@ -9,8 +9,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-import flower_dl.data as data_module
-from flower_dl.data import (
+import flower_dl.data.datasets as data_module
+from flower_dl.data.datasets import (
     DataError,
     load_dataset,
     load_idx_dir,

@@ -49,7 +49,7 @@ def test_consensus_distance() -> None:
 def test_parameter_stack_round_trips_a_state_dict() -> None:
     import torch
 
-    from flower_dl.models import build_model
+    from flower_dl.node.models import build_model
 
     model = build_model("cnn", seed=0)
     record = ArrayRecord(model.state_dict())

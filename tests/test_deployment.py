@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from flower_dl.data import load_dataset
-from flower_dl.processes import launch, local_deployment
-from flower_dl.split import split
+from flower_dl.data.datasets import load_dataset
+from flower_dl.data.split import split
+from flower_dl.launch.processes import launch, local_deployment
 
 from .conftest import ROOT, TWO_ROUNDS
 

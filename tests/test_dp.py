@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flower_dl import dp
-from flower_dl.dp import DPSGD
-from flower_dl.models import build_model
-from flower_dl.training import evaluate, private_batches, train
+from flower_dl.node.models import build_model
+from flower_dl.node.training import evaluate, private_batches, train
+from flower_dl.privacy import dp
+from flower_dl.privacy.dp import DPSGD
 
 from .conftest import python_output
 
@@ -335,9 +335,9 @@ def test_dpsgd_refuses_a_non_positive_clip_or_negative_noise():
 
 
 def test_importing_dp_or_training_imports_no_opacus():
-    code = "import sys, flower_dl.dp; print([m for m in ('torch', 'opacus') if m in sys.modules])"
+    code = "import sys, flower_dl.privacy.dp; print([m for m in ('torch', 'opacus') if m in sys.modules])"
     assert python_output(code, timeout=60) == "[]"
-    code = "import sys, flower_dl.training; print('opacus' in sys.modules)"
+    code = "import sys, flower_dl.node.training; print('opacus' in sys.modules)"
     assert python_output(code, timeout=60) == "False"
 
 
@@ -398,8 +398,8 @@ def test_a_model_with_other_layers_takes_opacus_and_the_linear_engine_refuses_it
 def test_dp_training_of_the_mlp_imports_no_opacus():
     """The default model's DP-SGD runs on the linear engine: a node process does not pay Opacus's import."""
     code = (
-        "import sys, torch; from flower_dl.models import build_model; from flower_dl.training import train; "
-        "from flower_dl.dp import DPSGD; x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,)); "
+        "import sys, torch; from flower_dl.node.models import build_model; from flower_dl.node.training import train; "
+        "from flower_dl.privacy.dp import DPSGD; x, y = torch.randn(40, 1, 28, 28), torch.randint(0, 10, (40,)); "
         "train(build_model('mlp'), x, y, epochs=1, lr=0.1, momentum=0.5, batch_size=8, dp=DPSGD(1.0, 1.0)); "
         "print('opacus' in sys.modules)"
     )
@@ -408,7 +408,7 @@ def test_dp_training_of_the_mlp_imports_no_opacus():
 
 # ------------------------------------------------------------------ what DP is for
 def test_dp_sgd_lowers_memorisation():
-    from flower_dl.data import load_dataset, to_tensor
+    from flower_dl.data.datasets import load_dataset, to_tensor
 
     data = load_dataset("mnist-5k", "")
     pick = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))[:64].numpy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flower_dl.exchange import BROADCAST, draw_shares, merge, payload_for, share_size
+from flower_dl.exchange.plan import BROADCAST, draw_shares, merge, payload_for, share_size
 
 
 @pytest.mark.parametrize(("n", "ratio", "size"), [(1200, 0.1, 120), (1200, 0.0, 0), (1200, 1.0, 1200), (7, 0.5, 3)])

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from flwr.app import Message, RecordDict
 
-from flower_dl import client_app, privacy, protocol
+from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.crypto import DecryptionError, KeyPair, open_samples
-from flower_dl.data import load_dataset
-from flower_dl.node_state import Node
-from flower_dl.server_app import build_topology, discover_nodes, run_exchange
+from flower_dl.data.datasets import load_dataset
+from flower_dl.exchange.crypto import DecryptionError, KeyPair, open_samples
+from flower_dl.node import app as client_app
+from flower_dl.node.state import Node
+from flower_dl.privacy import leakage as privacy
+from flower_dl.server.app import build_topology, discover_nodes, run_exchange
 
 from .conftest import FakeGrid, as_node, python_output
 
@@ -124,7 +126,7 @@ def test_a_node_cannot_open_what_was_sealed_for_another() -> None:
 def test_share_ratio_one_broadcast_gives_every_neighbour_everything(mode) -> None:
     cfg, grid, _node_ids, _, _, report = _exchange(share_ratio=1.0, digits_per_node=2, exchange_mode=mode)
     data = load_dataset(cfg.dataset)
-    from flower_dl.data import partition_indices
+    from flower_dl.data.datasets import partition_indices
 
     parts = partition_indices(data.train_labels, cfg.partitioner, 5, digits_per_node=2)
     topology = build_topology(cfg)
@@ -161,7 +163,7 @@ def test_training_is_reproducible_given_the_seed() -> None:
     """The same config, seed, node and round give bit-identical models (CPU)."""
     from flwr.app import ArrayRecord, ConfigRecord
 
-    from flower_dl.models import build_model
+    from flower_dl.node.models import build_model
 
     cfg, grid, node_ids, *_ = _exchange(share_ratio=0.2, local_epochs=1)
     initial = ArrayRecord(build_model(cfg.model, seed=cfg.seed).state_dict())
@@ -188,8 +190,8 @@ def _state(record) -> dict:
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_one_node_builds_the_initial_model_the_server_would(model) -> None:
     """The server does not import torch: the first node that took part builds the seeded initial model."""
-    from flower_dl.models import build_model
-    from flower_dl.server_app import initial_model
+    from flower_dl.node.models import build_model
+    from flower_dl.server.app import initial_model
 
     cfg, grid, _node_ids, _, exchanged, _ = _exchange(model=model, seed=5)
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
@@ -208,7 +210,7 @@ def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypa
     asked = [rec for rec in grid.seen if INITIAL_MODEL_KEY in rec.config_records]
     assert len(asked) == 1 and exchanged.initial is not None
     # node 1 (the first that took part) built it; the server's own fallback builds the same model
-    from flower_dl.server_app import initial_model
+    from flower_dl.server.app import initial_model
 
     local = _state(initial_model(cfg, None))
     assert all(np.array_equal(v, local[k]) for k, v in _state(exchanged.initial).items())
@@ -216,13 +218,13 @@ def test_the_initial_model_comes_from_the_next_node_if_the_first_failed(monkeypa
 
 def test_the_server_app_does_not_import_torch() -> None:
     """Importing the ServerApp (and its strategies) leaves torch out: ~2 s of CPU and ~300 MB."""
-    code = "import sys, flower_dl.server_app, flower_dl.strategies.decentralized; print('torch' in sys.modules)"
+    code = "import sys, flower_dl.server.app, flower_dl.strategies.decentralized; print('torch' in sys.modules)"
     assert python_output(code) == "False"
 
 
 def test_exposure_and_nn_distance_on_a_three_node_line() -> None:
     """Disjoint partitions, broadcast: node i's exposure is its share size over its size, by hand."""
-    from flower_dl.exchange import share_size
+    from flower_dl.exchange.plan import share_size
 
     kwargs = dict(num_nodes=3, topology="line", partitioner="digits-per-node-disjoint", digits_per_node=2)
     cfg, grid, node_ids, _, _exchanged, report = _exchange(share_ratio=0.25, **kwargs)
@@ -238,7 +240,7 @@ def test_exposure_and_nn_distance_on_a_three_node_line() -> None:
 
 
 def test_noise_zero_is_raw_and_mixup_of_one_sends_real_images_under_fresh_ids() -> None:
-    from flower_dl.mechanisms import is_fresh
+    from flower_dl.privacy.mechanisms import is_fresh
 
     raw_cfg, raw_grid, *_ = _exchange(share_ratio=0.3, digits_per_node=2)
     noise_cfg, noise_grid, *_ = _exchange(
@@ -298,7 +300,7 @@ def _swap_keys_for(victim: int, impostor_key: bytes | None = None):
 
 
 def test_signed_exchange_keys_let_a_node_refuse_a_swapped_key(tmp_path) -> None:
-    from flower_dl.identity import write_keys
+    from flower_dl.exchange.identity import write_keys
 
     write_keys(5, tmp_path)
 
@@ -334,7 +336,7 @@ def test_without_peer_keys_a_key_swapping_relay_reads_the_exchange() -> None:
 
 
 def test_many_failed_identifications_stay_one_readable_line() -> None:
-    from flower_dl.server_app import _first_failures
+    from flower_dl.server.app import _first_failures
 
     failed = {n: f"mia-samples: 200 is more than node {n} can supply" for n in range(1000)}
     text = _first_failures(failed)
@@ -346,7 +348,7 @@ def test_a_node_process_imports_neither_scipy_nor_networkx_nor_torch():
     # every ClientApp process (each simulation worker, each SuperNode message) pays for what it imports;
     # divergences, graphs and mixing are the server's, torch waits for the first train or evaluate message
     code = (
-        "import sys, flower_dl.client_app\n"
+        "import sys, flower_dl.node.app\n"
         "from flower_dl.config import RunConfig\n"
         "RunConfig.from_run_config({'mixing-schedule': 'epidemic', 'num-nodes': 8, 'topology': 'ring'})\n"
         "print(sorted(m for m in ('scipy', 'networkx', 'torch') if m in sys.modules))\n"

@@ -48,7 +48,7 @@ def test_model_size_is_flower_dls_mlp():
         import bench_scale
     finally:
         sys.path.pop(0)
-    from flower_dl.models import build_model
+    from flower_dl.node.models import build_model
 
     floats = sum(p.numel() for p in build_model("mlp", seed=0).parameters())
     default = tomllib.loads((FLOOR / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]["num-floats"]

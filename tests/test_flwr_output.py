@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flower_dl import flwr_output
+from flower_dl.launch import flwr_output
 
 GREEN, RESET = "\x1b[92m", "\x1b[0m"
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_dl import data, folders
-from flower_dl.data import IDX_FILES, DataError
-from flower_dl.folders import FolderData, data_dir_for, exchange_ids, load_node_folder, resolve_data_dir
-from flower_dl.split import idx_bytes, load_manifest, split, write_node_folder
+from flower_dl.data import datasets as data
+from flower_dl.data import folders
+from flower_dl.data.datasets import IDX_FILES, DataError
+from flower_dl.data.folders import FolderData, data_dir_for, exchange_ids, load_node_folder, resolve_data_dir
+from flower_dl.data.split import idx_bytes, load_manifest, split, write_node_folder
 
 K, NODES = 2, 5
 

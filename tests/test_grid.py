@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from flower_dl.grid import MIN_WINDOW, NO_REPLY, PromptGrid, prompt, simulation_window, split_replies
+from flower_dl.server.grid import MIN_WINDOW, NO_REPLY, PromptGrid, prompt, simulation_window, split_replies
 
 
 class SlowInner:

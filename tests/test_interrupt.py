@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from flower_dl.config import RunConfig
-from flower_dl.server_app import run_experiment
+from flower_dl.server.app import run_experiment
 
 from .conftest import ROOT, FakeGrid, run_cli
 
@@ -46,7 +46,7 @@ def _stopped_run(tmp_path: Path, sig: signal.Signals, after_rounds: int) -> tupl
     out = tmp_path / "output"
     with open(out, "w") as stdout:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flower_dl.cli", "run", "-c", f"{CONFIG} results-dir='{tmp_path}' run-name='run'"],
+            [sys.executable, "-m", "flower_dl.launch.cli", "run", "-c", f"{CONFIG} results-dir='{tmp_path}' run-name='run'"],
             cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from flower_dl.mechanisms import (
+from flower_dl.privacy.mechanisms import (
     MAX_NODES,
     MECHANISMS,
     apply_mechanism,

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from flower_dl.mechanisms import fresh_ids
-from flower_dl.membership import (
+from flower_dl.privacy.mechanisms import fresh_ids
+from flower_dl.privacy.membership import (
     attack_auc,
     attack_samples,
     check_mia_samples,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from flower_dl import registry
-from flower_dl.models import CNN, MLP, ModelError, build_model, check_model, initial_arrays, load_model
+from flower_dl.node.models import CNN, MLP, ModelError, build_model, check_model, initial_arrays, load_model
 
 BUILT_IN = ("mlp", "cnn", "fedavg-cnn", "resnet18")
 SHAPES = [((1, 28, 28), 10), ((3, 32, 32), 10), ((3, 32, 32), 100)]

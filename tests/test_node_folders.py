@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from flower_dl.cli import _fitting_topology
 from flower_dl.config import RunConfig
+from flower_dl.launch.cli import _fitting_topology
 
 from .conftest import TWO_ROUNDS, assert_no_run_folder, run_cli
 

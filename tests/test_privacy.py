@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from flower_dl import privacy
-from flower_dl.privacy import (
+from flower_dl.privacy import leakage as privacy
+from flower_dl.privacy.leakage import (
     SMOOTHING,
     intensity_distribution,
     js_divergence,

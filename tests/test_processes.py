@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flower_dl import processes
-from flower_dl.processes import ProcessError, RayHead, flwr_env, local_superlink, wait_for_port
+from flower_dl.launch import processes
+from flower_dl.launch.processes import ProcessError, RayHead, flwr_env, local_superlink, wait_for_port
 
 
 def _group_alive(pgid: int) -> bool:
@@ -85,7 +85,7 @@ def test_no_ray_head_when_switched_off(tmp_path, monkeypatch) -> None:
 
 
 def test_the_watchdog_removes_only_flower_dl_temporary_folders(tmp_path):
-    from flower_dl.watchdog import remove_dirs
+    from flower_dl.launch.watchdog import remove_dirs
 
     ours, theirs = tmp_path / "flower-dl-ray-abc", tmp_path / "results"
     for folder in (ours, theirs):

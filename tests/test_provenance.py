@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flower_dl import flwr_output, provenance
-from flower_dl.columns import CONFIG_COLUMNS, PROVENANCE_COLUMNS, TABLE_COLUMNS
 from flower_dl.config import OUTPUT_KEYS, ConfigError, RunConfig
-from flower_dl.sweep import append_cell, read_table
+from flower_dl.launch import flwr_output
+from flower_dl.launch.sweep import append_cell, read_table
+from flower_dl.results import provenance
+from flower_dl.results.columns import CONFIG_COLUMNS, PROVENANCE_COLUMNS, TABLE_COLUMNS
 
 from .conftest import ROOT
 

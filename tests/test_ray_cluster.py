@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from flower_dl.processes import bin_path, free_port, wait_for_port
+from flower_dl.launch.processes import bin_path, free_port, wait_for_port
 
 from .conftest import run_cli
 

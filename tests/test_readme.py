@@ -81,3 +81,25 @@ def test_every_relative_link_resolves() -> None:
             elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
                 broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def module_map(text: str) -> set[str]:
+    """The paths docs/architecture.md's module map names: its tree of ``flower_dl/``, read by indentation."""
+    block = text.split("```\nflower_dl/\n", 1)[1].split("```", 1)[0]
+    paths, parents = set(), {0: "flower_dl"}
+    for line in block.splitlines():
+        match = re.match(r"( *)(\S+)", line)
+        if not match or not line.startswith("  "):
+            continue
+        depth, name = len(match.group(1)) // 2, match.group(2)
+        if name.endswith("/"):
+            parents[depth] = f"{parents[depth - 1]}/{name.rstrip('/')}"
+        elif name.endswith(".py"):
+            paths.add(f"{parents[depth - 1]}/{name}")
+    return paths
+
+
+def test_module_map_names_every_module() -> None:
+    """Every module of the package sits in the map, in its folder, and the map names no module that is gone."""
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "flower_dl").rglob("*.py")}
+    assert module_map((ROOT / "docs" / "architecture.md").read_text()) == on_disk

@@ -12,10 +12,12 @@ import re
 import numpy as np
 import pytest
 
-from flower_dl import compression, config, data, mechanisms, registry
+from flower_dl import config, registry
 from flower_dl.config import ConfigError, RunConfig
+from flower_dl.data import datasets as data
+from flower_dl.privacy import mechanisms
 from flower_dl.registry import RegistryError, load_object
-from flower_dl.topology import checks
+from flower_dl.topology import checks, compression
 
 
 def test_every_registry_lists_unique_names_with_a_description() -> None:
@@ -73,7 +75,7 @@ def test_every_strategy_name_builds_its_kind() -> None:
 
 def test_every_model_name_builds_for_grayscale_and_colour() -> None:
     torch = pytest.importorskip("torch")
-    from flower_dl.models import build_model
+    from flower_dl.node.models import build_model
 
     for name in registry.MODELS.names():
         for shape, classes in (((1, 28, 28), 10), ((3, 32, 32), 100)):

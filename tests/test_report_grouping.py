@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from flower_dl import registry
-from flower_dl.columns import CONFIG_COLUMNS
 from flower_dl.config import OUTPUT_KEYS, RunConfig
 from flower_dl.report import FIGURE_MAKERS, FIGURES, Tables, check_provenance, read_table, varying_keys, write_report
 from flower_dl.report.summary import summary_markdown
 from flower_dl.report.table import _prepare
+from flower_dl.results.columns import CONFIG_COLUMNS
 from tests.conftest import python_output
 from tests.test_report import markdown_tables, synthetic_rows, write_csv
 
@@ -242,6 +242,6 @@ def test_consistent_or_missing_provenance_is_accepted(tmp_path: Path, column: st
 def test_the_report_imports_neither_flower_nor_torch_nor_the_launcher() -> None:
     code = (
         "import sys, flower_dl.report; "
-        "print([m for m in ('flwr', 'torch', 'flower_dl.sweep', 'flower_dl.processes') if m in sys.modules])"
+        "print([m for m in ('flwr', 'torch', 'flower_dl.launch.sweep', 'flower_dl.launch.processes') if m in sys.modules])"
     )
     assert python_output(code) == "[]"

@@ -20,7 +20,7 @@ import pytest
 
 from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.server_app import run_experiment
+from flower_dl.server.app import run_experiment
 
 from .conftest import FakeGrid
 
@@ -123,7 +123,7 @@ def test_a_failed_run_says_how_and_where_it_stopped(tmp_path: Path) -> None:
 
 def test_a_sweep_cell_interrupted_mid_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     """One Flower run's cells (``sweep-cells``): Ctrl-C in the first cell's round 3, then the sweep again."""
-    from flower_dl.server_app import run_cells
+    from flower_dl.server.app import run_cells
 
     base = RunConfig(num_server_rounds=4, local_epochs=1, mia_samples=0, results_dir=str(tmp_path / "cells"))
     cells = [base.replace(share_ratio=s, run_name=base.replace(share_ratio=s).cell_id, resume=True) for s in (0.1, 0.2)]

@@ -1,7 +1,7 @@
 """The strong membership attack (offline RMIA): its scores by hand and by privacy-meter's formula, and its power.
 
 The overfit-node test trains a small model in process on the embedded MNIST
-and attacks it as :mod:`flower_dl.audit` does (reference models on the public
+and attacks it as :mod:`flower_dl.privacy.audit` does (reference models on the public
 half of the test set, population samples on the other half).
 """
 
@@ -14,9 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from flower_dl import membership, training
-from flower_dl.audit import log_true_probs
-from flower_dl.data import load_dataset, to_tensor
+from flower_dl.data.datasets import load_dataset, to_tensor
+from flower_dl.node import training
+from flower_dl.privacy import membership
+from flower_dl.privacy.audit import log_true_probs
 
 
 def privacy_meter_run_rmia(target, ref, z_target, z_ref, offline_a):
@@ -229,7 +230,7 @@ def test_dp_sgd_at_a_small_epsilon_drives_the_overfit_nodes_attack_back_toward_c
     The guarantee bounds any attack's TPR at 1% FPR by ``e^eps * 0.01 + delta`` (about 0.16); measured, the
     attack names no member at 1% FPR (without DP: about 10%) and its AUC falls from 0.84 to under 0.62.
     """
-    from flower_dl import dp
+    from flower_dl.privacy import dp
 
     setting = dp.DPSGD(clip=1.0, noise_multiplier=8.0)
     epsilon = dp.epsilon(8.0, dp.sample_rate(100, 32), 100 * dp.steps_per_epoch(100, 32), 1e-5)

@@ -1,7 +1,7 @@
 """A deployment that lets no one in: TLS, registered SuperNodes and flower-dl identities, on 127.0.0.1.
 
 Real ``flower-superlink`` / ``flower-supernode`` processes with the files
-``flower-dl keys`` writes (:mod:`flower_dl.secure`). A relay that swaps
+``flower-dl keys`` writes (:mod:`flower_dl.launch.secure`). A relay that swaps
 exchange keys is refused by the identities, as tested in
 ``tests/test_exchange_protocol.py`` (the same node code runs here, signed keys
 and all).
@@ -18,8 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flower_dl import secure
-from flower_dl.processes import launch, local_deployment
+from flower_dl.launch import secure
+from flower_dl.launch.processes import launch, local_deployment
 
 from .conftest import ROOT, TWO_ROUNDS, assert_no_run_folder, run_cli
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from flower_dl.watchdog import proc_table
+from flower_dl.launch.watchdog import proc_table
 
 from .conftest import ROOT
 
@@ -114,7 +114,7 @@ def test_no_process_outlives_a_stopped_command(tmp_path: Path, command: str, sig
     ray_dirs_before = set(Path("/tmp").glob("flower-dl-ray-*"))  # Ray's folder is in /tmp whatever TMPDIR says
     with open(out, "w") as stdout, open(err, "w") as stderr:  # files: a full pipe would block the command
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flower_dl.cli", *COMMANDS[command](tmp_path)],
+            [sys.executable, "-m", "flower_dl.launch.cli", *COMMANDS[command](tmp_path)],
             cwd=ROOT,
             stdout=stdout,
             stderr=stderr,
@@ -151,7 +151,7 @@ def test_a_secure_local_deployment_comes_up_and_leaves_nothing_when_stopped(tmp_
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flower_dl.cli", "deploy-local", "-n", "2", "--secure"],
+            [sys.executable, "-m", "flower_dl.launch.cli", "deploy-local", "-n", "2", "--secure"],
             cwd=ROOT, stdout=stdout, stderr=stderr, env={**os.environ, "TMPDIR": str(tmp_path)},
             start_new_session=True, preexec_fn=_default_signals,
         )  # fmt: skip

@@ -14,7 +14,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.grid import NO_REPLY, split_replies
+from flower_dl.server.grid import NO_REPLY, split_replies
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.base import EvaluationPlan
 from flower_dl.strategies.decentralized import Decentralized

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_dl import sweep
-from flower_dl.events import EventLog
-from flower_dl.sweep import Cell, cell_id, expand, parse_grid
+from flower_dl.launch import sweep
+from flower_dl.launch.sweep import Cell, cell_id, expand, parse_grid
+from flower_dl.results.events import EventLog
 
 from .conftest import ROOT, TWO_ROUNDS, run_cli
 
@@ -137,7 +137,7 @@ def _rows(path):
 @pytest.mark.e2e
 def test_sweep_survives_sigint_resumes_and_reports(tmp_path, sim_two_rounds) -> None:
     table = tmp_path / "sweep.csv"
-    cmd = [sys.executable, "-m", "flower_dl.cli", "sweep", "-g", GRID, "-c", FIXED, "-t", str(table)]
+    cmd = [sys.executable, "-m", "flower_dl.launch.cli", "sweep", "-g", GRID, "-c", FIXED, "-t", str(table)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:

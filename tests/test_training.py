@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from flower_dl.models import build_model
-from flower_dl.training import evaluate, fast_layout, train
+from flower_dl.node.models import build_model
+from flower_dl.node.training import evaluate, fast_layout, train
 
 
 def _data(n: int = 256, seed: int = 0):
@@ -102,7 +102,7 @@ def test_no_samples_gives_nan_loss_and_leaves_the_model():
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_momentum_sgd_is_bit_identical_to_torch_optim_sgd(momentum):
-    from flower_dl.training import MomentumSGD
+    from flower_dl.node.training import MomentumSGD
 
     x, y = _data(128)
     ours, reference = build_model("cnn", seed=4), build_model("cnn", seed=4)
@@ -146,7 +146,7 @@ def test_a_correction_moves_every_step_outside_the_momentum(name):
 
 
 def test_num_steps_counts_the_mini_batches():
-    from flower_dl.training import num_steps
+    from flower_dl.node.training import num_steps
 
     assert num_steps(64, 1, 32) == 2 and num_steps(65, 3, 32) == 9 and num_steps(0, 2, 32) == 0
 
@@ -156,7 +156,7 @@ def test_a_reused_module_trains_as_a_freshly_built_one(name):
     # a node reuses one module per process (Node.model): nothing of the previous message may survive in it
     from flwr.app import ArrayRecord
 
-    from flower_dl.models import load_model
+    from flower_dl.node.models import load_model
 
     x, y = _data(96)
     cpu = torch.device("cpu")

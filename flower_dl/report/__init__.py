@@ -2,7 +2,7 @@
 
 A sweep appends rows to one table (``.csv`` or ``.xlsx``): one row per
 run x round x node, with every key of the run's config and its provenance in
-every row (see :data:`TABLE_COLUMNS`, defined in :mod:`flower_dl.columns`). A
+every row (see :data:`TABLE_COLUMNS`, defined in :mod:`flower_dl.results.columns`). A
 run is identified by its ``cell`` (a config plus a seed).
 :func:`write_report` turns such a table into the figures of :data:`FIGURES`
 (each in every requested format, with ``<figure>.csv``, the numbers it
@@ -78,8 +78,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from flower_dl.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
-from flower_dl.files import atomic_write_bytes, atomic_write_text
 from flower_dl.report.drawing import POINT_COLUMNS, Plot, _check_formats, _render
 from flower_dl.report.figures import FIGURE_MAKERS, FIGURES, MAIN_FIGURES, MAX_LINES, Tables, not_drawn
 from flower_dl.report.summary import summary_markdown
@@ -93,6 +91,8 @@ from flower_dl.report.table import (
     read_table,
     varying_keys,
 )
+from flower_dl.results.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
+from flower_dl.results.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "CONFIG_COLUMNS",

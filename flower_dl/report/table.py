@@ -11,7 +11,7 @@ following the accuracy and leakage conventions of :mod:`flower_dl.report`.
 Grouping
 --------
 Only seeds are ever averaged. A run's *configuration* is the value of every
-key of :data:`~flower_dl.columns.CONFIG_COLUMNS` that varies in the table
+key of :data:`~flower_dl.results.columns.CONFIG_COLUMNS` that varies in the table
 (:func:`varying_keys`) but ``seed``; :func:`_prepare` writes it as the
 ``config`` key of each row, and the main table of ``summary.md`` and every
 point of every figure is one configuration. The key is built from the
@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from flower_dl import registry
-from flower_dl.columns import CODE_COLUMNS, CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
+from flower_dl.results.columns import CODE_COLUMNS, CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -269,7 +269,7 @@ def check_provenance(df: pd.DataFrame, *, allow_mixed: bool = False, where: str 
         If something is mixed and ``allow_mixed`` is false: rows with the same
         ``dataset`` and different non-empty ``data-digest`` values, or rows
         with different non-empty values of a column of
-        :data:`~flower_dl.columns.CODE_COLUMNS`. The message names the
+        :data:`~flower_dl.results.columns.CODE_COLUMNS`. The message names the
         columns and values and says to pass ``--allow-mixed``.
     """
     mixed = _mixed_provenance(df)
@@ -325,7 +325,7 @@ def varying_keys(df: pd.DataFrame) -> list[str]:
     Returns
     -------
     list[str]
-        The columns of :data:`~flower_dl.columns.CONFIG_COLUMNS` present in
+        The columns of :data:`~flower_dl.results.columns.CONFIG_COLUMNS` present in
         ``df`` with more than one distinct value, in that order, ``seed`` left
         out. An empty cell counts as a value of its own only where other rows
         have one: a key an older table did not record is not varying, one some
@@ -353,7 +353,7 @@ def _averaged_over(df: pd.DataFrame, by: str | Sequence[str]) -> list[tuple[str,
     -------
     list[tuple[str, list]]
         ``(key, sorted distinct values)`` per such key, in
-        :data:`~flower_dl.columns.CONFIG_COLUMNS` order; empty when every
+        :data:`~flower_dl.results.columns.CONFIG_COLUMNS` order; empty when every
         group is one configuration (only seeds are averaged).
     """
     cells = df.drop_duplicates("cell")

@@ -4,7 +4,7 @@
 built-in ones, see :mod:`flower_dl.strategies.server`): it maps partition-ids
 to Flower node ids, adds the run config to every message it sends
 (:mod:`flower_dl.protocol`), splits replies into usable ones and failures
-(:func:`flower_dl.grid.split_replies`, a missing reply being a timeout) and
+(:func:`flower_dl.server.grid.split_replies`, a missing reply being a timeout) and
 records both in a :class:`~flower_dl.strategies.history.NodeHistory`.
 
 :class:`DecentralizedStrategy` is the base of the decentralized algorithms,
@@ -49,7 +49,7 @@ from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 from scipy import sparse
 
 from flower_dl import protocol
-from flower_dl.grid import split_replies
+from flower_dl.server.grid import split_replies
 from flower_dl.strategies.history import NodeHistory
 from flower_dl.strategies.mixing import consensus_distance
 from flower_dl.topology import schedules
@@ -359,7 +359,7 @@ class DecentralizedStrategy(PerNode, Strategy):
     # ---------------------------------------------------------- messages
     def _messages(self, kind: str, contents: Iterable[tuple[int, RecordDict]]) -> Iterator[Message]:
         """One message per node, built as it is sent: a simulation sends in windows
-        (:func:`flower_dl.grid.prompt`), so only a window's models exist as messages at a time."""
+        (:func:`flower_dl.server.grid.prompt`), so only a window's models exist as messages at a time."""
         for pid, content in contents:
             protocol.with_run_config(content, self.run_config)
             yield Message(content, dst_node_id=self.node_ids[pid], message_type=kind)

@@ -10,7 +10,7 @@ of its own), known alike to every node that receives from ``j``. Round ``t``
 3. consensus step: ``x_i <- x_i + gamma sum_j W_ij (x_hat_j - x_hat_i)``
    (``choco-gamma``).
 
-``Q`` is ``compression`` (:mod:`flower_dl.compression`): ``top-k`` and
+``Q`` is ``compression`` (:mod:`flower_dl.topology.compression`): ``top-k`` and
 ``random-k`` at ``compression-ratio`` (indices sent with the values), ``qsgd``
 with ``qsgd-levels`` (Choco's scaled operator ``q/tau``, a contraction), or
 ``none``. With ``none`` and ``gamma = 1`` a round is exactly D-PSGD's
@@ -44,9 +44,9 @@ import numpy as np
 from flwr.app import Message
 from scipy import sparse
 
-from flower_dl import compression
 from flower_dl.strategies.base import DecentralizedStrategy
 from flower_dl.strategies.mixing import sent_per_node
+from flower_dl.topology import compression
 
 Compressor = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 """``(rows to send, gossip step) -> (decompressed Q of each row, wire bytes of each row)``."""

@@ -8,7 +8,7 @@ local step. Round ``t``, for each node ``i`` (the paper's Algorithm 1 with
 server step ``eta_s = 1``, as in its experiments):
 
 1. ``z_i <- x_i``; ``K_i`` local SGD steps ``z_i <- z_i - lr (g_i(z_i) + c_i)``
-   (on the node: :func:`flower_dl.training.train` with ``correction``);
+   (on the node: :func:`flower_dl.node.training.train` with ``correction``);
 2. ``y_i = (x_i - z_i) / (K_i lr)``, the round's average update direction;
 3. ``c_i <- c_i - y_i + sum_j W_ij y_j`` and ``x_i <- sum_j W_ij z_j``: the
    trackers mix with the same ``W`` as the models (:func:`kgt_round`).
@@ -33,7 +33,7 @@ only (:class:`~flower_dl.strategies.base.ParameterStack`); integer counters
 are each node's own and never tracked. Float buffers (BatchNorm's running
 statistics) are mixed as D-PSGD mixes them; the server cannot tell them from
 parameters, so their ``c_i`` entries are computed and sent too, and the node
-skips them (SGD does not move a buffer; :func:`flower_dl.training.train`).
+skips them (SGD does not move a buffer; :func:`flower_dl.node.training.train`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
-from flower_dl import dp, protocol, registry
+from flower_dl import protocol, registry
+from flower_dl.privacy import dp
 from flower_dl.strategies.base import PerNode, is_mixed
 
 
@@ -140,7 +141,7 @@ class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
 
     Flower's wrapper clips, averages through the wrapped strategy and adds the
     noise; this subclass adds the per-round ``central-dp-epsilon`` (node-level,
-    at ``delta``; :func:`flower_dl.dp.central_epsilon`) to the wrapped
+    at ``delta``; :func:`flower_dl.privacy.dp.central_epsilon`) to the wrapped
     strategy's history, and hands every other attribute (``history``,
     ``node_ids``, ...) to the wrapped strategy, so the ServerApp reads it as
     it reads an unwrapped one. Flower's own accountant is not used: it asks

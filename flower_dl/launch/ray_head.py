@@ -1,4 +1,4 @@
-"""``python -m flower_dl.ray_head``: the Ray head node started beside a simulation SuperLink.
+"""``python -m flower_dl.launch.ray_head``: the Ray head node started beside a simulation SuperLink.
 
 It starts the cluster Flower's own ``ray.init()`` would start, the way
 ``ray.init()`` starts it (``ray._private.node.Node``: GCS, raylet, its agents,
@@ -9,7 +9,7 @@ usage stats), with three differences:
   can name it (``RAY_ADDRESS``) before Ray is up;
 * no autoscaler monitor (one machine, nothing to scale);
 * its own ``--temp-dir`` (``ray.init`` shares ``/tmp/ray``), which
-  :class:`flower_dl.processes.RayHead` removes when it stops the head.
+  :class:`flower_dl.launch.processes.RayHead` removes when it stops the head.
 
 Why not ``ray start --head --block``: on a machine with few cores, importing
 Ray's CLI (``ray.scripts.scripts``) and the Ray client server it always starts
@@ -33,7 +33,7 @@ READY = "flower-dl: Ray head ready at"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flower_dl.ray_head", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flower_dl.launch.ray_head", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True, help="GCS port (on 127.0.0.1)")
     parser.add_argument("--dashboard-agent-listen-port", type=int, required=True)
     parser.add_argument("--temp-dir", required=True, help="Ray's temp dir (sessions, sockets, logs)")

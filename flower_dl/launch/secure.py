@@ -14,7 +14,7 @@ SuperNode authentication (``supernode-<i>-auth.key`` / ``.pub``)
     only SuperNodes whose public key was registered (``flwr supernode
     register``); each SuperNode signs its requests with its private key
     (NIST P-384, OpenSSH format, as Flower requires).
-flower-dl identities (``node-<i>.key``, ``peer-keys.txt``, :mod:`flower_dl.identity`)
+flower-dl identities (``node-<i>.key``, ``peer-keys.txt``, :mod:`flower_dl.exchange.identity`)
     Who may read a node's exchanged samples: every node signs its exchange
     key, and a node seals its samples only for keys its peers signed, so a
     SuperLink that swaps keys is refused.
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from flower_dl import identity
+from flower_dl.exchange import identity
 
 DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
 """The SuperLink certificate's names when none are given: the loopback deployment's."""

@@ -2,7 +2,7 @@
 
 A results table is what goes into a paper, so every run records, in
 ``config.json`` (``provenance``) and in every row of a sweep's table
-(:data:`flower_dl.columns.PROVENANCE_COLUMNS`):
+(:data:`flower_dl.results.columns.PROVENANCE_COLUMNS`):
 
 * the code: flower-dl's version and, when it runs from a git checkout (an
   editable install), the commit, with ``-dirty`` appended when the checkout
@@ -142,8 +142,8 @@ def run_provenance(dataset: str, digests: Mapping[int, str], devices: Mapping[in
 
 
 def row_provenance(provenance: Mapping[str, Any], node: int) -> dict[str, str]:
-    """The :data:`~flower_dl.columns.PROVENANCE_COLUMNS` of node ``node``'s rows, from ``config.json``'s provenance."""
-    from flower_dl.columns import PROVENANCE_COLUMNS
+    """The :data:`~flower_dl.results.columns.PROVENANCE_COLUMNS` of node ``node``'s rows, from ``config.json``'s provenance."""
+    from flower_dl.results.columns import PROVENANCE_COLUMNS
 
     per_node = provenance.get("nodes", {}).get(str(node), {})
     out = {c: str(provenance.get(c, "")) for c in PROVENANCE_COLUMNS}

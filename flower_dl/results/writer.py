@@ -3,7 +3,7 @@
 A run folder (:class:`RunFolder`) holds:
 
 ``config.json``     the full resolved run config, the topology's description, the
-                    library versions and the provenance (:mod:`flower_dl.provenance`);
+                    library versions and the provenance (:mod:`flower_dl.results.provenance`);
 ``metrics.csv``     one row per round x node (the tidy table, see :data:`COLUMNS`);
 ``edges.csv``       one row per directed edge of the exchange phase (``failed``: 0/1);
 ``summary.json``    the last evaluated round's per-node accuracy, mean/min/max, leakage;
@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from flwr.common.logger import log
 
-from flower_dl.columns import EDGE_COLUMNS
-from flower_dl.columns import METRIC_COLUMNS as COLUMNS
-from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text
+from flower_dl.results.columns import EDGE_COLUMNS
+from flower_dl.results.columns import METRIC_COLUMNS as COLUMNS
+from flower_dl.results.files import atomic_write_bytes, atomic_write_text, csv_text
 
 
 def run_folder_name(run_config: Mapping[str, Any], now: float | None = None) -> str:
@@ -353,7 +353,7 @@ def _per_node_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str])
 
 def library_versions() -> dict[str, str]:
     """Versions of Python and the libraries a result depends on."""
-    from flower_dl.provenance import version_of
+    from flower_dl.results.provenance import version_of
 
     out = {"python": platform.python_version()}
     for pkg in ("flower-dl", "flwr", "torch", "torchvision", "numpy", "scipy", "networkx", "flwr-datasets", "opacus"):

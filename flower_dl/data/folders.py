@@ -3,19 +3,19 @@
 A node folder holds only its node's data, in one of two layouts:
 
 ``idx``
-    MNIST-format IDX files at the folder's root, as :func:`flower_dl.data.load_idx_dir`
+    MNIST-format IDX files at the folder's root, as :func:`flower_dl.data.datasets.load_idx_dir`
     reads them: ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``
     and, for the node's own test set, ``t10k-images-idx3-ubyte[.gz]``,
     ``t10k-labels-idx1-ubyte[.gz]``. The image files hold ``uint8``
     ``(n, H, W)`` grayscale or ``(n, H, W, 3)`` colour images (IDX stores any
     number of dimensions; the names keep ``idx3``), the label files ``uint8``
-    labels (so at most 256 classes). Unlike :func:`~flower_dl.data.load_idx_dir`,
+    labels (so at most 256 classes). Unlike :func:`~flower_dl.data.datasets.load_idx_dir`,
     nothing below the root is searched: a folder of node folders must not be
     mistaken for one node's data.
 ``png``
     An image tree ``train/<class>/<file>`` and ``test/<class>/<file>``; any
     format Pillow reads, kept at its own size and channels
-    (:func:`flower_dl.data.image_array`): grayscale modes (``L``, ``1``,
+    (:func:`flower_dl.data.datasets.image_array`): grayscale modes (``L``, ``1``,
     ``I;16`` scaled to 8 bits, ``LA`` without its alpha, ...) become ``(H, W)``,
     every colour mode (``RGB``, ``RGBA`` and ``P`` without alpha, ``CMYK``, ...)
     ``(H, W, 3)`` RGB. MNIST digits are white on black: a tree of dark-on-light
@@ -36,7 +36,7 @@ each). Hidden files and folders (names starting with ``.``) are ignored.
 
 Order. The samples of an image tree are ordered by file name across all its
 class folders (natural sort: digit runs compare as numbers, so ``9.png`` comes
-before ``10.png``), ties broken by class index. :func:`~flower_dl.split.split` names a node's
+before ``10.png``), ties broken by class index. :func:`~flower_dl.data.split.split` names a node's
 files by their position in the node's training set, so a folder it wrote reads
 back in exactly the written order, which is the order the node would have had
 from the source dataset (sorted source ids). Sorting class by class would
@@ -46,7 +46,7 @@ exchange picks.
 The test set. A node evaluates on its folder's test part, or on a shared
 ``test-dir`` (same layouts; only its test part is read, found as the image tree
 ``test/<class>/``, or the ``t10k`` files at its root or in its ``test/``).
-:func:`~flower_dl.split.split` writes the whole source test set once, as ``test/`` at the root
+:func:`~flower_dl.data.split.split` writes the whole source test set once, as ``test/`` at the root
 of its output (``test="shared"``, the default), because today's node
 (``node_state.Node.test_set``) evaluates every node on the whole test set of
 the dataset: the same test samples give the same accuracies.
@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flower_dl.data import (
+from flower_dl.data.datasets import (
     IDX_FILES,
     NUM_CLASSES,
     DataError,
@@ -110,7 +110,7 @@ class FolderData:
         ``int64`` local id of each training sample: its position (``arange``).
     source_ids : numpy.ndarray or None
         ``int64`` ids of the training samples in the source dataset, when the
-        folder was written by :func:`~flower_dl.split.split` (its ``source-ids.txt``); else ``None``.
+        folder was written by :func:`~flower_dl.data.split.split` (its ``source-ids.txt``); else ``None``.
     layout : str
         ``"idx"`` or ``"png"`` (the image tree), the layout of the node's folder.
     """
@@ -130,7 +130,7 @@ class FolderData:
         return len(self.classes)
 
     def image_data(self) -> ImageData:
-        """The arrays as an :class:`~flower_dl.data.ImageData` (what the rest of flower-dl takes).
+        """The arrays as an :class:`~flower_dl.data.datasets.ImageData` (what the rest of flower-dl takes).
 
         With the class count and names, and ``normalisation("folder", channels)``:
         MNIST's for grayscale, 0.5 / 0.5 for colour, the same on every node.
@@ -145,9 +145,9 @@ class FolderData:
 def exchange_ids(data: FolderData, partition_id: int) -> np.ndarray:
     """Sample ids for the exchange, unique across nodes.
 
-    :func:`flower_dl.exchange.merge` dedupes received samples by id, across
+    :func:`flower_dl.exchange.plan.merge` dedupes received samples by id, across
     nodes: positions alone (``source_index``) would collide between nodes and
-    drop distinct samples. A folder written by :func:`~flower_dl.split.split` keeps its source
+    drop distinct samples. A folder written by :func:`~flower_dl.data.split.split` keeps its source
     ids, so nodes sharing a source sample dedupe it exactly as a run on the
     source dataset does; otherwise the id is ``(partition_id + 1) << 32 | position``,
     which no source id (< 2**32) can equal.
@@ -451,7 +451,7 @@ def _read_tree(part_dir: Path, part: str, classes: tuple[str, ...], where: str, 
 
 
 def _read_image(path: Path, rel: str, where: str, image_size: int) -> np.ndarray:
-    """One image as ``uint8`` ``(H, W)`` or ``(H, W, 3)`` (:func:`flower_dl.data.image_array`)."""
+    """One image as ``uint8`` ``(H, W)`` or ``(H, W, 3)`` (:func:`flower_dl.data.datasets.image_array`)."""
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -10,7 +10,7 @@ Two kinds of state, kept apart on purpose:
   so that runs of different configs never see each other's state; a node
   drops other cells' records when it is identified for a new one.
 * What is derived from it (the decoded dataset or the node's own folder
-  (``dataset = "folder"``, :mod:`flower_dl.folders`), the node's partition, its
+  (``dataset = "folder"``, :mod:`flower_dl.data.folders`), the node's partition, its
   training set and tensors, the test tensors) is kept in one per-process
   cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
   serves many nodes and many rounds: it builds each node's tensors once.
@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
 
-from flower_dl import crypto, exchange, identity, protocol
+from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.data import ImageData, input_shape, load_dataset, partition_indices
-from flower_dl.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
-from flower_dl.mechanisms import check_mixup_size
-from flower_dl.membership import attack_samples, attack_supply, public_split
-from flower_dl.provenance import array_digest
+from flower_dl.data.datasets import ImageData, input_shape, load_dataset, partition_indices
+from flower_dl.data.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
+from flower_dl.exchange import crypto, identity
+from flower_dl.exchange import plan as exchange
+from flower_dl.privacy.mechanisms import check_mixup_size
+from flower_dl.privacy.membership import attack_samples, attack_supply, public_split
+from flower_dl.results.provenance import array_digest
 
 if TYPE_CHECKING:
     import torch
@@ -132,7 +134,7 @@ class DataSpec:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    """Per channel, applied by :func:`flower_dl.data.to_tensor`."""
+    """Per channel, applied by :func:`flower_dl.data.datasets.to_tensor`."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ class Node:
         can supply, a test set too small for the reference models, a model
         DP-SGD cannot train (per-sample gradients undefined, e.g. BatchNorm).
         """
-        from flower_dl.models import check_model  # imports torch (a node trains with it anyway)
+        from flower_dl.node.models import check_model  # imports torch (a node trains with it anyway)
 
         cfg = self.cfg
         _, _, labels = self.own_samples()
@@ -264,8 +266,8 @@ class Node:
             if cfg.mia_reference_models:
                 self.public_split()
         if self.dp() is not None:
-            from flower_dl.dp import check_model as check_dp_model
-            from flower_dl.models import build_model
+            from flower_dl.node.models import build_model
+            from flower_dl.privacy.dp import check_model as check_dp_model
 
             CACHE.get(("dp-model-check", cfg.model, spec.input_shape, spec.num_classes),
                       lambda: check_dp_model(build_model(cfg.model, spec.input_shape, spec.num_classes)))  # fmt: skip
@@ -320,7 +322,7 @@ class Node:
         """``(members_x, members_y, non-member test indices)`` for the membership attack, on the node's device."""
         import torch
 
-        from flower_dl.data import to_tensor
+        from flower_dl.data.datasets import to_tensor
 
         dev = device()
 
@@ -342,9 +344,9 @@ class Node:
             lambda: public_split(len(test_labels), nonmembers, self.cfg.seed, node=self.partition_id),
         )
 
-    def dp(self):  # -> flower_dl.dp.DPSGD | None
+    def dp(self):  # -> flower_dl.privacy.dp.DPSGD | None
         """DP-SGD's settings for local training (``dp-noise-multiplier`` > 0), else ``None``: plain SGD."""
-        from flower_dl.dp import DPSGD
+        from flower_dl.privacy.dp import DPSGD
 
         cfg = self.cfg
         return DPSGD(cfg.dp_clip, cfg.dp_noise_multiplier) if cfg.dp_noise_multiplier > 0 else None
@@ -357,7 +359,7 @@ class Node:
         previous message survives in it: every weight and buffer is loaded,
         and training clears the gradients before each step.
         """
-        from flower_dl.models import build_model, load_model
+        from flower_dl.node.models import build_model, load_model
 
         name, spec = self.cfg.model, self.spec()
         module = CACHE.get(
@@ -493,7 +495,7 @@ class Node:
         """``(train_x, train_y, test_x, test_y)`` on the node's device (test set: once per process)."""
         import torch
 
-        from flower_dl.data import to_tensor
+        from flower_dl.data.datasets import to_tensor
 
         dev = device()
 

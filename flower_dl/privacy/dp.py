@@ -1,6 +1,6 @@
 """DP-SGD for local training: per-sample clipping, Gaussian noise, Poisson batches, and its epsilon.
 
-:func:`flower_dl.training.train` takes a :class:`DPSGD` to privatise each SGD
+:func:`flower_dl.node.training.train` takes a :class:`DPSGD` to privatise each SGD
 step the way Opacus's ``DPOptimizer`` does (Abadi et al. 2016): every
 sample's gradient is clipped to an L2 norm, the clipped gradients are summed,
 Gaussian noise is added and the sum is divided by the expected batch size.
@@ -507,7 +507,7 @@ def privatized_gradients(
 ) -> list[torch.Tensor]:
     """The DP-SGD gradient of one batch, one tensor per trainable parameter (for inspection and tests).
 
-    What one step of :func:`flower_dl.training.train` with ``dp`` computes
+    What one step of :func:`flower_dl.node.training.train` with ``dp`` computes
     before the optimizer moves the weights. The model runs in train mode
     (Opacus records per-sample gradients only there; dropout is then
     active) and is left as it was, gradients cleared. ``normaliser``

@@ -7,15 +7,15 @@ config keys that define it (:data:`CONFIG_COLUMNS`), then the run's
 whatever order the grid was written in.
 
 The table is rewritten through a temporary file and an atomic rename after
-each finished cell (:func:`flower_dl.files.atomic_write_bytes`): a crash or
+each finished cell (:func:`flower_dl.results.files.atomic_write_bytes`): a crash or
 Ctrl-C loses at most the cell in progress and never leaves a half-written table.
 
-The split with the command line: :mod:`flower_dl.cli` parses the grid,
+The split with the command line: :mod:`flower_dl.launch.cli` parses the grid,
 resolves and validates every cell's config (:class:`Cell`) and checks the
 output folders before anything runs, and prints the progress it is told of;
 :func:`run_sweep` runs the cells (one private SuperLink for all of them,
 each cell launched by :func:`_launch_cell` through
-:func:`flower_dl.processes.launch`), appends their rows and reports each
+:func:`flower_dl.launch.processes.launch`), appends their rows and reports each
 cell and each output line through callbacks.
 
 One module although over ~400 lines: grid parsing, the results table and the two ways of
@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flower_dl.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 from flower_dl.config import cells_value, config_id
-from flower_dl.events import EVENTS_FILE, EventReader
-from flower_dl.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
-from flower_dl.processes import launch, local_superlink
-from flower_dl.provenance import row_provenance
+from flower_dl.launch.processes import launch, local_superlink
+from flower_dl.results.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
+from flower_dl.results.events import EVENTS_FILE, EventReader
+from flower_dl.results.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
+from flower_dl.results.provenance import row_provenance
 
 _PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")
 
@@ -316,7 +316,7 @@ def _launch_group(
 
     The cells travel in the run config (``sweep-cells``, :func:`~flower_dl.config.cells_value`), so they
     reach the ServerApp wherever it runs; it records each cell's start and end in
-    ``<out_dir>/events.jsonl`` (:mod:`flower_dl.events`), read here as lines arrive and once more at the
+    ``<out_dir>/events.jsonl`` (:mod:`flower_dl.results.events`), read here as lines arrive and once more at the
     end, so a cell's rows reach the table as soon as it is done, whatever happens to the cells after it.
     """
     by_id = {cell.id: cell for cell in group}

@@ -11,7 +11,7 @@ holding only what the bundle needs: the files git would track (the folder's
 ``.gitignore`` applies, hidden folders and Flower's own exclusions are not
 entered) that Flower would bundle anyway.
 ``python benchmarks/bench_round_time.py --startup-only`` measures the
-start-up; ``python -c "from flower_dl.app_files import walk_seconds; print(walk_seconds('.'))"``
+start-up; ``python -c "from flower_dl.launch.app_files import walk_seconds; print(walk_seconds('.'))"``
 times Flower's own walk of a folder.
 """
 

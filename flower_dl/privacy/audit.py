@@ -5,21 +5,21 @@ Two attackers, where the protocol puts them:
 * a **curious neighbour** sees every model node ``i`` sends in every round (in
   the emulation, the arrays ``i`` returns from local training, before
   mixing): the ``train`` handler attacks that model at the rounds
-  ``mia-every`` names (:func:`flower_dl.membership.attacked_round`) and
+  ``mia-every`` names (:func:`flower_dl.privacy.membership.attacked_round`) and
   reports ``sent-*`` metrics;
 * **anyone with the final model** (the evaluated model of the last round):
   the final evaluation reports ``mia-*`` and ``rmia-*`` metrics (the
   loss-threshold attack runs at every evaluation, as it always has).
 
 Each attack is run twice on the same members and non-members
-(:func:`flower_dl.membership.attack_samples`): the loss-threshold attack
+(:func:`flower_dl.privacy.membership.attack_samples`): the loss-threshold attack
 (Yeom et al. 2018), and offline RMIA (Zarifzadeh et al. 2024,
-:func:`flower_dl.membership.rmia_scores`) with ``mia-reference-models``
+:func:`flower_dl.privacy.membership.rmia_scores`) with ``mia-reference-models``
 reference models. The audit runs on node ``i`` because only ``i`` knows which
 samples are its members; everything the attack itself uses is what any
 neighbour holds: the model ``i`` sends, and the public test split
-(:func:`flower_dl.membership.public_split`), on which the reference models
-are trained by the node's own training code (:func:`flower_dl.training.train`,
+(:func:`flower_dl.privacy.membership.public_split`), on which the reference models
+are trained by the node's own training code (:func:`flower_dl.node.training.train`,
 the same model, optimiser, learning rate, batch size and DP-SGD settings) for
 as many epochs as the attacked model's training has had (round x
 ``local-epochs``): the attacker knows the protocol.
@@ -39,15 +39,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from flower_dl import membership, training
-from flower_dl.node_state import CACHE, seed_of, seed_torch
+from flower_dl.node import training
+from flower_dl.node.state import CACHE, seed_of, seed_torch
+from flower_dl.privacy import membership
 
 if TYPE_CHECKING:
-    from flower_dl.node_state import Node
+    from flower_dl.node.state import Node
 
 
 def log_true_probs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """``log Pr(y | x, model)`` per sample: minus its float64 loss (:func:`flower_dl.training.sample_losses`)."""
+    """``log Pr(y | x, model)`` per sample: minus its float64 loss (:func:`flower_dl.node.training.sample_losses`)."""
     return -training.sample_losses(model, images, labels)
 
 
@@ -60,7 +61,7 @@ def reference_models(node: Node, chunks: int) -> list[nn.Module]:
     so later attacked rounds, in this process or another, only add the
     missing ones.
     """
-    from flower_dl.models import build_model
+    from flower_dl.node.models import build_model
 
     cfg, spec = node.cfg, node.spec()
     _, _, test_x, test_y = node.tensors()
@@ -113,7 +114,7 @@ def attack_metrics(node: Node, model: nn.Module, *, prefix: str = "", chunks: in
     -------
     dict[str, float]
         ``auc``, ``tpr-1fpr`` and ``tpr-0.1fpr`` of each attack run
-        (:func:`flower_dl.membership.score_metrics`); empty when ``mia-samples`` is 0.
+        (:func:`flower_dl.privacy.membership.score_metrics`); empty when ``mia-samples`` is 0.
     """
     if node.mia_samples == 0:
         return {}

@@ -27,7 +27,7 @@ _RESULTS = re.compile(r"results written to (\S.*?)\s*$")
 
 CELL_LINE = "flower-dl: cell %s %s: %s"
 """How the ServerApp logs a sweep cell's events for people (id, ``started``/``finished``/``failed``, detail); the
-command line reads them from ``events.jsonl`` (:mod:`flower_dl.events`)."""
+command line reads them from ``events.jsonl`` (:mod:`flower_dl.results.events`)."""
 
 
 def plain(line: str) -> str:

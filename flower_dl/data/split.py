@@ -1,6 +1,6 @@
 """Writing node folders: :func:`split` a dataset into one folder per node, and :func:`write_node_folder`.
 
-The reading side, the layouts and the ids are in :mod:`flower_dl.folders`; every
+The reading side, the layouts and the ids are in :mod:`flower_dl.data.folders`; every
 folder written here reads back there exactly (arrays, labels and order), which
 ``tests/test_folders.py`` checks for both layouts, and ``tests/test_colour_data.py``
 for colour. Grayscale ``(n, H, W)`` images are written as 8-bit grayscale PNGs
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from flower_dl.data import IDX_FILES, DataError, ImageData, describe_image, partition_indices
-from flower_dl.files import atomic_write_text, default_mode
-from flower_dl.folders import (
+from flower_dl.data.datasets import IDX_FILES, DataError, ImageData, describe_image, partition_indices
+from flower_dl.data.folders import (
     CLASSES_FILE,
     DIGIT_CLASSES,
     LAYOUTS,
@@ -34,6 +33,7 @@ from flower_dl.folders import (
     SOURCE_IDS_FILE,
     TEST_SETS,
 )
+from flower_dl.results.files import atomic_write_text, default_mode
 
 
 # ---------------------------------------------------------------------- writing
@@ -252,7 +252,7 @@ def split(
     """Write a dataset as one folder per node, ``node-<partition-id>``, plus ``manifest.json``.
 
     Node ``i``'s folder holds exactly the training samples a run on the source
-    dataset gives node ``i`` (:func:`flower_dl.data.partition_indices` with the
+    dataset gives node ``i`` (:func:`flower_dl.data.datasets.partition_indices` with the
     same parameters), in the same order, and their source ids
     (``source-ids.txt``): a run on the folders trains on the same data and
     dedupes exchanged samples the same way, so it gives the same accuracies.
@@ -262,7 +262,7 @@ def split(
     data : ImageData
         The source dataset.
     partitioner, num_nodes, digits_per_node, alpha, seed
-        As in :func:`flower_dl.data.partition_indices` (run-config ``partitioner``,
+        As in :func:`flower_dl.data.datasets.partition_indices` (run-config ``partitioner``,
         ``num-nodes``, ``digits-per-node``, ``dirichlet-alpha``, ``seed``).
     out_dir : str or os.PathLike
         Must not exist or be empty.

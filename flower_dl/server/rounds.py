@@ -10,7 +10,7 @@ unchanged) that
 
 * can start at any round (a resumed run),
 * calls ``on_round(round)`` when a round is done (the run folder is written
-  then, :class:`flower_dl.results.RunFolder`), and
+  then, :class:`flower_dl.results.writer.RunFolder`), and
 * logs one progress line per round (round, mean accuracy so far, elapsed,
   ETA) instead of Flower's metric dumps (beside Flower's own ``[ROUND r/R]``
   and ``Strategy execution finished`` lines, which the benchmarks time rounds

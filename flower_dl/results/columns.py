@@ -97,7 +97,7 @@ PROVENANCE_COLUMNS: tuple[str, ...] = (
 )
 """What made a row: the code (``git-commit`` ends in ``-dirty`` for a checkout with uncommitted changes, is
 empty outside a checkout), the libraries, the machine, the device the node trained on, and a digest of the
-run's data (:func:`flower_dl.provenance.run_data_digest`)."""
+run's data (:func:`flower_dl.results.provenance.run_data_digest`)."""
 
 TABLE_COLUMNS: tuple[str, ...] = ("cell", *CONFIG_COLUMNS, *PROVENANCE_COLUMNS, *METRIC_COLUMNS)
 """A sweep's results table, in order."""

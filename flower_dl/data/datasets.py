@@ -70,7 +70,7 @@ import numpy as np
 from flower_dl import registry
 
 DATASETS: tuple[str, ...] = tuple(n for n in registry.DATASETS.names() if n not in registry.DATASETS.extra)
-"""What :func:`load_dataset` accepts (``folder`` is read by :mod:`flower_dl.folders`)."""
+"""What :func:`load_dataset` accepts (``folder`` is read by :mod:`flower_dl.data.folders`)."""
 PARTITIONERS: tuple[str, ...] = registry.PARTITIONERS.names()
 NUM_CLASSES = 10
 MEAN, STD = 0.1307, 0.3081
@@ -775,7 +775,7 @@ def load_dataset(
     image_column: str = "image",
     label_column: str = "label",
 ) -> ImageData:
-    """Load a dataset by run-config name (a node keeps it in :data:`flower_dl.node_state.CACHE`).
+    """Load a dataset by run-config name (a node keeps it in :data:`flower_dl.node.state.CACHE`).
 
     Parameters
     ----------

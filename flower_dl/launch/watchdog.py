@@ -1,9 +1,9 @@
-"""``python -m flower_dl.watchdog``: stops a command's processes once the command is gone, however it went.
+"""``python -m flower_dl.launch.watchdog``: stops a command's processes once the command is gone, however it went.
 
 Why it exists
     ``flower-dl run``, ``sweep`` and ``deploy-local`` stop what they started
     in ``finally`` blocks, which run on Ctrl-C, SIGTERM and SIGHUP (see
-    :func:`flower_dl.cli.main`) but not on SIGKILL, an out-of-memory kill or a
+    :func:`flower_dl.launch.cli.main`) but not on SIGKILL, an out-of-memory kill or a
     crash of the interpreter. A parent-death signal (``PR_SET_PDEATHSIG``)
     would reach only the direct children, and not all of them either: Flower's
     SuperLink starts ``flower-superexec`` in a new session, which starts
@@ -14,7 +14,7 @@ Why it exists
 
 What it stops
     Every process of the *sessions* the command started (each process of
-    :mod:`flower_dl.processes` is started in a new session and its pid, the
+    :mod:`flower_dl.launch.processes` is started in a new session and its pid, the
     session id, registered here), every descendant of those processes, and
     every process of a session such a descendant leads (the SuperExec's).
     Nothing else: not the command's own session (the user's shell), not this
@@ -46,9 +46,9 @@ When it stops them
     on stderr what it stopped.
 
 Who starts it
-    :func:`flower_dl.processes.popen`, before the first process, once per
-    process; :func:`flower_dl.cli.main` closes it as the command ends. A
-    program that uses :mod:`flower_dl.processes` itself (the tests, the
+    :func:`flower_dl.launch.processes.popen`, before the first process, once per
+    process; :func:`flower_dl.launch.cli.main` closes it as the command ends. A
+    program that uses :mod:`flower_dl.launch.processes` itself (the tests, the
     benchmarks) gets one too, which ends with that program.
 
 Linux only (``/proc``); elsewhere :func:`start` and :func:`register` do nothing.
@@ -146,7 +146,7 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
-"""The watchdog of this process: :mod:`flower_dl.processes` registers, :func:`flower_dl.cli.main` closes."""
+"""The watchdog of this process: :mod:`flower_dl.launch.processes` registers, :func:`flower_dl.launch.cli.main` closes."""
 start = WATCHDOG.start
 register = WATCHDOG.register
 register_dir = WATCHDOG.register_dir
@@ -243,7 +243,7 @@ def remove_dirs(dirs: set[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Watch the sessions the parent names on stdin until it is gone; then stop them (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m flower_dl.watchdog", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flower_dl.launch.watchdog", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parent", type=int, required=True, help="pid of the command")
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGHUP):  # the command's fate decides, not the terminal's

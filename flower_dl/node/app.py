@@ -1,6 +1,6 @@
 """ClientApp: one node of the decentralized network.
 
-The node owns its data (:mod:`flower_dl.node_state`) and answers the messages
+The node owns its data (:mod:`flower_dl.node.state`) and answers the messages
 of :mod:`flower_dl.protocol`:
 
 ``query.identify``  its ``partition-id`` (its place in the topology), size and exchange key;
@@ -30,8 +30,12 @@ import numpy as np
 from flwr.app import ArrayRecord, Context, Message
 from flwr.clientapp import ClientApp
 
-from flower_dl import crypto, exchange, identity, import_in_background, mechanisms, membership, privacy, protocol
-from flower_dl.node_state import Node, device_name, node_for, seed_of, seed_torch
+from flower_dl import import_in_background, protocol
+from flower_dl.exchange import crypto, identity
+from flower_dl.exchange import plan as exchange
+from flower_dl.node.state import Node, device_name, node_for, seed_of, seed_torch
+from flower_dl.privacy import leakage as privacy
+from flower_dl.privacy import mechanisms, membership
 
 # torch is imported only by the train and evaluate handlers (and by the one
 # query.receive that builds the initial model): on a SuperNode each message runs
@@ -56,7 +60,7 @@ def _edge_context(context: Context) -> bytes:
 
 
 def _key_context(node: Node, context: Context) -> bytes:
-    """What a signed exchange key is bound to: this run and this cell (:mod:`flower_dl.identity`)."""
+    """What a signed exchange key is bound to: this run and this cell (:mod:`flower_dl.exchange.identity`)."""
     return f"run {context.run_id} cell {node.cell}".encode()
 
 
@@ -81,7 +85,7 @@ def _warm_up_torch_in_simulation_worker() -> None:
     global _TORCH_WARM_UP_STARTED
     if "ray" in sys.modules and "torch" not in sys.modules and not _TORCH_WARM_UP_STARTED:
         _TORCH_WARM_UP_STARTED = True
-        import_in_background("flower_dl.training")
+        import_in_background("flower_dl.node.training")
 
 
 # ------------------------------------------------------------ exchange phase
@@ -173,7 +177,7 @@ def receive(msg: Message, context: Context) -> Message:
     reply_summary = summary(node)
     initial = None
     if request.initial_model is not None:
-        from flower_dl.models import initial_arrays  # imports torch (in a simulation worker: already under way)
+        from flower_dl.node.models import initial_arrays  # imports torch (in a simulation worker: already under way)
 
         spec = node.spec()
         initial = initial_arrays(*request.initial_model, input_shape=spec.input_shape, num_classes=spec.num_classes)
@@ -222,7 +226,7 @@ def train(msg: Message, context: Context) -> Message:
     _maybe_fail("train", node.partition_id, request.server_round)
     import torch
 
-    from flower_dl import training
+    from flower_dl.node import training
 
     train_x, train_y, _test_x, _test_y = node.tensors()
     model = node.model(request.arrays, train_x.device)
@@ -251,7 +255,7 @@ def train(msg: Message, context: Context) -> Message:
 def _sent_model_metrics(node: Node, model, server_round: int) -> dict[str, float]:
     """What a neighbour learns from the model this node sends in ``server_round``: attacks and DP's epsilon.
 
-    The attacks (:mod:`flower_dl.audit`) run at the rounds ``mia-every``
+    The attacks (:mod:`flower_dl.privacy.audit`) run at the rounds ``mia-every``
     names; the epsilon (``dp-epsilon``) every round, over the node's local
     training so far (``server_round`` rounds of ``local-epochs`` epochs of
     Poisson-sampled steps on its training set; an upper bound for a node
@@ -260,11 +264,11 @@ def _sent_model_metrics(node: Node, model, server_round: int) -> dict[str, float
     cfg = node.cfg
     out: dict[str, float] = {}
     if membership.attacked_round(server_round, cfg.mia_every, cfg.num_server_rounds):
-        from flower_dl import audit
+        from flower_dl.privacy import audit
 
         out.update(audit.attack_metrics(node, model, prefix=protocol.SENT_ATTACK_PREFIX, chunks=server_round))
     if node.dp() is not None:
-        from flower_dl import dp
+        from flower_dl.privacy import dp
 
         n = len(node.train_set().ids)
         steps = server_round * cfg.local_epochs * dp.steps_per_epoch(n, cfg.batch_size)
@@ -291,9 +295,10 @@ def _evaluate(node: Node, model, chunks: int = 0) -> protocol.Evaluation:
 
     The loss-threshold attack (Yeom et al. 2018) runs at every evaluation;
     with ``chunks`` > 0 (the final model, trained for that many rounds) also
-    RMIA (:mod:`flower_dl.audit`).
+    RMIA (:mod:`flower_dl.privacy.audit`).
     """
-    from flower_dl import audit, training
+    from flower_dl.node import training
+    from flower_dl.privacy import audit
 
     _, _, test_x, test_y = node.tensors()
     loss, acc = training.evaluate(model, test_x, test_y)

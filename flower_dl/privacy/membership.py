@@ -15,10 +15,10 @@ members with confidence rather than how it does on average.
 *Exposure* asks what the exchange itself revealed: the fraction of a node's
 original sample ids that ended up with other nodes (:func:`exposed_fraction`,
 :func:`exposure_report`). It is counted by id, so it sees only copies: an item
-built by a privacy mechanism (:mod:`flower_dl.mechanisms`: a noisy image, a
+built by a privacy mechanism (:mod:`flower_dl.privacy.mechanisms`: a noisy image, a
 class mean) carries a fresh, negative id that matches no original id and so
 exposes nothing here; how close such items come to the sender's images is
-:func:`flower_dl.mechanisms.nn_distance`'s question.
+:func:`flower_dl.privacy.mechanisms.nn_distance`'s question.
 
 Everything here is pure numpy/scipy: the node computes losses, the
 functions below turn them into numbers.

@@ -11,10 +11,10 @@
 Every config is resolved and validated (:func:`resolve_config`) and every
 output folder checked writable before anything starts, so a mistake costs
 seconds, not a finished run. The work is done elsewhere: starting and
-stopping Flower's processes and ``flwr run`` in :mod:`flower_dl.processes`
-(:func:`~flower_dl.processes.launch`), running a sweep's cells in
-:func:`flower_dl.sweep.run_sweep` (this module shows its progress), and
-reading Flower's output in :mod:`flower_dl.flwr_output`.
+stopping Flower's processes and ``flwr run`` in :mod:`flower_dl.launch.processes`
+(:func:`~flower_dl.launch.processes.launch`), running a sweep's cells in
+:func:`flower_dl.launch.sweep.run_sweep` (this module shows its progress), and
+reading Flower's output in :mod:`flower_dl.launch.flwr_output`.
 
 One module although over ~400 lines: every command's argument parsing, checks and
 printing sit together so that the commands stay consistent; the work itself is elsewhere.
@@ -31,12 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flower_dl import flwr_output, watchdog
-from flower_dl.files import check_writable_dir
-from flower_dl.processes import CONNECTION, ProcessError, launch, local_deployment, local_superlink
+from flower_dl.launch import flwr_output, watchdog
+from flower_dl.launch.processes import CONNECTION, ProcessError, launch, local_deployment, local_superlink
+from flower_dl.results.files import check_writable_dir
 
 if TYPE_CHECKING:
-    from flower_dl.sweep import Cell, CellResult, SweepOutcome
+    from flower_dl.launch.sweep import Cell, CellResult, SweepOutcome
 
 PROG = "flower-dl"
 
@@ -67,9 +67,9 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
     from flwr.common.config import get_fused_config_from_dir
 
     from flower_dl.config import RunConfig
-    from flower_dl.data import check_data_dir, fetch_dataset
+    from flower_dl.data.datasets import check_data_dir, fetch_dataset
     from flower_dl.registry import is_import_path
-    from flower_dl.server_app import build_topology
+    from flower_dl.server.app import build_topology
 
     if not (app_dir / "pyproject.toml").is_file():
         raise CliError(f"app: {str(app_dir)!r} holds no pyproject.toml (run from the flower-dl app folder)")
@@ -97,7 +97,7 @@ def resolve_config(app_dir: Path, overrides: dict[str, Any]):
 
 def _check_node_folders(cfg) -> None:
     """In a simulation every node's folder is on this machine: each must exist before anything starts."""
-    from flower_dl.folders import data_dir_for
+    from flower_dl.data.folders import data_dir_for
 
     for pid in range(cfg.num_nodes):
         path = Path(data_dir_for(cfg.data_dir, pid, cfg.num_nodes)).expanduser()
@@ -127,7 +127,7 @@ def checked_dir(path: str | Path, key: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``flower-dl run``: one simulation, results in ``results-dir/run-name`` (or ``--resume`` one that stopped)."""
-    from flower_dl.results import run_folder_name
+    from flower_dl.results.writer import run_folder_name
 
     app_dir = Path(args.app).resolve()
     if args.resume:
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _resume_overrides(folder: Path, extra: Sequence[str] | None) -> dict[str, Any]:
     """The run config of the run in ``folder`` (its ``config.json``), to go on from its last checkpoint."""
-    from flower_dl.results import RunFolder
+    from flower_dl.results.writer import RunFolder
 
     if extra:
         raise CliError("--resume: a resumed run keeps its own run config; -c is not allowed with it")
@@ -184,7 +184,7 @@ def _resume_overrides(folder: Path, extra: Sequence[str] | None) -> dict[str, An
 
 def _close_status(folder: Path, interrupted: bool) -> None:
     """A run folder whose status still says ``running`` once its run is gone: say it stopped (and resumable)."""
-    from flower_dl.results import RunFolder
+    from flower_dl.results.writer import RunFolder
 
     if not (folder / "status.json").exists():
         return
@@ -205,7 +205,7 @@ def _check_supernodes(requested: int | None, num_nodes: int) -> int:
 class Progress:
     """One status line: cells done, current round, elapsed time and ETA.
 
-    Driven by :func:`flower_dl.sweep.run_sweep`'s callbacks; on a terminal the
+    Driven by :func:`flower_dl.launch.sweep.run_sweep`'s callbacks; on a terminal the
     line is redrawn in place, elsewhere (a log file) printed only when it changes
     much (a cell starts or ends, a round starts), so logs stay short.
     """
@@ -279,7 +279,7 @@ def _fmt(seconds: float) -> str:
 
 def _sweep_grid(args: argparse.Namespace, app_dir: Path) -> tuple[dict[str, list[Any]], dict[str, Any], list[int]]:
     """The grid, the fixed values and the seeds from ``--file``, ``--grid``, ``--run-config`` and the seed options."""
-    from flower_dl import sweep
+    from flower_dl.launch import sweep
 
     grid: dict[str, list[Any]] = {}
     base: dict[str, Any] = {}
@@ -307,7 +307,7 @@ def sweep_cells(app_dir: Path, grid: dict[str, list[Any]], base: dict[str, Any],
 
     A bad value in the last cell fails here, not after hours of the others.
     """
-    from flower_dl import sweep
+    from flower_dl.launch import sweep
 
     cells = []
     for values in sweep.expand(grid, seeds):
@@ -324,7 +324,7 @@ def _table_arg(text: str) -> Path:
 
 
 def _pending(cells: list[Cell], table: Path) -> list[Cell]:
-    from flower_dl import sweep
+    from flower_dl.launch import sweep
 
     try:
         return sweep.pending_cells(cells, table)
@@ -334,7 +334,7 @@ def _pending(cells: list[Cell], table: Path) -> list[Cell]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``flower-dl sweep``: every grid cell x seed as a Flower simulation, rows appended to one table."""
-    from flower_dl import sweep
+    from flower_dl.launch import sweep
 
     app_dir = Path(args.app).resolve()
     grid, base, seeds = _sweep_grid(args, app_dir)
@@ -414,7 +414,7 @@ def _deploy(args: argparse.Namespace, workdir: Path) -> None:
     """Start the local deployment in ``workdir``, say how to use it, wait until stopped."""
     secure = None
     if args.secure:
-        from flower_dl.secure import write_secure_files
+        from flower_dl.launch.secure import write_secure_files
 
         secure = write_secure_files(args.num_nodes, workdir / "keys")
     with local_deployment(workdir, args.num_nodes, data_dir=args.data_dir, secure=secure) as dep:
@@ -451,8 +451,8 @@ def _new_or_empty(path: str, who: str) -> Path:
 
 def cmd_split(args: argparse.Namespace) -> int:
     """``flower-dl split``: one folder per node from a dataset and a partitioner, plus ``manifest.json``."""
-    from flower_dl.data import DATASETS, DataError, load_dataset
-    from flower_dl.split import split
+    from flower_dl.data.datasets import DATASETS, DataError, load_dataset
+    from flower_dl.data.split import split
 
     app_dir = Path(args.app).resolve()
     overrides = parse_overrides(args.run_config)
@@ -488,7 +488,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     """``flower-dl keys``: every key of a secure deployment, and the commands that use them."""
-    from flower_dl.secure import DEFAULT_HOSTS, check_hosts, write_secure_files
+    from flower_dl.launch.secure import DEFAULT_HOSTS, check_hosts, write_secure_files
 
     if args.num_nodes < 1:
         raise CliError(f"--num-nodes: {args.num_nodes} is not allowed; allowed: an integer >= 1")
@@ -502,8 +502,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def secure_commands(files, host: str, port: int) -> str:  # files: flower_dl.secure.SecureFiles
-    """What to run with the files of :func:`flower_dl.secure.write_secure_files`, machine by machine."""
+def secure_commands(files, host: str, port: int) -> str:  # files: flower_dl.launch.secure.SecureFiles
+    """What to run with the files of :func:`flower_dl.launch.secure.write_secure_files`, machine by machine."""
     n, d = files.num_nodes, files.folder
     return (
         f"{PROG}: wrote a CA and a SuperLink certificate, {n} SuperNode key pairs and {n} flower-dl identities to {d}\n"
@@ -640,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     SIGTERM and SIGHUP stop every command as Ctrl-C does, and nothing a
     command started outlives it, even killed outright
-    (:func:`~flower_dl.processes.stoppable`). An interrupted ``run`` or
+    (:func:`~flower_dl.launch.processes.stoppable`). An interrupted ``run`` or
     ``sweep`` exits with 128 + the signal's number, as a shell reports a
     command killed by it: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for
     SIGHUP. ``deploy-local`` runs until it is stopped, so any of the three
@@ -654,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import signal
 
-    from flower_dl.processes import stoppable
+    from flower_dl.launch.processes import stoppable
 
     args = build_parser().parse_args(argv)
     received: list[int] = []
@@ -672,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second stop signal while the watchdog stopped what was left: the first one decides
         code = 130
     if received and argv is None:  # the command is stopping: a late stop signal must not change its exit code
-        from flower_dl.processes import STOP_SIGNALS
+        from flower_dl.launch.processes import STOP_SIGNALS
 
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from flower_dl import dp as dp_lib
-from flower_dl.dp import DPSGD
+from flower_dl.privacy import dp as dp_lib
+from flower_dl.privacy.dp import DPSGD
 
 
 class MomentumSGD:
@@ -97,7 +97,7 @@ def train(
     K-GT reference implementation applies its control variable: the
     correction is a constant of the round, not a gradient to accelerate.
 
-    With ``dp`` (:class:`flower_dl.dp.DPSGD`) every step is a DP-SGD step
+    With ``dp`` (:class:`flower_dl.privacy.dp.DPSGD`) every step is a DP-SGD step
     instead (:func:`_train_private`); without, the loop is the plain one,
     untouched by DP's code (Opacus is not even imported).
     """
@@ -197,12 +197,12 @@ def _train_private(
     correction: Mapping[str, torch.Tensor] | None,
     dp: DPSGD,
 ) -> float:
-    """:func:`train` with DP-SGD steps (Opacus's ``DPOptimizer`` arithmetic, :mod:`flower_dl.dp`).
+    """:func:`train` with DP-SGD steps (Opacus's ``DPOptimizer`` arithmetic, :mod:`flower_dl.privacy.dp`).
 
     Each step: a batch per ``dp.poisson``; one backward pass of the summed
     per-sample cross-entropy over the normaliser (the expected batch size
     ``q * n`` for Poisson batches, the actual size otherwise) with Opacus's
-    per-sample hooks; clipping and noise (:func:`flower_dl.dp.privatize`).
+    per-sample hooks; clipping and noise (:func:`flower_dl.privacy.dp.privatize`).
     The FedProx gradient ``mu (w - w0)`` is added after privatisation: it
     does not depend on the data, so it needs no clipping, and clipping it
     with the data would weaken the pull towards ``w0``. Then the momentum

@@ -22,12 +22,16 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
-from flower_dl import privacy, protocol, provenance, results, rounds
+from flower_dl import protocol
 from flower_dl.config import RunConfig, load_cells
-from flower_dl.events import EventLog
-from flower_dl.files import atomic_open, check_writable_dir
-from flower_dl.flwr_output import CELL_LINE
-from flower_dl.grid import collect, prompt, short_reason
+from flower_dl.launch.flwr_output import CELL_LINE
+from flower_dl.privacy import leakage as privacy
+from flower_dl.results import provenance
+from flower_dl.results import writer as results
+from flower_dl.results.events import EventLog
+from flower_dl.results.files import atomic_open, check_writable_dir
+from flower_dl.server import rounds
+from flower_dl.server.grid import collect, prompt, short_reason
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.history import NodeHistory
 from flower_dl.strategies.server import check_central_arrays
@@ -40,7 +44,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Entry point of ``flwr run``: read the run config once and run the experiment (or a sweep's cells).
 
-    Every run records its events in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.events`): what
+    Every run records its events in ``<results-dir>/events.jsonl`` (:mod:`flower_dl.results.events`): what
     ``flower-dl sweep`` and the benchmarks read, rather than the log.
     """
     # results-dir: a path, a TOML string (read before the run config is validated)
@@ -139,7 +143,7 @@ def run_cells(
 
     The nodes keep their processes and loaded data from cell to cell; each
     cell's config reaches them in its messages and their state is keyed by the
-    cell (:mod:`flower_dl.node_state`), so a cell's rows are those of the same
+    cell (:mod:`flower_dl.node.state`), so a cell's rows are those of the same
     cell run alone. A cell that fails is logged and the next one starts;
     ``flower-dl sweep`` reads each cell's start and end from ``events``.
     """
@@ -285,7 +289,7 @@ def run_exchange(grid: Grid, cfg: RunConfig, topology: Topology, nodes: Nodes) -
 
     With ``exchange-encryption`` (the default) each node seals its samples for
     each neighbour with a key only the two of them can derive (X25519 + AES-GCM,
-    :mod:`flower_dl.crypto`); the server relays ciphertext it cannot read.
+    :mod:`flower_dl.exchange.crypto`); the server relays ciphertext it cannot read.
     """
     run_config = protocol.run_config_record(cfg.to_run_config())
     nbrs = topology.neighbours
@@ -326,7 +330,7 @@ def initial_model(cfg: RunConfig, from_node: ArrayRecord | None, nodes: Nodes | 
     """
     if from_node is not None:
         return from_node
-    from flower_dl.models import initial_arrays  # imports torch
+    from flower_dl.node.models import initial_arrays  # imports torch
 
     if nodes is None:
         return initial_arrays(cfg.model, cfg.seed)
@@ -338,7 +342,7 @@ class RunRecorder:
     """Writes a run's folder as it goes: config at the start, tables and status every round, checkpoints.
 
     What a round's rows hold comes from the leakage hook's report and the
-    strategy's per-node history alone (:func:`flower_dl.results.metrics_rows`).
+    strategy's per-node history alone (:func:`flower_dl.results.writer.metrics_rows`).
     """
 
     def __init__(

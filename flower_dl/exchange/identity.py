@@ -1,6 +1,6 @@
 """Long-term node identities, so that a relaying server cannot swap the exchange's keys.
 
-The exchange (:mod:`flower_dl.crypto`) seals each share for a neighbour's
+The exchange (:mod:`flower_dl.exchange.crypto`) seals each share for a neighbour's
 X25519 key, and those keys travel through the server. An honest-but-curious
 server only routes them; a server that *swaps* them (hands node 0 its own key
 as "node 1's") could open what node 0 seals. A deployment closes that gap by

@@ -10,11 +10,11 @@ started at the same time, which Flower's simulation joins.
 :func:`launch` runs one app on such a SuperLink (``flwr run --stream``, its
 own process group, stopped if interrupted) and :func:`run_status` asks
 ``flwr ls`` how the run ended. Every process is started by :func:`popen`: in
-a session of its own, which the command's :mod:`~flower_dl.watchdog` is told
+a session of its own, which the command's :mod:`~flower_dl.launch.watchdog` is told
 of, so that it is stopped even when the command is killed outright (SIGKILL)
 and cannot stop it itself. Everything that starts or stops a process
-lives here; the command line (:mod:`flower_dl.cli`) only parses and prints,
-and a sweep (:mod:`flower_dl.sweep`) calls :func:`launch` once a cell.
+lives here; the command line (:mod:`flower_dl.launch.cli`) only parses and prints,
+and a sweep (:mod:`flower_dl.launch.sweep`) calls :func:`launch` once a cell.
 
 One module although over ~400 lines (about 160 of them docstrings): starting, watching
 and stopping every process flower-dl launches (SuperLink, Ray head, SuperNodes, ``flwr run``)
@@ -40,17 +40,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flower_dl import flwr_output, watchdog
-from flower_dl.app_files import stage_app
-from flower_dl.ray_head import READY
+from flower_dl.launch import flwr_output, watchdog
+from flower_dl.launch.app_files import stage_app
+from flower_dl.launch.ray_head import READY
 
 if TYPE_CHECKING:
-    from flower_dl.secure import SecureFiles
+    from flower_dl.launch.secure import SecureFiles
 
 CONNECTION = "flower-dl-local"
 PROG = "flower-dl"
 """How :func:`launch` prefixes the command line it shows."""
-RAY_HEAD_MODULE = "flower_dl.ray_head"
+RAY_HEAD_MODULE = "flower_dl.launch.ray_head"
 """What :class:`RayHead` runs with ``python -m``."""
 RAY_HEAD_ENV = "FLOWER_DL_RAY_HEAD"
 """Set to ``0`` to let Flower's simulation start Ray itself, as plain ``flwr run`` does."""
@@ -123,7 +123,7 @@ def flwr_env(workdir: Path, port: int, root_certificates: Path | None = None) ->
     path (``model = "my_nets:build"``) imports there as it does here.
 
     ``root_certificates``: the connection uses TLS, trusting that CA
-    certificate only (a secure deployment, :mod:`flower_dl.secure`).
+    certificate only (a secure deployment, :mod:`flower_dl.launch.secure`).
     """
     flwr_home = workdir / "flwr-home"
     flwr_home.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def absolute_path_list(value: str) -> str:
 
 
 def popen(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
-    """``subprocess.Popen`` in a new session (process group), registered with the :mod:`~flower_dl.watchdog`.
+    """``subprocess.Popen`` in a new session (process group), registered with the :mod:`~flower_dl.launch.watchdog`.
 
     Its own session, so that stopping it (:func:`stop_process_group`) stops
     its children and Ctrl-C on the terminal reaches only this process, which
@@ -212,7 +212,7 @@ class RayHead:
     run`` has packaged and submitted the app and the process has imported
     Flower: on a small machine, a large share of the start-up to round 1
     (``benchmarks/bench_round_time.py --startup-only`` measures it). Started here, beside the
-    SuperLink (``python -m flower_dl.ray_head``: the cluster ``ray.init``
+    SuperLink (``python -m flower_dl.launch.ray_head``: the cluster ``ray.init``
     would start, see that module), Ray comes up while the SuperLink starts
     and ``flwr run`` runs; Flower's ``ray.init`` joins it through
     ``RAY_ADDRESS`` in a fraction of a second, and every run of a sweep joins
@@ -376,7 +376,7 @@ def local_deployment(
     loopback only. Every process is stopped on exit. ``partition_ids``
     overrides which ids the SuperNodes get (to test a bad deployment).
 
-    ``secure`` (the files :func:`flower_dl.secure.write_secure_files` made):
+    ``secure`` (the files :func:`flower_dl.launch.secure.write_secure_files` made):
     TLS on every connection, SuperNode authentication on the SuperLink, the
     public keys of the SuperNodes in ``registered`` (default: all) registered
     with ``flwr supernode register`` before any SuperNode starts, and each
@@ -518,7 +518,7 @@ def stoppable() -> Iterator[list[int]]:
     while :func:`popen` starts a process, see :class:`_StopSignals`). A
     signal set to be ignored (``nohup``) or handled by someone else stays so.
     At the end the previous handlers are back, and the
-    :mod:`~flower_dl.watchdog` is closed: it stops whatever is left, as it
+    :mod:`~flower_dl.launch.watchdog` is closed: it stops whatever is left, as it
     would have stopped everything had the command been killed outright.
 
     Yields

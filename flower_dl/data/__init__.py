@@ -1,0 +1,1 @@
+"""Data: datasets and partitioners, node folders, and splitting a dataset into them."""

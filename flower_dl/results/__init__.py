@@ -1,0 +1,1 @@
+"""Results: the run folder and tidy table, their columns, provenance, the control plane's events, atomic files."""
