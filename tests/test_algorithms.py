@@ -162,7 +162,7 @@ def test_every_algorithm_in_a_real_flower_run_with_its_bytes_rederivable(tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     model_bytes = (784 * 200 + 200 + 200 * 10 + 10) * 4  # the MLP's float32 parameters
     per_strategy = {}
-    for folder in runs.iterdir():
+    for folder in (p for p in runs.iterdir() if p.is_dir()):  # beside the cells: events.jsonl
         config = json.loads((folder / "config.json").read_text())
         rc = config["run-config"]
         with open(folder / "metrics.csv") as f:

@@ -659,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     received: list[int] = []
     try:
-        with stoppable() as received:
+        with stoppable(ignore_late=argv is None) as received:
             try:
                 code = int(args.func(args) or 0)
             except (CliError, ProcessError) as err:
@@ -671,11 +671,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = 130
     except KeyboardInterrupt:  # a second stop signal while the watchdog stopped what was left: the first one decides
         code = 130
-    if received and argv is None:  # the command is stopping: a late stop signal must not change its exit code
-        from flower_dl.launch.processes import STOP_SIGNALS
-
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
     return 128 + received[0] if code == 130 and received else code  # a sweep says 130 whatever the signal
 
 

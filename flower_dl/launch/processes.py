@@ -507,7 +507,7 @@ _STOP: _StopSignals | None = None
 
 
 @contextlib.contextmanager
-def stoppable() -> Iterator[list[int]]:
+def stoppable(*, ignore_late: bool = False) -> Iterator[list[int]]:
     """Run a command: SIGTERM and SIGHUP stop it as Ctrl-C does; nothing it started outlives it.
 
     ``kill``, ``timeout``, a job scheduler or a container stop send SIGTERM, a
@@ -520,6 +520,10 @@ def stoppable() -> Iterator[list[int]]:
     At the end the previous handlers are back, and the
     :mod:`~flower_dl.launch.watchdog` is closed: it stops whatever is left, as it
     would have stopped everything had the command been killed outright.
+    With ``ignore_late`` (a command about to exit), once a stop signal came
+    the stop signals are ignored instead: a late one, between the handlers'
+    return and the exit, would otherwise end Python by SIGINT's default
+    handler and change the exit code the first one decided.
 
     Yields
     ------
@@ -541,7 +545,7 @@ def stoppable() -> Iterator[list[int]]:
         finally:
             _STOP = None
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                signal.signal(sig, signal.SIG_IGN if ignore_late and stop.received else handler)
 
 
 def _stop_held_back() -> contextlib.AbstractContextManager[None]:
