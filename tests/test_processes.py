@@ -95,3 +95,22 @@ def test_the_watchdog_removes_only_flower_dl_temporary_folders(tmp_path):
     remove_dirs({str(ours), str(theirs), str(tmp_path / "flower-dl-gone")})  # a gone one is no error
     assert not ours.exists()
     assert (theirs / "sub" / "f.txt").exists()  # a registered folder not named flower-dl-* is kept
+
+
+def test_the_process_table_gives_parent_session_state_and_name_and_marks_zombies() -> None:
+    import subprocess
+    import sys
+
+    from flower_dl.launch.watchdog import proc_table
+
+    ppid, sid, state, name = proc_table()[os.getpid()]
+    assert (ppid, sid) == (os.getppid(), os.getsid(0)) and state != "Z" and name
+    child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while proc_table().get(child.pid, (0, 0, "", ""))[2] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.1)  # exited, not reaped yet: a zombie
+        assert proc_table()[child.pid][:3] == (os.getpid(), child.pid, "Z")
+    finally:
+        child.wait()
+    assert child.pid not in proc_table()

@@ -75,7 +75,9 @@ def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]
         return 0, "finished:completed"
 
     monkeypatch.setattr(sweep, "run_app", launch)
-    monkeypatch.setattr(sweep, "local_superlink", lambda workdir, **_: contextlib.nullcontext({"FLWR_HOME": str(workdir)}))
+    monkeypatch.setattr(
+        sweep, "local_superlink", lambda workdir, **_: contextlib.nullcontext({"FLWR_HOME": str(workdir)})
+    )
     return launched
 
 
