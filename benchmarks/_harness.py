@@ -1,12 +1,12 @@
 """Shared helpers of the benchmark scripts (not a benchmark itself).
 
 * :class:`TreeMemorySampler`: a thread that samples, every ``interval``
-  seconds, the summed resident memory of a process tree read from ``/proc``
-  (no psutil needed), and keeps the peak.
+  seconds, the summed resident memory of a process tree read through
+  :mod:`psutil`, and keeps the peak.
 * :func:`timed_simulation`: one simulation (flower-dl, or another app folder
   such as ``floor_app/``, Flower's floor) launched through the
-  package's own path (``flower_dl.launch.processes.local_superlink`` +
-  ``flower_dl.launch.processes.launch``), every output line time-stamped on arrival, and the
+  package's own path (``flower_dl.launch.local_superlink`` +
+  ``flower_dl.launch.run_app``), every output line time-stamped on arrival, and the
   figures derived from those lines (start-up, per-round time), read with
   :mod:`flower_dl.launch.flwr_output` as the command line reads them.
 
@@ -16,14 +16,14 @@ Which processes count as "the tree"
     process's own session. The session rule is needed because Ray's worker
     processes (``ray::ClientAppActor``) are re-parented to init while they stay
     in the session of Flower's ``flower-superexec``; ``local_superlink`` and
-    ``launch`` start their processes in new sessions, so nothing unrelated is
+    ``run_app`` start their processes in new sessions, so nothing unrelated is
     counted (another experiment on the same machine lives in other sessions).
 
 Memory figures
-    ``rss``: the sum of the processes' RSS (``/proc/PID/statm``). Pages shared
+    ``rss``: the sum of the processes' RSS (psutil's ``memory_info``). Pages shared
     between processes (forked Ray workers, the same shared libraries) count once
     per process, so this is an upper bound of the memory the tree really uses.
-    ``pss``: the sum of their PSS (``/proc/PID/smaps_rollup``), which splits each
+    ``pss``: the sum of their PSS (psutil's ``memory_full_info``), which splits each
     shared page among its sharers; the sum is what the tree costs the machine.
     Reading PSS makes the kernel walk every page table (~0.1 s for a few GiB),
     so it is sampled only every ``pss_interval`` seconds (default 2 s) and its
@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flower_dl.launch import flwr_output
+import psutil
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from flower_dl.launch import flwr_output
+from flower_dl.launch.watchdog import proc_table
+
 MIB = 1024 * 1024
 APP_DIR = Path(__file__).resolve().parents[1]
 """The flower-dl app folder (the repository root, which holds pyproject.toml)."""
@@ -53,50 +55,25 @@ FLOOR_APP_DIR = Path(__file__).resolve().parent / "floor_app"
 
 
 # ------------------------------------------------------------------- memory
-def _proc_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (ppid, session id, command name) of every process."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                raw = fh.read().decode(errors="replace")
-        except OSError:
-            continue  # exited meanwhile
-        head, _, rest = raw.rpartition(")")
-        comm = head.partition("(")[2]
-        fields = rest.split()
-        # fields after the command: state ppid pgrp session ...
-        table[int(entry.name)] = (int(fields[1]), int(fields[3]), comm)
-    return table
-
-
 def _rss_bytes(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
+        return int(psutil.Process(pid).memory_info().rss)
+    except (psutil.Error, OSError):
         return 0
 
 
 def _pss_bytes(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    return 0
+        return int(getattr(psutil.Process(pid).memory_full_info(), "pss", 0))
+    except (psutil.Error, OSError):
+        return 0
 
 
 def _is_own_watchdog(pid: int, parent: int) -> bool:
     """Whether ``pid`` runs ``python -m flower_dl.launch.watchdog --parent PARENT`` (see :mod:`flower_dl.launch.watchdog`)."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            argv = fh.read().decode(errors="replace").split("\0")
-    except OSError:
+        argv = psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
         return False
     return argv[1:5] == ["-m", "flower_dl.launch.watchdog", "--parent", str(parent)]
 
@@ -146,9 +123,9 @@ class TreeMemorySampler(threading.Thread):
         if not self.tree:
             self._names = {self.root: "self"}
             return [self.root]
-        table = _proc_table()
+        table = proc_table()
         children: dict[int, list[int]] = {}
-        for pid, (ppid, _sid, _comm) in table.items():
+        for pid, (ppid, _sid, _state, _name) in table.items():
             children.setdefault(ppid, []).append(pid)
         found, todo = set(), [self.root]
         while todo:
@@ -158,18 +135,18 @@ class TreeMemorySampler(threading.Thread):
                     found.add(child)
                     todo.append(child)
         self.sessions |= {table[p][1] for p in found if table[p][1] not in (0, self.own_session)}
-        found |= {pid for pid, (_pp, sid, _c) in table.items() if sid in self.sessions}
+        found |= {pid for pid, (_pp, sid, _st, _n) in table.items() if sid in self.sessions}
         found.discard(self.root)
         if self.include_root:
             found.add(self.root)
-        self._names = {pid: table[pid][2] for pid in found if pid in table}
+        self._names = {pid: table[pid][3] for pid in found if pid in table}
         return sorted(found)
 
     def member_names(self, skip_watchdog: bool = False) -> list[str]:
         """Names of the processes counted now (e.g. to find processes left after a run).
 
         ``skip_watchdog``: leave out this process's :mod:`flower_dl.launch.watchdog`,
-        which ``flower_dl.launch.processes`` starts with the first run and which
+        which the launcher starts with the first run and which
         lives as long as this process (so is never a run's left-over).
         """
         pids = self.members()
@@ -257,19 +234,19 @@ class SimulationTiming:
     status: str
     superlink_start_s: float
     startup_s: float | None
-    """launch() called -> the "[ROUND 1/" line arrived."""
+    """run_app() called -> the "[ROUND 1/" line arrived."""
     strategy_s: float | None
     """Flower's own "Strategy execution finished in X s" (measured inside the ServerApp)."""
     round_arrivals_s: list[float] = field(default_factory=list)
-    """Arrival of each "[ROUND r/" line and of the "finished" line, seconds after launch()."""
+    """Arrival of each "[ROUND r/" line and of the "finished" line, seconds after run_app()."""
     total_s: float = 0.0
-    """launch() called -> launch() returned (includes writing results and shutting the run down)."""
+    """run_app() called -> run_app() returned (includes writing results and shutting the run down)."""
     results_folder: Path | None = None
     log: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def startup_total_s(self) -> float | None:
-        """The start-up a user waits for: the SuperLink's (and Ray head's) start + launch() -> "[ROUND 1/"."""
+        """The start-up a user waits for: the SuperLink's (and Ray head's) start + run_app() -> "[ROUND 1/"."""
         return None if self.startup_s is None else self.superlink_start_s + self.startup_s
 
     @property
@@ -303,13 +280,13 @@ def timed_simulation(
     finished`` lines.
 
     A private SuperLink is started in ``workdir`` (its start time is reported
-    apart), then ``launch`` runs ``flwr run --stream``; each line it prints is
+    apart), then ``run_app`` runs ``flwr run --stream``; each line it prints is
     stamped with ``time.monotonic()`` when it arrives here. Lines reach us
     through Flower's log streaming (uploaded every 0.2 s, polled every 0.5 s),
     so line-arrival times carry up to ~0.7 s of latency; the strategy time is
     taken from Flower's own in-process figure instead.
     """
-    from flower_dl.launch.processes import launch, local_superlink
+    from flower_dl.launch import local_superlink, run_app
 
     t_link = time.monotonic()
     log: list[tuple[float, str]] = []
@@ -321,7 +298,7 @@ def timed_simulation(
             if echo is not None:
                 echo(line)
 
-        rc, status = launch(
+        rc, status = run_app(
             app_dir, overrides, env, num_supernodes=num_nodes, cpus_per_node=cpus_per_node,
             gpus_per_node=gpus_per_node, on_line=on_line,
         )  # fmt: skip

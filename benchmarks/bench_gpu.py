@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import APP_DIR, fmt, machine_info, print_table, timed_simulation
 from bench_round_time import node_sizes, plain_node_data, textbook_evaluate, textbook_train, write_synthetic_cifar10
 from flower_dl.data.datasets import CACHE_DIR_ENV, find_cifar, load_dataset
-from flower_dl.launch.cli import resolve_config
+from flower_dl.launch import resolve_config
 from flower_dl.node.models import build_model
 
 MODEL = "resnet18"

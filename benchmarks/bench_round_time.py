@@ -11,7 +11,7 @@ CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
 3 x 32 x 32, see below) one run measures, in this order:
 
 (b) flower-dl, per round. One simulation launched through the package's own
-    path (``flower_dl.launch.processes.local_superlink`` + ``flower_dl.launch.processes.launch``,
+    path (``flower_dl.launch.local_superlink`` + ``flower_dl.launch.run_app``,
     i.e. what ``flower-dl run`` does: ``flwr run --stream`` on a private
     simulation SuperLink, one simulated SuperNode per node, 1 CPU each). The
     figure is Flower's own "Strategy execution finished in X s" (timed inside
@@ -43,7 +43,7 @@ CNN ``fedavg-cnn`` and the CIFAR-style ``resnet18`` on CIFAR-size data,
     filled once before the runs.
 (d) peak memory of the simulation: the summed RSS (and PSS) of every process
     of the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its
-    ClientApp actors), sampled every 0.2 s from /proc (see ``_harness.py``;
+    ClientApp actors), sampled every 0.2 s through psutil (see ``_harness.py``;
     this benchmark's own process is not counted).
 (a) the plain loop, per round: one process, no Flower, textbook PyTorch
     (``textbook_train`` below: ``torch.optim.SGD``, default memory layout),
@@ -130,8 +130,7 @@ from _harness import (
     warn_leftovers,
 )
 from flower_dl.data.datasets import CACHE_DIR_ENV, find_cifar, input_shape, load_dataset, partition_indices, to_tensor
-from flower_dl.launch.cli import resolve_config
-from flower_dl.launch.processes import RAY_HEAD_ENV
+from flower_dl.launch import RAY_HEAD_ENV, resolve_config
 from flower_dl.node.models import build_model
 from flower_dl.node.training import evaluate, train
 from flower_dl.topology import STUDY_EDGES

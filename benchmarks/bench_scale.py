@@ -5,8 +5,8 @@ Usage::
     python benchmarks/bench_scale.py [--nodes 100 1000] [--rounds 3] [--json OUT.json] [--quick]
 
 For each N, two simulations, one after the other, both launched through the
-package's own path (``flower_dl.launch.processes.local_superlink`` +
-``flower_dl.launch.processes.launch``, as ``flower-dl run`` does: a private SuperLink
+package's own path (``flower_dl.launch.local_superlink`` +
+``flower_dl.launch.run_app``, as ``flower-dl run`` does: a private SuperLink
 and Ray head, N simulated SuperNodes, ``--cpus-per-node`` CPUs each), with the
 same memory sampler and the same wait for the run's processes to exit:
 
@@ -49,7 +49,7 @@ Measured for each, as in ``bench_round_time.py``:
   floor's start-up is Flower's own part of flower-dl's at that N.
 * peak memory of the whole process tree: the summed RSS of every process of
   the run (SuperLink, ``flwr``, SuperExec, ServerApp, Ray and its ClientApp
-  actors) sampled every 0.2 s from /proc (psutil is not needed; see
+  actors) sampled every 0.2 s through psutil (see
   ``_harness.py``), plus the summed PSS (which counts shared pages once,
   sampled every 2 s).
 
@@ -91,7 +91,7 @@ from _harness import (
     wait_for_exit,
     warn_leftovers,
 )
-from flower_dl.launch.cli import resolve_config
+from flower_dl.launch import resolve_config
 
 GIB = 1024 * MIB
 FLOWER_DL, FLOOR = "flower-dl", "floor"
@@ -136,7 +136,7 @@ def memory_guard(kill_above: float, killed: list[int]) -> Callable[[int], None]:
     def guard(rss_total: int) -> None:  # runs in the sampler thread
         if kill_above > 0 and rss_total > kill_above and not killed:
             killed.append(rss_total)
-            os.kill(os.getpid(), signal.SIGINT)  # launch() and local_superlink stop their processes
+            os.kill(os.getpid(), signal.SIGINT)  # run_app() and local_superlink stop their processes
 
     return guard
 

@@ -8,7 +8,7 @@ Runs the study grid of docs/study.md (``strategy=['decentralized', 'fedavg']
 digits-per-node=[2, 4, 6, 8] share-ratio=[0, 0.1, 0.2, 0.5, 1.0]``, 40 cells
 of the default config: 5 nodes on the study's tree, MLP, 10 rounds of 3
 local epochs, the embedded data) the two ways ``flower-dl sweep`` can, one
-after the other, through the package's own path (``flower_dl.launch.sweep.run_sweep``,
+after the other, through the package's own path (``flower_dl.launch.run_sweep``,
 what the command runs after checking its arguments):
 
 * ``one-run``: every cell inside one Flower run (the default of ``flower-dl
@@ -40,13 +40,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import APP_DIR, fmt, machine_info, print_table
-from flower_dl.launch import flwr_output, sweep
-from flower_dl.launch.cli import sweep_cells
+from flower_dl.launch import Cell, CellResult, flwr_output, parse_grid, parse_overrides, run_sweep, sweep_cells
 
 STUDY_GRID = "strategy=['decentralized', 'fedavg'] digits-per-node=[2, 4, 6, 8] share-ratio=[0, 0.1, 0.2, 0.5, 1.0]"
 
 
-def timed_sweep(cells: list[sweep.Cell], workdir: Path, separate: bool) -> dict[str, Any]:
+def timed_sweep(cells: list[Cell], workdir: Path, separate: bool) -> dict[str, Any]:
     """Run ``cells`` one way; time the sweep and each cell."""
     t0 = time.monotonic()
     starts: dict[str, float] = {}
@@ -54,7 +53,7 @@ def timed_sweep(cells: list[sweep.Cell], workdir: Path, separate: bool) -> dict[
     rounds: dict[str, float] = {}
     current: list[str] = []
 
-    def on_start(cell: sweep.Cell) -> None:
+    def on_start(cell: Cell) -> None:
         starts[cell.id] = time.monotonic() - t0
         current[:] = [cell.id]
 
@@ -63,12 +62,12 @@ def timed_sweep(cells: list[sweep.Cell], workdir: Path, separate: bool) -> dict[
         if seconds is not None and current:
             rounds[current[0]] = seconds
 
-    def on_end(cell: sweep.Cell, result: sweep.CellResult) -> None:
+    def on_end(cell: Cell, result: CellResult) -> None:
         ends[cell.id] = time.monotonic() - t0
         if not result.ok:
             print(f"    cell {cell.id} failed: {result.status}", flush=True)
 
-    outcome = sweep.run_sweep(
+    outcome = run_sweep(
         cells, workdir / "table.csv", app_dir=APP_DIR, separate_runs=separate,
         on_cell_start=on_start, on_line=on_line, on_cell_end=on_end,
     )  # fmt: skip
@@ -112,9 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from flower_dl.launch.cli import parse_overrides
-
-    grid = sweep.parse_grid(args.grid)
+    grid = parse_grid(args.grid)
     base = parse_overrides([args.run_config] if args.run_config else None)
     cells = sweep_cells(APP_DIR, grid, base, [int(base.get("seed", 42))])[: args.cells]
     machine = machine_info()

@@ -9,7 +9,7 @@ import pytest
 
 from flower_dl.data.datasets import load_dataset
 from flower_dl.data.split import split
-from flower_dl.launch.processes import launch, local_deployment
+from flower_dl.launch import local_deployment, run_app
 
 from .conftest import ROOT, TWO_ROUNDS
 
@@ -44,7 +44,7 @@ def test_five_supernodes_on_their_own_folders_match_the_simulation_and_survive_a
             if "[ROUND 3/3]" in line:
                 dep.kill_supernode(2)  # the SuperNode of partition-id 2 crashes as round 3 starts
 
-        rc, status = launch(
+        rc, status = run_app(
             ROOT,
             {
                 **overrides,
@@ -87,7 +87,7 @@ def test_five_supernodes_on_their_own_folders_match_the_simulation_and_survive_a
 def test_missing_and_duplicated_partition_ids_fail_clearly(tmp_path) -> None:
     lines: list[str] = []
     with local_deployment(tmp_path / "deploy", 3, partition_ids=[0, 0, 2]) as dep:
-        _rc, status = launch(
+        _rc, status = run_app(
             ROOT,
             {
                 "num-nodes": 3,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from flower_dl.config import RunConfig
-from flower_dl.launch.cli import _fitting_topology
+from flower_dl.launch.checks import fitting_topology
 
 from .conftest import TWO_ROUNDS, assert_no_run_folder, run_cli
 
@@ -80,6 +80,6 @@ def test_missing_folders_and_templates_are_refused_before_anything_starts(tmp_pa
 
 def test_deploy_local_suggests_a_topology_that_fits_its_nodes() -> None:
     for n in (2, 3, 4, 5, 7, 12):
-        text = _fitting_topology(n)
+        text = fitting_topology(n)
         topology = text.split("'")[1] if text else "edges"
         RunConfig(num_nodes=n, topology=topology)  # valid: the printed command runs

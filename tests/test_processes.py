@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flower_dl.launch import processes
-from flower_dl.launch.processes import ProcessError, RayHead, flwr_env, local_superlink, wait_for_port
+from flower_dl.launch import superlink
+from flower_dl.launch.processes import ProcessError, wait_for_port
+from flower_dl.launch.superlink import RayHead, flwr_env, local_superlink
 
 
 def _group_alive(pgid: int) -> bool:
@@ -54,7 +55,7 @@ def test_ray_head_starts_in_its_own_temp_dir_and_stops_with_every_process(tmp_pa
 @pytest.mark.e2e
 def test_a_dead_ray_head_stops_the_superlink_and_says_why(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(processes, "RAY_HEAD_MODULE", "flower_dl.no_such_module")
+    monkeypatch.setattr(superlink, "RAY_HEAD_MODULE", "flower_dl.no_such_module")
     with (
         pytest.raises(ProcessError, match=r"Ray head exited with code 1[\s\S]*no_such_module"),
         local_superlink(tmp_path) as env,
@@ -78,7 +79,7 @@ def test_a_users_own_ray_address_is_kept(tmp_path, monkeypatch) -> None:
 @pytest.mark.e2e
 def test_no_ray_head_when_switched_off(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv(processes.RAY_HEAD_ENV, "0")
+    monkeypatch.setenv(superlink.RAY_HEAD_ENV, "0")
     with local_superlink(tmp_path) as env:
         assert "RAY_ADDRESS" not in env  # Flower's simulation starts Ray itself
     assert not (tmp_path / "ray.log").exists()
@@ -94,3 +95,22 @@ def test_the_watchdog_removes_only_flower_dl_temporary_folders(tmp_path):
     remove_dirs({str(ours), str(theirs), str(tmp_path / "flower-dl-gone")})  # a gone one is no error
     assert not ours.exists()
     assert (theirs / "sub" / "f.txt").exists()  # a registered folder not named flower-dl-* is kept
+
+
+def test_the_process_table_gives_parent_session_state_and_name_and_marks_zombies() -> None:
+    import subprocess
+    import sys
+
+    from flower_dl.launch.watchdog import proc_table
+
+    ppid, sid, state, name = proc_table()[os.getpid()]
+    assert (ppid, sid) == (os.getppid(), os.getsid(0)) and state != "Z" and name
+    child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while proc_table().get(child.pid, (0, 0, "", ""))[2] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.1)  # exited, not reaped yet: a zombie
+        assert proc_table()[child.pid][:3] == (os.getpid(), child.pid, "Z")
+    finally:
+        child.wait()
+    assert child.pid not in proc_table()

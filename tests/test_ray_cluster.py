@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from flower_dl.launch.processes import bin_path, free_port, wait_for_port
+from flower_dl.launch.ray_head import ray_private
 
 from .conftest import run_cli
 
@@ -114,15 +115,12 @@ def _gcs(address: str):
     """Ray's view of the cluster, read from its GCS without joining it as a driver.
 
     ``ray.util.state`` would need the head's dashboard; this is what
-    ``ray._private.state.actors()`` reads after ``ray.init`` (private API; flwr
-    pins the Ray version).
+    ``ray._private.state.actors()`` reads after ``ray.init`` (private API,
+    reached through :func:`flower_dl.launch.ray_head.ray_private`).
     """
-    from ray._private.state import GlobalState
-    from ray._raylet import GcsClientOptions
-
-    state = GlobalState()
+    state = ray_private("GlobalState")()
     state._initialize_global_state(
-        GcsClientOptions.create(address, None, allow_cluster_id_nil=True, fetch_cluster_id_if_nil=True)
+        ray_private("GcsClientOptions").create(address, None, allow_cluster_id_nil=True, fetch_cluster_id_if_nil=True)
     )
     return state
 

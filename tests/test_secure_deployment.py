@@ -18,8 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flower_dl.launch import secure
-from flower_dl.launch.processes import launch, local_deployment
+from flower_dl.launch import local_deployment, run_app, secure
 
 from .conftest import ROOT, TWO_ROUNDS, assert_no_run_folder, run_cli
 
@@ -67,7 +66,7 @@ def test_the_secure_deployment_runs_to_the_end_as_the_simulation(tmp_path, sim_t
     lines: list[str] = []
     overrides = {k: int(v) for k, v in (kv.split("=") for kv in TWO_ROUNDS.split())}
     with local_deployment(tmp_path / "deploy", 5, secure=files) as dep:
-        rc, status = launch(
+        rc, status = run_app(
             ROOT,
             {**overrides, "results-dir": str(tmp_path / "results"), "run-name": "secure", "node-wait-timeout": 60.0},
             dep.env,
@@ -97,7 +96,7 @@ def test_an_unregistered_supernode_and_one_trusting_another_ca_are_kept_out(tmp_
     stranger = secure.write_secure_files(1, tmp_path / "stranger")  # another CA, the same file names
     lines: list[str] = []
     with local_deployment(tmp_path / "deploy", 4, secure=files, registered=[0, 1, 3], node_ca={3: stranger.ca}) as dep:
-        _rc, status = launch(
+        _rc, status = run_app(
             ROOT,
             {"num-nodes": 4, "topology": "ring", "num-server-rounds": 1, "local-epochs": 1,
              "results-dir": str(tmp_path / "results"), "node-wait-timeout": 15.0},

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from flower_dl.launch import sweep
-from flower_dl.launch.sweep import Cell, cell_id, expand, parse_grid
+from flower_dl.launch.grid import expand, parse_grid
+from flower_dl.launch.sweep import Cell, cell_id
 from flower_dl.results.events import EventLog
 
 from .conftest import ROOT, TWO_ROUNDS, run_cli
@@ -73,8 +74,10 @@ def _fake_flower(monkeypatch, fail: set[int], interrupt: set[int]) -> list[dict]
             events.record("cell-finished" if ok else "cell-failed", cell=cid, error="boom")
         return 0, "finished:completed"
 
-    monkeypatch.setattr(sweep, "launch", launch)
-    monkeypatch.setattr(sweep, "local_superlink", lambda workdir: contextlib.nullcontext({"FLWR_HOME": str(workdir)}))
+    monkeypatch.setattr(sweep, "run_app", launch)
+    monkeypatch.setattr(
+        sweep, "local_superlink", lambda workdir, **_: contextlib.nullcontext({"FLWR_HOME": str(workdir)})
+    )
     return launched
 
 

@@ -10,89 +10,35 @@ The table is rewritten through a temporary file and an atomic rename after
 each finished cell (:func:`flower_dl.results.files.atomic_write_bytes`): a crash or
 Ctrl-C loses at most the cell in progress and never leaves a half-written table.
 
-The split with the command line: :mod:`flower_dl.launch.cli` parses the grid,
-resolves and validates every cell's config (:class:`Cell`) and checks the
-output folders before anything runs, and prints the progress it is told of;
-:func:`run_sweep` runs the cells (one private SuperLink for all of them,
-each cell launched by :func:`_launch_cell` through
-:func:`flower_dl.launch.processes.launch`), appends their rows and reports each
-cell and each output line through callbacks.
-
-One module although over ~400 lines: grid parsing, the results table and the two ways of
-running cells are one workflow whose resume logic must agree on cell ids and rows.
+The split with the command line: :mod:`flower_dl.launch.cli` parses the grid
+(:mod:`flower_dl.launch.grid`), resolves and validates every cell's config
+(:class:`Cell`) and checks the output folders before anything runs, and prints
+the progress it is told of; :func:`run_sweep` runs the cells (one private
+SuperLink for all of them, each group of cells launched by :func:`_launch_group`
+through :func:`flower_dl.launch.submit.run_app`), appends their rows and
+reports each cell and each output line through callbacks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import os
-import re
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from flower_dl.config import cells_value, config_id
-from flower_dl.launch.processes import launch, local_superlink
+from flower_dl.launch.app_location import source_of
+from flower_dl.launch.submit import run_app
+from flower_dl.launch.superlink import local_superlink
 from flower_dl.results.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 from flower_dl.results.events import EVENTS_FILE, EventReader
 from flower_dl.results.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
 from flower_dl.results.provenance import row_provenance
-
-_PAIR = re.compile(r"""([A-Za-z0-9_.-]+)\s*=\s*(\[[^\]]*\]|'[^']*'|"[^"]*"|[^\s\[]+)""")
-
-
-class SweepError(ValueError):
-    """A malformed grid or results table."""
-
-
-def parse_grid(text: str) -> dict[str, list[Any]]:
-    """``"share-ratio=[0, 0.1] digits-per-node=[2,4] model='cnn'"`` -> ``{key: [values]}``.
-
-    Values are TOML; a scalar is a one-value axis.
-    """
-    grid: dict[str, list[Any]] = {}
-    rest = _PAIR.sub("", text).strip()
-    if rest:
-        raise SweepError(f'--grid: cannot parse {rest!r}; expected key=[v1, v2] pairs, e.g. "share-ratio=[0, 0.1]"')
-    for key, raw in _PAIR.findall(text):
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError as err:
-            raise SweepError(f"--grid: {key}: {raw!r} is not a TOML value or array ({err})") from err
-        grid[key] = value if isinstance(value, list) else [value]
-        if not grid[key]:
-            raise SweepError(f"--grid: {key}: the list of values is empty")
-    return grid
-
-
-def load_grid_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[Any]], dict[str, Any], list[int]]:
-    """A sweep TOML file: ``[grid]`` (lists), optional ``[run-config]`` (fixed values), optional ``seeds``."""
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
-    unknown = set(data) - {"grid", "run-config", "seeds"}
-    if unknown:
-        raise SweepError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: grid, run-config, seeds")
-    grid = {k: (v if isinstance(v, list) else [v]) for k, v in data.get("grid", {}).items()}
-    seeds = data.get("seeds", [])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise SweepError(f"{path}: seeds must be a list of integers")
-    return grid, dict(data.get("run-config", {})), seeds
-
-
-def expand(grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, for every seed (seed varies fastest)."""
-    keys = list(grid)
-    cells = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        for seed in seeds:
-            cells.append({**dict(zip(keys, values)), "seed": seed})
-    return cells
 
 
 def cell_id(run_config: Mapping[str, Any]) -> str:
@@ -271,7 +217,7 @@ def _launch_cell(
     on_line: Callable[[str], None],
 ) -> CellResult:
     """Run one cell as its own Flower simulation (``--separate-runs``); its run folder is ``out_dir/<cell id>``."""
-    rc, status = launch(
+    rc, status = run_app(
         app_dir,
         {**cell.overrides, "results-dir": str(out_dir), "run-name": cell.id, "resume": True},
         env,
@@ -349,7 +295,7 @@ def _launch_group(
         take_events()
 
     try:
-        rc, status = launch(
+        rc, status = run_app(
             app_dir, overrides, env, num_supernodes=int(group[0].run_config["num-nodes"]),
             cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node, on_line=line,
         )  # fmt: skip
@@ -427,7 +373,7 @@ def run_sweep(
         with (
             _tee(log, on_line) as line,
             tempfile.TemporaryDirectory(prefix="flower-dl-sweep-") as tmp,
-            local_superlink(Path(tmp)) as env,
+            local_superlink(Path(tmp), source=source_of(app_dir)) as env,
         ):
             out_dir = runs_dir or default_runs_dir(table)
             resources: _Resources = {"app_dir": app_dir, "cpus_per_node": cpus_per_node, "gpus_per_node": gpus_per_node}

@@ -21,8 +21,8 @@ What it stops
     watchdog's.
 
 How it finds them
-    Every :data:`SCAN` seconds it reads ``/proc/*/stat`` (parent, session,
-    state of every process) and remembers the sessions that hold such
+    Every :data:`SCAN` seconds it reads the process table (parent, session,
+    state of every process, :func:`proc_table` through :mod:`psutil`) and remembers the sessions that hold such
     processes; a session found empty is forgotten, so that its id, once
     reused by an unrelated process, is never mistaken for the command's.
     The command writes each session id on this process's stdin, one a line,
@@ -51,7 +51,7 @@ Who starts it
     program that uses :mod:`flower_dl.launch.processes` itself (the tests, the
     benchmarks) gets one too, which ends with that program.
 
-Linux only (``/proc``); elsewhere :func:`start` and :func:`register` do nothing.
+Linux only (tested there); elsewhere :func:`start` and :func:`register` do nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ import time
 POLL = 0.5
 """Seconds between two looks at the parent."""
 SCAN = 2.0
-"""Seconds between two looks at ``/proc`` (each reads every process's ``stat``: cheap, but not free)."""
+"""Seconds between two looks at the process table (each reads every process's ``stat``: cheap, but not free)."""
 GRACE = 2.0
 """Seconds between SIGTERM and SIGKILL."""
 SUPPORTED = sys.platform.startswith("linux") and os.path.isdir("/proc")
@@ -155,23 +155,24 @@ close = WATCHDOG.close
 
 # ------------------------------------------------------------- the watchdog's side
 def proc_table() -> dict[int, tuple[int, int, str, str]]:
-    """pid -> (parent pid, session id, state, command name) of every process, from ``/proc``."""
+    """pid -> (parent pid, session id, state, name) of every process; state ``"Z"``: a zombie.
+
+    Read through :mod:`psutil`; the session id, which psutil does not give,
+    through :func:`os.getsid`. A process that exits meanwhile is left out.
+    """
+    import psutil  # type: ignore[import-untyped]  # psutil ships no type information
+
     table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["ppid", "status", "name"], ad_value=None):
         try:
-            fd = os.open(f"/proc/{entry.name}/stat", os.O_RDONLY)
-            try:
-                raw = os.read(fd, 4096)
-            finally:
-                os.close(fd)
+            sid = os.getsid(proc.pid)
         except OSError:
             continue  # exited meanwhile
-        head, _, rest = raw.rpartition(b")")  # the name may hold spaces and parentheses
-        fields = rest.split()  # state ppid pgrp session ...
-        name = head.partition(b"(")[2].decode(errors="replace")
-        table[int(entry.name)] = (int(fields[1]), int(fields[3]), fields[0].decode(), name)
+        info = proc.info
+        if info["ppid"] is None:
+            continue  # vanished between the two reads
+        state = "Z" if info["status"] == psutil.STATUS_ZOMBIE else str(info["status"] or "?")
+        table[proc.pid] = (int(info["ppid"]), sid, state, str(info["name"] or "?"))
     return table
 
 

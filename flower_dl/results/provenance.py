@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ import flower_dl
 
 _LIBRARIES: dict[str, str] = {"flwr-version": "flwr", "torch-version": "torch", "numpy-version": "numpy"}
 """Provenance column -> the distribution whose version it holds."""
+SOURCE_ENV = "FLOWER_DL_SOURCE"
+"""The checkout the launcher ran the app from (set for the SuperLink's processes): looked at first."""
 
 
 def array_digest(*arrays: np.ndarray) -> str:
@@ -79,12 +82,15 @@ def version_of(distribution: str) -> str:
 
 
 def _source_dirs() -> list[Path]:
-    """Where flower-dl's code may be checked out: beside the imported package, and an editable install's source.
+    """Where flower-dl's code may be checked out: the launched one, beside the imported package, an editable install's.
 
-    A ServerApp runs from Flower's copy of the app (no ``.git`` there); the
-    editable install records the checkout it was made from.
+    A ServerApp runs from Flower's copy of the app (no ``.git`` there), so
+    the launcher names the folder it launched in :data:`SOURCE_ENV`; the
+    editable install records the checkout it was made from, which may be
+    another one (a second worktree run with ``PYTHONPATH``).
     """
-    dirs = [Path(flower_dl.__file__).resolve().parent.parent]
+    launched = [Path(os.environ[SOURCE_ENV])] if os.environ.get(SOURCE_ENV) else []
+    dirs = [*launched, Path(flower_dl.__file__).resolve().parent.parent]
     try:
         direct = metadata.distribution("flower-dl").read_text("direct_url.json")
     except metadata.PackageNotFoundError:
