@@ -1,41 +1,37 @@
-"""A node's state, in one place: its data, what it received and sent, its exchange keys.
+"""A node's state as a handler sees it: its config, its place, its data, its training set.
 
 Two kinds of state, kept apart on purpose:
 
 * What must outlive a message lives in the node's Flower context state
-  (``context.state``): the samples it received, the summaries of what it sent,
-  its exchange key pair. A SuperNode runs every message in a fresh process,
-  so nothing else survives from the exchange phase to training. Each record is
-  keyed by the *cell* (a hash of the run config, :meth:`RunConfig.cell_id`),
-  so that runs of different configs never see each other's state; a node
-  drops other cells' records when it is identified for a new one.
+  (:mod:`flower_dl.node.stored`): the samples it received, the summaries of
+  what it sent, its exchange key pair, keyed by the run config's cell.
 * What is derived from it (the decoded dataset or the node's own folder
   (``dataset = "folder"``, :mod:`flower_dl.data.folders`), the node's partition, its
   training set and tensors, the test tensors) is kept in one per-process
-  cache, :data:`CACHE`, keyed by everything it depends on. A simulation worker
-  serves many nodes and many rounds: it builds each node's tensors once.
+  cache, :data:`CACHE` (:mod:`flower_dl.node.process`), keyed by everything it depends on.
 
-One module although over ~400 lines (a sixth of them docstrings): the issue
-asks for a node's state in one place, and :class:`Node` is that place.
+A node reads its run config from each message and its node config
+(:class:`flower_dl.config.NodeConfig`: ``partition-id``, ``data-dir``,
+``identity-key``, ...) from its context, each checked once per process.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message
+from flwr.app import ArrayRecord, Context, Message
 
 from flower_dl import protocol
-from flower_dl.config import RunConfig
+from flower_dl.config import NodeConfig, RunConfig
 from flower_dl.data.datasets import ImageData, input_shape, load_dataset, partition_indices
 from flower_dl.data.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
-from flower_dl.exchange import crypto, identity
+from flower_dl.exchange import identity
 from flower_dl.exchange import plan as exchange
+from flower_dl.node.process import CACHE, CacheKey, ProcessCache, device, device_name, seed_of, seed_torch
+from flower_dl.node.stored import _RECEIVED_DIGEST, StoredState
 from flower_dl.privacy.mechanisms import check_mixup_size
 from flower_dl.privacy.membership import attack_samples, attack_supply, public_split
 from flower_dl.results.provenance import array_digest
@@ -43,86 +39,22 @@ from flower_dl.results.provenance import array_digest
 if TYPE_CHECKING:
     import torch
 
-_RECEIVED = "received"
-_RECEIVED_DIGEST = "received-digest"
-_SENT = "sent"
-_KEYS = "exchange-keys"
-_REFERENCE = "reference-model"
-
-
-CacheKey = tuple[Hashable, ...]
-"""A cache key: a tuple whose first item names the kind of object (``("train-set", ...)``)."""
-
-
-class ProcessCache:
-    """A small least-recently-used cache of built objects, keyed by what they depend on."""
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, Any] = OrderedDict()
-
-    def get(self, key: CacheKey, build: Callable[[], Any]) -> Any:
-        """The object for ``key``, built by ``build()`` on first use."""
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        value = self._entries[key] = build()
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        return value
-
-    def drop(self, keep: Callable[[CacheKey], bool]) -> None:
-        """Forget every entry whose key ``keep`` rejects."""
-        for key in [k for k in self._entries if not keep(k)]:
-            del self._entries[key]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
-CACHE = ProcessCache()
-"""The process's one cache (datasets, partitions, nodes' training sets and tensors)."""
-
-
-def device():  # -> torch.device
-    """The GPU when this process was given one (e.g. ``client-resources-num-gpus``), else the CPU."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def device_name(dev) -> str:  # dev: torch.device
-    """``"cpu"``, or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: the device a node trained on, for provenance."""
-    if dev.type != "cuda":
-        return str(dev.type)
-
-    def name() -> str:
-        import torch
-
-        index = dev.index if dev.index is not None else torch.cuda.current_device()
-        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-
-    return CACHE.get(("device-name", str(dev)), name)
-
-
-def seed_torch(seed: int, dev) -> None:  # dev: torch.device
-    """Seed torch's global generator (dropout masks) before local training.
-
-    On the CPU only its generator: ``torch.manual_seed`` also queues seeding
-    every GPU backend, formatting a stack trace for each, in every message.
-    """
-    import torch
-
-    if dev.type == "cuda":
-        torch.manual_seed(seed)
-    else:
-        torch.default_generator.manual_seed(seed)
-
-
-def seed_of(*parts: int) -> int:
-    """A 32-bit seed derived from integers (the run's seed, a partition-id, a round, ...)."""
-    digest = hashlib.sha256(",".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+__all__ = [
+    "CACHE",
+    "CacheKey",
+    "DataSpec",
+    "Node",
+    "ProcessCache",
+    "TrainSet",
+    "device",
+    "device_name",
+    "node_config_of",
+    "node_for",
+    "partition_id_of",
+    "run_config_of",
+    "seed_of",
+    "seed_torch",
+]
 
 
 @dataclass(frozen=True)
@@ -148,7 +80,7 @@ class TrainSet:
 
 
 @dataclass
-class Node:
+class Node(StoredState):
     """One node as a handler sees it: its config, its place, its data and its stored state."""
 
     context: Context
@@ -172,10 +104,15 @@ class Node:
             return ("folder", self.folder_path(), cfg.test_dir, cfg.image_size, self.partition_id)
         return ("dataset", cfg.dataset, cfg.data_dir, cfg.image_size, cfg.image_column, cfg.label_column)
 
+    @property
+    def node_config(self) -> NodeConfig:
+        """The node's own settings (``data-dir``, ``identity-key``, ``peer-keys``), checked once per process."""
+        return node_config_of(self.context, self.cfg.num_nodes)
+
     def folder_path(self) -> str:
         """The node's own folder: its node config's ``data-dir``, else the run config's template filled in."""
-        node_dir = self.context.node_config.get("data-dir")
-        return resolve_data_dir(str(node_dir or ""), self.cfg.data_dir, self.partition_id, self.cfg.num_nodes)
+        node_dir = self.node_config.data_dir
+        return resolve_data_dir(node_dir, self.cfg.data_dir, self.partition_id, self.cfg.num_nodes)
 
     def folder(self) -> FolderData:
         """The node's own folder, read and checked once per process (``dataset = "folder"``)."""
@@ -368,97 +305,16 @@ class Node:
         )
         return load_model(name, arrays, dev, into=module)
 
-    # --------------------------------------------------------- stored state
-    def _key(self, name: str) -> str:
-        return f"{name}:{self.cell}"
-
-    def start_cell(self) -> None:
-        """Forget the stored state of every other cell (the node now serves this one)."""
-        for key in list(self.context.state.keys()):
-            name, _, cell = key.partition(":")
-            ours = name in (_RECEIVED, _RECEIVED_DIGEST, _SENT, _KEYS) or name.startswith(_REFERENCE)
-            if ours and cell != self.cell:
-                del self.context.state[key]
-
+    # ------------------------------------------------------------ identity
     def identity(self):  # -> Ed25519PrivateKey | None
         """The node's long-term signing key, if its node config names an ``identity-key`` file."""
-        path = self.context.node_config.get("identity-key")
-        return None if not path else CACHE.get(("identity", str(path)), lambda: identity.load_identity(str(path)))
+        path = self.node_config.identity_key
+        return None if not path else CACHE.get(("identity", path), lambda: identity.load_identity(path))
 
     def peer_keys(self):  # -> dict[int, Ed25519PublicKey] | None
         """The peers' long-term public keys, if its node config names a ``peer-keys`` file."""
-        path = self.context.node_config.get("peer-keys")
-        return None if not path else CACHE.get(("peer-keys", str(path)), lambda: identity.load_peer_keys(str(path)))
-
-    def key_pair(self) -> crypto.KeyPair:
-        """The node's X25519 key pair for this cell's exchange, made once and kept in its state."""
-        stored = self.context.state.get(self._key(_KEYS))
-        if stored is None:
-            keys = crypto.KeyPair.generate()
-            self.context.state[self._key(_KEYS)] = ConfigRecord({"private": keys.private_bytes})
-            return keys
-        return crypto.KeyPair.from_private_bytes(cast(bytes, stored["private"]))
-
-    def store_received(self, arrays: dict[str, np.ndarray]) -> None:
-        """Keep the decrypted ``ids``/``src``/``images``/``labels`` of what the neighbours sent."""
-        self.context.state[self._key(_RECEIVED)] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-        # the training set's cache key, kept so that a train message need not decode what was received
-        self.context.state[self._key(_RECEIVED_DIGEST)] = ConfigRecord(
-            {"digest": _digest(arrays["ids"], arrays["src"])}
-        )
-
-    def received(self) -> dict[str, np.ndarray] | None:
-        record = cast("ArrayRecord | None", self.context.state.get(self._key(_RECEIVED)))
-        return None if record is None else {k: record[k].numpy() for k in record}
-
-    def received_ids(self) -> dict[int, np.ndarray]:
-        """Source -> ids of everything received from it (before deduplication)."""
-        received = self.received()
-        if received is None:
-            return {}
-        return {int(src): received["ids"][received["src"] == src] for src in np.unique(received["src"])}
-
-    def store_sent(
-        self,
-        ids: dict[int, np.ndarray],
-        intensity: dict[int, np.ndarray],
-        labels: dict[int, np.ndarray],
-        nn_distance: dict[int, float],
-    ) -> None:
-        """Keep, per share key, the ids of what was sent, its distributions and its distance to real images."""
-        record = ArrayRecord()
-        for key in ids:
-            record[f"ids:{key}"] = Array(np.asarray(ids[key], dtype=np.int64))
-            record[f"intensity:{key}"] = Array(intensity[key])
-            record[f"labels:{key}"] = Array(labels[key])
-            record[f"nn-distance:{key}"] = Array(np.array([nn_distance[key]], dtype=np.float64))
-        self.context.state[self._key(_SENT)] = record
-
-    def sent(self, what: str) -> dict[int, np.ndarray]:
-        """Share key -> the ``ids``, ``intensity`` or ``labels`` of what was sent (empty: nothing drawn)."""
-        record = cast("ArrayRecord | None", self.context.state.get(self._key(_SENT)))
-        if record is None:
-            return {}
-        prefix = f"{what}:"
-        return {int(k.split(":", 1)[1]): record[k].numpy() for k in record if k.startswith(prefix)}
-
-    def stored_reference(self, k: int) -> tuple[int, ArrayRecord] | None:
-        """Reference model ``k`` as an earlier message left it: its chunks of training done, and its weights."""
-        done = self.context.state.get(self._key(f"{_REFERENCE}-{k}-done"))
-        if done is None:
-            return None
-        return int(cast(int, done["done"])), cast(ArrayRecord, self.context.state[self._key(f"{_REFERENCE}-{k}")])
-
-    def store_reference(self, k: int, done: int, model) -> None:  # model: torch.nn.Module
-        """Keep reference model ``k``'s weights after ``done`` chunks, for the node's next message in any process.
-
-        In a simulation a node's messages land in whichever worker is free,
-        and a SuperNode runs each in a fresh process: without this, the final
-        evaluation would train again the models its last ``train`` message
-        trained.
-        """
-        self.context.state[self._key(f"{_REFERENCE}-{k}")] = ArrayRecord(model.state_dict())
-        self.context.state[self._key(f"{_REFERENCE}-{k}-done")] = ConfigRecord({"done": done})
+        path = self.node_config.peer_keys
+        return None if not path else CACHE.get(("peer-keys", path), lambda: identity.load_peer_keys(path))
 
     # -------------------------------------------------------- training set
     def _train_key(self) -> CacheKey:
@@ -516,14 +372,19 @@ class Node:
         return train_x, train_y, test_x, test_y
 
 
-def _digest(*arrays: np.ndarray) -> str:
-    h = hashlib.sha1()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
 # ------------------------------------------------------------------ lookup
+def _items(mapping) -> tuple[tuple[str, Hashable], ...]:
+    return tuple(sorted(mapping.items()))
+
+
+def node_config_of(context: Context, num_nodes: int) -> NodeConfig:
+    """The node's validated node config (once per process and node config), checked against ``num-nodes``."""
+    key = ("node-config", _items(context.node_config), num_nodes, context.node_id)
+    return CACHE.get(
+        key, lambda: NodeConfig.from_node_config(context.node_config, num_nodes=num_nodes, node=context.node_id)
+    )
+
+
 def run_config_of(msg: Message, context: Context) -> RunConfig:
     """The validated run config a message carries (once per process and config).
 
@@ -531,36 +392,18 @@ def run_config_of(msg: Message, context: Context) -> RunConfig:
     precedence over the run config's.
     """
     run_config = protocol.run_config_of(msg)
-    node_dir = context.node_config.get("data-dir")
 
     def build() -> RunConfig:
         cfg = RunConfig.from_run_config(run_config)
-        return cfg.replace(data_dir=str(node_dir)) if node_dir else cfg
+        node_dir = node_config_of(context, cfg.num_nodes).data_dir
+        return cfg.replace(data_dir=node_dir) if node_dir else cfg
 
-    return CACHE.get(("config", tuple(sorted(run_config.items())), node_dir), build)
+    return CACHE.get(("config", _items(run_config), _items(context.node_config), context.node_id), build)
 
 
 def partition_id_of(context: Context, cfg: RunConfig) -> int:
     """The node's topology position, from its node config, checked against ``num-nodes``."""
-    node_config = context.node_config
-    if "partition-id" not in node_config:
-        raise ValueError(
-            "node config: 'partition-id' is missing; start the SuperNode with "
-            '--node-config "partition-id=<0..num-nodes-1> num-partitions=<num-nodes>"'
-        )
-    pid = node_config["partition-id"]
-    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < cfg.num_nodes:
-        raise ValueError(
-            f"node config: partition-id {pid!r} is out of range; allowed: 0..{cfg.num_nodes - 1} "
-            f"(num-nodes = {cfg.num_nodes})"
-        )
-    num_partitions = node_config.get("num-partitions", cfg.num_nodes)
-    if num_partitions != cfg.num_nodes:
-        raise ValueError(
-            f"node config: num-partitions {num_partitions!r} differs from run config num-nodes "
-            f"{cfg.num_nodes}; they must be equal"
-        )
-    return int(pid)
+    return node_config_of(context, cfg.num_nodes).partition_id
 
 
 def node_for(msg: Message, context: Context) -> Node:

@@ -65,7 +65,7 @@ class DPSGD:
 
     def __post_init__(self) -> None:
         # inf is accepted here (clipping that never bites: a test's handle on the plain loop); the run
-        # config's finite bound is enforced by check_values
+        # config's finite bound is enforced by its schema (flower_dl.config)
         if not self.clip > 0:
             raise ValueError(f"DPSGD.clip: {self.clip!r} is out of range; allowed: a number > 0")
         if not (self.noise_multiplier >= 0 and math.isfinite(self.noise_multiplier)):
@@ -84,7 +84,9 @@ def _check_number(key: str, value: object, allowed: str, ok: Callable[[float], b
 
 
 def check_values(clip: object, noise_multiplier: object, delta: object) -> None:
-    """Check the DP run-config values before any training, so that a bad one stops a run with a message.
+    """Check DP-SGD's values (``dp-clip``, ``dp-noise-multiplier``, ``dp-delta``) given outside a run config.
+
+    A run config's are checked by its schema (:mod:`flower_dl.config`), with the same bounds.
 
     Raises
     ------
@@ -106,7 +108,9 @@ Gaussian mechanism's sensitivity ``clip / n`` holds for (Flower's own accountant
 
 
 def check_central_values(noise_multiplier: object, clip: object, strategy: str) -> None:
-    """Check the central-DP run-config values before any training.
+    """Check central DP's values given outside a run config.
+
+    A run config's are checked by its schema (:mod:`flower_dl.config`), then by :func:`check_central_strategy`.
 
     Raises
     ------
@@ -121,7 +125,21 @@ def check_central_values(noise_multiplier: object, clip: object, strategy: str) 
         lambda v: math.isfinite(v) and v >= 0,
     )  # fmt: skip
     _check_number("central-dp-clip", clip, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
-    if float(noise_multiplier) > 0 and strategy not in CENTRAL_STRATEGIES:  # type: ignore[arg-type]  # a real number: _check_number passed it
+    check_central_strategy(noise_multiplier, strategy)  # type: ignore[arg-type]  # a real number: _check_number passed it
+
+
+def check_central_strategy(noise_multiplier: float, strategy: str) -> None:
+    """What central DP asks of ``central-dp-noise-multiplier`` and ``strategy`` together.
+
+    Each value is already valid on its own (the run config's schema, :mod:`flower_dl.config`, checked it,
+    or :func:`check_central_values`): noise needs a strategy in :data:`CENTRAL_STRATEGIES`.
+
+    Raises
+    ------
+    ValueError
+        Naming ``central-dp-noise-multiplier``, its value, the strategy and what is allowed.
+    """
+    if noise_multiplier > 0 and strategy not in CENTRAL_STRATEGIES:
         raise ValueError(
             f"central-dp-noise-multiplier: {noise_multiplier!r} with strategy {strategy!r}; allowed: central DP "
             f"with a parameter-server strategy averaging by FedAvg's mean ({', '.join(CENTRAL_STRATEGIES)}), "

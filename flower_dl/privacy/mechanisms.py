@@ -61,12 +61,13 @@ MAX_NODES = 2 ** (63 - NODE_SHIFT)
 
 # ------------------------------------------------------------------ validation
 def check_mechanism(mechanism: str, noise_std: float, mixup_size: int) -> None:
-    """Validate ``exchange-mechanism``, ``exchange-noise`` and ``mixup-size`` together.
+    """Validate ``exchange-mechanism``, ``exchange-noise`` and ``mixup-size`` before a mechanism is applied.
 
-    All three are checked whatever the mechanism, so a bad value is refused
-    even while it is not in use (a sweep that later switches mechanism would
-    otherwise fail half-way). Whether ``mixup-size`` fits a node's classes
-    depends on the node's data: :func:`check_mixup_size`.
+    The guard of :func:`apply_mechanism`, which anyone may call; a run config's
+    values are checked once by its schema (:mod:`flower_dl.config`), with the
+    same bounds. All three are checked whatever the mechanism. Whether
+    ``mixup-size`` fits a node's classes depends on the node's data:
+    :func:`check_mixup_size`.
     """
     if mechanism not in MECHANISMS:
         raise ValueError(

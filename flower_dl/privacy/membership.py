@@ -322,14 +322,14 @@ def public_split(num_test: int, nonmembers: np.ndarray, seed: int, *, node: int)
 
 
 def check_mia_reference_models(value: object) -> int:
-    """Validate ``mia-reference-models``: how many reference models the strong attack trains (0: none, no RMIA)."""
+    """Validate ``mia-reference-models`` given outside a run config (a run config's: its schema, :mod:`flower_dl.config`)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
         raise ValueError(f"mia-reference-models: {value!r} must be an integer >= 0 (0: no RMIA)")
     return int(value)
 
 
 def check_mia_every(value: object) -> int:
-    """Validate ``mia-every``: the model a node sends is attacked every this many rounds (and in the last)."""
+    """Validate ``mia-every`` given outside a run config (a run config's: its schema, :mod:`flower_dl.config`)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
         raise ValueError(f"mia-every: {value!r} must be an integer >= 1 (rounds; the last round is always attacked)")
     return int(value)

@@ -113,7 +113,11 @@ def parse_edges(spec: str, num_nodes: int) -> list[tuple[int, int]]:
     >>> parse_edges("0-1,0-2, 2-4", 5)
     [(0, 1), (0, 2), (2, 4)]
     """
-    n = _check_num_nodes(num_nodes)
+    return _parse_edges(spec, _check_num_nodes(num_nodes))
+
+
+def _parse_edges(spec: object, n: int) -> list[tuple[int, int]]:
+    """:func:`parse_edges` for a ``num_nodes`` already known to be an integer >= 2."""
     if not isinstance(spec, str):
         raise TopologyError(
             f"edges: {spec!r} is not a string; expected comma-separated 'i-j' pairs (example: {_EDGE_EXAMPLE})"
@@ -221,7 +225,7 @@ def _check_edge_list(num_nodes: int, edges: str) -> None:
     one line instead: a list of thousands of isolated nodes would hide it.
     """
     n = num_nodes
-    groups = _edge_groups(parse_edges(edges, n))
+    groups = _edge_groups(_parse_edges(edges, n))
     named = {v for component in groups.values() for v in component}
     count = len(groups) + n - len(named)
     if count == 1:
@@ -278,17 +282,17 @@ def _check_torus(num_nodes: int) -> None:
     )
 
 
-def _check_erdos_renyi(num_nodes: int, prob: object) -> None:
+def _check_erdos_renyi(num_nodes: int, prob: float) -> None:
     n = num_nodes
-    if _check_prob(prob) == 0.0:
+    if float(prob) == 0.0:
         raise TopologyError(
             f"edge-prob: {prob!r} gives a graph without edges, never connected; allowed: 0 < edge-prob <= 1 "
             f"(about ln(n)/n = {math.log(n) / n:.3g} or more on {n} nodes)"
         )
 
 
-def _check_k_regular(num_nodes: int, degree: object) -> None:
-    n, d = num_nodes, _check_degree(degree)
+def _check_k_regular(num_nodes: int, degree: int) -> None:
+    n, d = num_nodes, int(degree)
     if n == 2:
         allowed, valid = "degree 1", d == 1
     else:
@@ -307,17 +311,16 @@ def _check_k_regular(num_nodes: int, degree: object) -> None:
     raise TopologyError(f"degree: {d} is invalid for a k-regular graph on {n} nodes; allowed: {allowed} ({why})")
 
 
-def _check_small_world(num_nodes: int, degree: object, prob: object) -> None:
+def _check_small_world(num_nodes: int, degree: int, prob: float) -> None:  # prob: any value in [0, 1]
     n = num_nodes
     if n < 3:
         raise TopologyError(f"num-nodes: {n} is too small for a small-world graph; allowed: an integer >= 3")
-    d = _check_degree(degree)
+    d = int(degree)
     if d < 2 or d >= n or d % 2:
         raise TopologyError(
             f"degree: {d} is invalid for a small-world graph on {n} nodes; allowed: an "
             f"even degree with 2 <= degree < num-nodes ({n}) (degree/2 neighbours per side)"
         )
-    _check_prob(prob)
 
 
 # ---------------------------------------------------------------------------
@@ -330,7 +333,10 @@ SCHEDULES: tuple[str, ...] = MIXING_SCHEDULES.names()
 
 
 def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> None:
-    """Check the run-config values ``mixing-schedule`` and, for ``epidemic``, ``epidemic-peers``.
+    """Check ``mixing-schedule`` and, for ``epidemic``, ``epidemic-peers``, given outside a run config.
+
+    A run config's are checked by its schema (:mod:`flower_dl.config`), then by
+    :func:`check_epidemic_peers`; this is the guard of the schedules' own functions.
 
     ``epidemic-peers`` is checked only for ``epidemic``, the one schedule that
     reads it, because its allowed range depends on ``num-nodes``: a default of
@@ -364,12 +370,27 @@ def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> 
             raise ValueError(
                 f"epidemic-peers: {epidemic_peers!r} must be an integer in 1..num-nodes-1 (num-nodes is {num_nodes})"
             )
-        if not 1 <= int(epidemic_peers) <= num_nodes - 1:
-            raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
+        check_epidemic_peers(schedule, num_nodes, int(epidemic_peers))
+
+
+def check_epidemic_peers(schedule: str, num_nodes: int, epidemic_peers: int) -> None:
+    """What ``epidemic`` asks of ``epidemic-peers`` and ``num-nodes`` together: ``1..num-nodes-1`` peers.
+
+    Only ``epidemic`` reads ``epidemic-peers``, so no other schedule is held to it: a default of a
+    10-node sweep must not fail a 3-node run of another schedule. The values are already valid on their
+    own (the run config's schema checked them, or :func:`check_schedule`).
+
+    Raises
+    ------
+    ValueError
+        ``"epidemic-peers: 0 is outside 1..num-nodes-1 (num-nodes is 5)"``.
+    """
+    if schedule == "epidemic" and not 1 <= epidemic_peers <= num_nodes - 1:
+        raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
 
 
 def check_gossip_steps(steps: object) -> None:
-    """Check the run-config value ``gossip-steps`` (gossip steps per round): an integer >= 1.
+    """Check ``gossip-steps`` (gossip steps per round) given outside a run config: an integer >= 1.
 
     Raises
     ------

@@ -60,11 +60,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypeGuard, cast
+from typing import cast
 
 import numpy as np
 
 from flower_dl import registry
+from flower_dl.topology.checks import _is_int
 
 COMPRESSORS: tuple[str, ...] = registry.COMPRESSORS.names()
 """Names accepted by the run-config key ``compression``."""
@@ -77,20 +78,16 @@ _BLOCK_ROWS = 64
 
 
 # ---------------------------------------------------------------------------
-# run-config checks
+# parameter checks
 # ---------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> TypeGuard[int | np.integer]:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def check_compression(method: object, ratio: object, levels: object) -> None:
-    """Check the run-config values ``compression``, ``compression-ratio`` and ``qsgd-levels``.
+    """Check a compressor's ``compression``, ``compression-ratio`` and ``qsgd-levels`` before it is used.
 
-    All three are checked whatever the method, because all three are always in
-    the run config (with defaults); a value that is wrong now would fail later
-    when a sweep switches the method.
+    The guard of this module's functions, which anyone may call; a run config's
+    values are checked once by its schema (:mod:`flower_dl.config`), with the
+    same bounds. All three are checked whatever the method.
 
     Parameters
     ----------

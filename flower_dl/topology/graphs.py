@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 from flower_dl.topology.checks import (
     STUDY_EDGES,
     TopologyError,
+    _check_degree,
     _check_edge_list,
     _check_erdos_renyi,
     _check_k_regular,
     _check_num_nodes,
+    _check_prob,
     _check_ring,
     _check_seed,
     _check_small_world,
@@ -214,8 +216,9 @@ class GraphFamily:
         ``0..num_nodes-1``; assumes parameters that ``check`` accepted.
     check : callable
         ``check(num_nodes, **params) -> None`` with ``params`` minus ``seed``;
-        pure Python, raises :class:`TopologyError`.  ``num_nodes`` is already
-        an integer >= 2.
+        pure Python, raises :class:`TopologyError`.  Each value is already
+        valid on its own (``num_nodes`` an integer >= 2, ``degree`` an integer,
+        ``prob`` in ``[0, 1]``): it checks what the family asks of them together.
     params : tuple of str
         The keyword parameters of :func:`build_graph` the family reads, out of
         ``edges``, ``degree``, ``prob`` and ``seed``; only these are checked
@@ -255,9 +258,10 @@ def check_topology(
 ) -> None:
     """Check a topology name and the parameters it reads, without building it.
 
-    Pure Python (no networkx import), so that every process can check its run
-    config cheaply, and so that a bad config fails before any graph, data or
-    model is made.  :func:`build_graph` runs exactly these checks.
+    Pure Python (no networkx import), so that a bad topology fails before any
+    graph, data or model is made.  :func:`build_graph` runs exactly these
+    checks: first each value the family reads on its own (its type and range),
+    then :func:`check_family`.
 
     Parameters
     ----------
@@ -284,12 +288,46 @@ def check_topology(
         allowed.  Random families can still fail in :func:`build_graph` when no
         connected sample turns up, which only sampling can tell.
     """
-    if not isinstance(name, str) or name not in BUILDERS:
-        raise TopologyError(f"topology: {name!r} is not a known topology; allowed: {', '.join(TOPOLOGIES)}")
+    _check_name(name)
     n = _check_num_nodes(num_nodes)
+    params = BUILDERS[name].params
+    if "degree" in params:
+        _check_degree(degree)
+    if "prob" in params:
+        _check_prob(prob)
+    check_family(name, n, edges=edges, degree=degree, prob=prob)
+
+
+def check_family(name: str, num_nodes: int, *, edges: str, degree: int, prob: float) -> None:
+    """What a topology asks of its parameters together, each value already valid on its own.
+
+    The run config checks each key's type and range once (its schema, :mod:`flower_dl.config`) and then
+    only this; :func:`check_topology` checks them itself first, for callers that did not.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`TOPOLOGIES`.
+    num_nodes : int
+        An integer >= 2.
+    edges, degree, prob
+        As for :func:`check_topology`; only those the family reads are looked at (``degree`` an
+        integer, ``prob`` a number in ``[0, 1]``).
+
+    Raises
+    ------
+    TopologyError
+        Naming the key, the value and what this topology allows (``num-nodes: 7 cannot be laid out
+        as a torus; ...``, a disconnected edge list, a degree a k-regular graph cannot have).
+    """
     family = BUILDERS[name]
     given = {"edges": edges, "degree": degree, "prob": prob}
-    family.check(n, **{key: given[key] for key in family.params if key in given})
+    family.check(num_nodes, **{key: given[key] for key in family.params if key in given})
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or name not in BUILDERS:
+        raise TopologyError(f"topology: {name!r} is not a known topology; allowed: {', '.join(TOPOLOGIES)}")
 
 
 def build_graph(
