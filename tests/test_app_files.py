@@ -50,6 +50,6 @@ def test_a_venv_results_and_hidden_folders_are_not_walked_or_staged(tmp_path):
     staged = stage_app(app, tmp_path / "staged")
     found = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert found == [
-        "README.md", "flower_dl/lib/util.py", "flower_dl/server/app.py", "flower_dl/sub/helpers.py", "pyproject.toml",
+        "README.md", "flower_dl/lib/util.py", "flower_dl/server_app.py", "flower_dl/sub/helpers.py", "pyproject.toml",
     ]  # fmt: skip
     assert (staged / "flower_dl" / "server_app.py").read_text() == "x = 1\n"
