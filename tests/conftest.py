@@ -8,12 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from flwr.app import Context, Error, Message, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Error, Message, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import protocol
@@ -22,18 +24,18 @@ from flower_dl.node import app as client_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
-E2E = (
-    "e2e: starts Flower, Ray or SuperNode processes (flwr run / flower-superlink / flower-supernode / ray start / "
-    "the flower-dl CLI that launches them); deselect with -m 'not e2e' for a quick loop"
-)
 STARTS_FLOWER = ("run", "sweep", "deploy-local")
 """The ``flower-dl`` commands that start Flower once their checks pass (a refusal exits 2 before anything starts)."""
+FLOWER_AND_RAY = frozenset(
+    {"flwr", "flower-superlink", "flower-supernode", "flower-superexec", "flower-simulation", "ray"}
+)
+"""Programs that are (or start) Flower, Ray or SuperNode processes."""
+RAY_HEAD_MODULE = "flower_dl.launch.ray_head"
+CLI_MODULE = "flower_dl.launch.cli"
 _in_e2e_test = False
 """Whether the test being set up or run is marked ``e2e`` (:func:`run_cli` refuses to start Flower otherwise)."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", E2E)
+_in_run_cli = False
+"""Whether :func:`run_cli` is starting the command line (it checks what it started itself, by the exit code)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,6 +57,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _in_e2e_test = item.get_closest_marker("e2e") is not None
 
 
+def starts_flower(args) -> str | None:
+    """What of Flower or Ray the command ``args`` (as ``subprocess.Popen`` takes it) starts, or None.
+
+    A Flower or Ray program, the Ray head of :mod:`flower_dl.launch.processes`, or
+    ``flower-dl run`` / ``sweep`` / ``deploy-local`` run as a module.
+    """
+    argv = shlex.split(args) if isinstance(args, str) else [os.fsdecode(a) for a in args]
+    if not argv:
+        return None
+    if Path(argv[0]).name in FLOWER_AND_RAY:
+        return Path(argv[0]).name
+    if "-m" not in argv[:-1]:
+        return None
+    module, rest = argv[argv.index("-m") + 1], argv[argv.index("-m") + 2 :]
+    if module == RAY_HEAD_MODULE:
+        return module
+    if module == CLI_MODULE and rest and rest[0] in STARTS_FLOWER:
+        return f"flower-dl {rest[0]}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _flower_only_in_e2e_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked ``e2e`` fails, before anything starts, when it starts a Flower or Ray process.
+
+    The command line is the exception when :func:`run_cli` starts it: a refusal
+    starts nothing, and :func:`run_cli` fails the test once the command got past its checks.
+    """
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def guarded(self, args, *rest, **kwargs) -> None:
+        started = starts_flower(args)
+        if started is not None and not (_in_run_cli and started.startswith("flower-dl ")):
+            pytest.fail(f"this test starts {started} (a Flower or Ray process): mark it @pytest.mark.e2e")
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+
+
 def python_output(code: str, timeout: float = 120) -> str:
     """What ``python -c code`` prints in a fresh interpreter (e.g. which modules an import pulls in)."""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
@@ -67,20 +110,36 @@ def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
 
     ``run``, ``sweep`` or ``deploy-local`` past its checks (any exit code but 2) fails a test not marked ``e2e``.
     """
-    proc = subprocess.run(
-        [sys.executable, "-m", "flower_dl.launch.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    global _in_run_cli
+    _in_run_cli = True
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", CLI_MODULE, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+    finally:
+        _in_run_cli = False
     if args and args[0] in STARTS_FLOWER and proc.returncode != 2 and not _in_e2e_test:
         pytest.fail(
             f"flower-dl {args[0]} got past its checks (exit code {proc.returncode}), so it started Flower: "
             "mark the test @pytest.mark.e2e"
         )
     return proc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """torch on one thread, as in a simulation worker: on a few shared cores, more threads only wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -91,6 +150,35 @@ def private_cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("flower-dl-cache")
     os.environ[CACHE_DIR_ENV] = str(path)
     return path
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """``array`` (unsigned bytes) as an uncompressed IDX file, the format of MNIST's four files."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+SMALL_MNIST_PER_CLASS = (80, 20)
+"""Train and test images a class in :func:`small_mnist` (mnist-5k has 400 and 100)."""
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory) -> str:
+    """An MNIST-format folder (``dataset='mnist'``) of a fifth of mnist-5k's real digits, the same for every class.
+
+    For in-process runs whose checks compare runs with each other (a resumed run with the
+    uninterrupted one), not with the study's numbers: training on a fifth of the data takes a fifth of the time.
+    """
+    from flower_dl.data.datasets import IDX_FILES, load_dataset
+
+    data = load_dataset("mnist-5k")
+    folder = tmp_path_factory.mktemp("small-mnist")
+    for split, per_class in zip(("train", "test"), SMALL_MNIST_PER_CLASS):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(data.num_classes)]))
+        write_idx(folder / IDX_FILES[f"{split}_images"], images[keep])
+        write_idx(folder / IDX_FILES[f"{split}_labels"], labels[keep])
+    return str(folder)
 
 
 @pytest.fixture
@@ -120,12 +208,67 @@ def as_node(node_id: int):
         TaskIdentity.node_id = before
 
 
+# ------------------------------------------------------------ replies (as Flower's tests' create_mock_reply)
+def sent(node_id: int, message_type: str = protocol.TRAIN) -> Message:
+    """A message the ServerApp sent to ``node_id``, for a reply to a message a test did not build."""
+    return Message(RecordDict(), dst_node_id=node_id, message_type=message_type)
+
+
+def _to(msg: Message | int, message_type: str) -> Message:
+    return sent(msg, message_type) if isinstance(msg, int) else msg
+
+
 def reply(msg: Message, content: RecordDict | None = None, error: Error | None = None) -> Message:
-    """The reply of ``msg``'s destination node: ``content`` or ``error`` (as Flower's tests' ``create_mock_reply``)."""
+    """The reply of ``msg``'s destination node: ``content`` or ``error``, stamped with that node's identity."""
     if (content is None) == (error is None):
         raise TypeError("a reply has either content or an error")
     with as_node(msg.metadata.dst_node_id):
         return Message(content=content, error=error, reply_to=msg)
+
+
+def error_reply(msg: Message | int, reason: str, message_type: str = protocol.TRAIN) -> Message:
+    """A node's error reply to ``msg`` (or to a ``message_type`` message sent to node id ``msg``)."""
+    return reply(_to(msg, message_type), error=Error(code=1, reason=reason))
+
+
+def train_reply(
+    msg: Message | int,
+    arrays: ArrayRecord | list[float],
+    loss: float,
+    num_examples: int,
+    evaluated: tuple[float, float] | None = None,
+    **metrics,
+) -> Message:
+    """A node's ``train`` reply, built by the node's own :func:`flower_dl.protocol.train_reply`.
+
+    Parameters
+    ----------
+    msg : Message or int
+        The train message it answers, or the node id of a node sent one the test did not build.
+    arrays : ArrayRecord or list of float
+        The trained model; a list is a one-array model ``{"w": float32 array}``.
+    loss, num_examples : float, int
+        Its training loss and the number of examples it trained on.
+    evaluated : tuple of float, optional
+        (accuracy, loss) of the received model, when the message asked for its evaluation.
+    **metrics
+        The rest of :func:`flower_dl.protocol.train_reply`'s keywords (``seconds`` is 0.5 unless given).
+    """
+    if not isinstance(arrays, ArrayRecord):
+        arrays = ArrayRecord({"w": Array(np.array(arrays, dtype=np.float32))})
+    evaluation = None if evaluated is None else protocol.Evaluation(loss=evaluated[1], accuracy=evaluated[0])
+    msg = _to(msg, protocol.TRAIN)
+    metrics.setdefault("seconds", 0.5)
+    with as_node(msg.metadata.dst_node_id):
+        return protocol.train_reply(msg, arrays, loss=loss, num_examples=num_examples, evaluation=evaluation, **metrics)
+
+
+def evaluate_reply(msg: Message | int, accuracy: float, loss: float, num_examples: int = 100) -> Message:
+    """A node's ``evaluate`` reply (``msg`` as in :func:`train_reply`), built by the node's own protocol builder."""
+    msg = _to(msg, protocol.EVALUATE)
+    evaluation = protocol.Evaluation(loss=loss, accuracy=accuracy)
+    with as_node(msg.metadata.dst_node_id):
+        return protocol.evaluate_reply(msg, evaluation, num_examples=num_examples)
 
 
 HANDLERS = {

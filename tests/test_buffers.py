@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 from flwr.supercore.task_identity import TaskIdentity
 from torch import nn
 
@@ -25,7 +25,7 @@ from flower_dl.strategies import build_strategy
 from flower_dl.strategies.base import ParameterStack
 from flower_dl.strategies.mixing import effective_mixing
 
-from .conftest import as_node, reply
+from .conftest import as_node, error_reply, train_reply
 
 NODE_IDS = {0: 100, 1: 101, 2: 102}
 # Metropolis weights of the line 0 - 1 - 2
@@ -79,11 +79,11 @@ def node_train(msg: Message, server_round: int) -> Message:
     loss = train(model, x, y, epochs=1, lr=0.05, momentum=0.0, batch_size=BATCH, generator=g, correction=correction)
     with as_node(msg.metadata.dst_node_id):
         arrays = ArrayRecord(model.state_dict())
-        return protocol.train_reply(msg, arrays, loss=loss, seconds=0.1, num_examples=n, num_steps=STEPS[pid])
+    return train_reply(msg, arrays, loss, n, seconds=0.1, num_steps=STEPS[pid])
 
 
 def failed(msg: Message) -> Message:
-    return reply(msg, error=Error(code=1, reason="RuntimeError: gone"))
+    return error_reply(msg, "RuntimeError: gone")
 
 
 def initial() -> ArrayRecord:

@@ -58,10 +58,10 @@ def _status(folder: Path) -> dict:
 
 
 @pytest.mark.parametrize("strategy", ["decentralized", "gradient-tracking", "choco", "fedadam"])
-def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path: Path, strategy: str) -> None:
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path: Path, strategy: str, small_mnist: str) -> None:
     cfg = RunConfig(
         strategy=strategy, num_server_rounds=4, local_epochs=1, mia_samples=20, results_dir=str(tmp_path),
-        run_name="run",
+        run_name="run", dataset="mnist", data_dir=small_mnist,
     )  # fmt: skip
     whole = run_experiment(FakeGrid(cfg), cfg.replace(run_name="whole"))
     assert _status(whole)["state"] == "completed" and not (whole / "checkpoint.pkl").exists()
@@ -121,11 +121,14 @@ def test_a_failed_run_says_how_and_where_it_stopped(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "config.json").exists() and (tmp_path / "run" / "edges.csv").exists()
 
 
-def test_a_sweep_cell_interrupted_mid_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+def test_a_sweep_cell_interrupted_mid_run_resumes_from_its_checkpoint(tmp_path: Path, small_mnist: str) -> None:
     """One Flower run's cells (``sweep-cells``): Ctrl-C in the first cell's round 3, then the sweep again."""
     from flower_dl.server.app import run_cells
 
-    base = RunConfig(num_server_rounds=4, local_epochs=1, mia_samples=0, results_dir=str(tmp_path / "cells"))
+    base = RunConfig(
+        num_server_rounds=4, local_epochs=1, mia_samples=0, results_dir=str(tmp_path / "cells"), dataset="mnist",
+        data_dir=small_mnist,
+    )  # fmt: skip
     cells = [base.replace(share_ratio=s, run_name=base.replace(share_ratio=s).cell_id, resume=True) for s in (0.1, 0.2)]
     reference = [run_experiment(FakeGrid(c), c.replace(results_dir=str(tmp_path / "ref"), resume=False)) for c in cells]
 

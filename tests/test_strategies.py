@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, Metadata, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord
 from flwr.supercore.task_identity import TaskIdentity
 
 from flower_dl import protocol
@@ -18,6 +18,8 @@ from flower_dl.server.grid import NO_REPLY, split_replies
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.base import EvaluationPlan
 from flower_dl.strategies.decentralized import Decentralized
+
+from .conftest import error_reply, evaluate_reply, train_reply
 
 NODE_IDS = {0: 100, 1: 101, 2: 102}
 # Metropolis weights of the line 0 - 1 - 2 (degrees 1, 2, 1): W_ij = 1 / (1 + max(deg_i, deg_j))
@@ -30,32 +32,6 @@ def task_identity():
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
 
 
-def _meta(node_id: int, kind: str) -> Metadata:
-    return Metadata(
-        run_id=1, message_id="", src_node_id=node_id, dst_node_id=1, reply_to_message_id="",
-        group_id="", created_at=0.0, ttl=60.0, message_type=kind,
-    )  # fmt: skip
-
-
-def train_reply(
-    node_id: int, weights: list[float], loss: float, num_examples: int, evaluated: tuple[float, float] | None = None
-) -> Message:
-    metrics = MetricRecord({"train-loss": loss, "train-seconds": 0.5, "num-examples": num_examples})
-    if evaluated is not None:  # (accuracy, loss) of the received model
-        metrics["eval-acc"], metrics["eval-loss"] = evaluated
-    content = RecordDict({"arrays": ArrayRecord({"w": Array(np.array(weights, dtype=np.float32))}), "metrics": metrics})
-    return Message(content, metadata=_meta(node_id, protocol.TRAIN))
-
-
-def evaluate_reply(node_id: int, accuracy: float, loss: float, num_examples: int = 100) -> Message:
-    metrics = MetricRecord({"eval-acc": accuracy, "eval-loss": loss, "num-examples": num_examples})
-    return Message(RecordDict({"metrics": metrics}), metadata=_meta(node_id, protocol.EVALUATE))
-
-
-def error_reply(node_id: int, kind: str, reason: str) -> Message:
-    return Message(Error(code=1, reason=reason), metadata=_meta(node_id, kind))
-
-
 def _decentralized(evaluation: EvaluationPlan | None = None) -> Decentralized:
     strategy = Decentralized(W_LINE, NODE_IDS, {"num-nodes": 3}, evaluation or EvaluationPlan(3, in_train=False))
     initial = ArrayRecord({"w": Array(np.zeros(2, dtype=np.float32))})
@@ -64,7 +40,7 @@ def _decentralized(evaluation: EvaluationPlan | None = None) -> Decentralized:
 
 
 def test_split_replies_names_errors_and_missing_replies() -> None:
-    replies = [train_reply(100, [1, 1], 0.1, 1), error_reply(102, "train", "Traceback ...\nValueError: boom")]
+    replies = [train_reply(100, [1, 1], 0.1, 1), error_reply(102, "Traceback ...\nValueError: boom")]
     got = split_replies(replies, {100: 0, 101: 1, 102: 2, 999: 9})
     assert list(got.ok) == [0]
     assert got.failed == {2: "ValueError: boom", 1: NO_REPLY, 9: NO_REPLY}
@@ -75,7 +51,7 @@ def test_decentralized_mixes_the_arrived_models_and_records_the_failures() -> No
     replies = [
         train_reply(100, [3, 0], loss=1.0, num_examples=10),
         train_reply(101, [6, 3], loss=2.0, num_examples=30),
-        error_reply(102, "train", "Traceback (most recent call last):\n  ...\nRuntimeError: out of memory"),
+        error_reply(102, "Traceback (most recent call last):\n  ...\nRuntimeError: out of memory"),
     ]
     arrays, metrics = strategy.aggregate_train(1, replies)
     # node 2 failed: it keeps its model (the initial 0, 0); node 1's row [1/3, 1/3, (1/3)] re-normalised to
@@ -136,7 +112,7 @@ def test_a_train_message_carries_the_previous_rounds_evaluation() -> None:
     replies = [
         train_reply(100, [3, 0], 1.0, 10, evaluated=(0.75, 0.5)),
         train_reply(101, [6, 3], 2.0, 30, evaluated=(0.25, 1.5)),
-        error_reply(102, "train", "RuntimeError: gone"),
+        error_reply(102, "RuntimeError: gone"),
     ]
     strategy.aggregate_train(2, replies)
     # round 2's train replies measured the models of round 1
@@ -183,7 +159,7 @@ def test_flower_strategies_record_per_node_results_and_failures(name) -> None:
     replies = [
         train_reply(100, [4, 0], loss=1.0, num_examples=10),
         train_reply(101, [0, 8], loss=3.0, num_examples=30),
-        error_reply(102, "train", "ValueError: bad batch"),
+        error_reply(102, "ValueError: bad batch"),
     ]
     arrays, metrics = strategy.aggregate_train(1, replies)
     assert np.allclose(arrays["w"].numpy(), [(4 * 10 + 0 * 30) / 40, (0 * 10 + 8 * 30) / 40])  # FedAvg, by hand
