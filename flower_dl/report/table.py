@@ -48,6 +48,7 @@ then average over, with its values, for their headings.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -60,6 +61,7 @@ import pandas as pd
 
 from flower_dl import registry
 from flower_dl.results.columns import CODE_COLUMNS, CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
+from flower_dl.results.table import read_columns_and_rows
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell",
@@ -155,7 +157,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     Parameters
     ----------
     path : str or os.PathLike
-        The table; its suffix picks the reader (``.xlsx`` needs openpyxl).
+        The table; its suffix picks the reader (``.xlsx`` needs openpyxl): the
+        sweep's own, :func:`flower_dl.results.table.read_columns_and_rows`.
 
     Returns
     -------
@@ -177,16 +180,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     where = f"results table '{path}'"
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        df = pd.read_csv(path, dtype=str)
-    elif suffix == ".xlsx":
-        try:
-            df = pd.read_excel(path, dtype=object)
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(f"{where}: reading .xlsx needs openpyxl (pip install openpyxl)") from exc
-    else:
+    if path.suffix.lower() not in (".csv", ".xlsx"):
         raise ValueError(f"{where}: unsupported format {path.suffix!r} (expected .csv or .xlsx)")
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    columns, rows = read_columns_and_rows(path)
+    df = pd.DataFrame(rows, columns=columns)
 
     df = df.rename(columns=lambda c: str(c).strip())
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
