@@ -26,10 +26,6 @@ Part = tuple[np.ndarray, np.ndarray, str]
 """A part's images, labels, and the file that shows its images' shape (for an error naming two that differ)."""
 
 
-Part = tuple[np.ndarray, np.ndarray, str]
-"""A part's images, labels, and the file that shows its images' shape (for an error naming two that differ)."""
-
-
 def _idx_file(folder: Path, key: str) -> Path | None:
     """``folder``'s IDX file for ``key`` (a key of :data:`IDX_FILES`), plain preferred over ``.gz``."""
     for name in (IDX_FILES[key], IDX_FILES[key] + ".gz"):

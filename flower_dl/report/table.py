@@ -148,8 +148,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise ValueError(f"{where}: unsupported format {path.suffix!r} (expected .csv or .xlsx)")
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    columns, rows = read_columns_and_rows(path)
-    df = pd.DataFrame(rows, columns=columns)
+    columns, records = read_columns_and_rows(path)
+    df = pd.DataFrame(records, columns=columns)
 
     df = df.rename(columns=lambda c: str(c).strip())
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
