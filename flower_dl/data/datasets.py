@@ -31,8 +31,9 @@ modes, normalisation, :func:`to_tensor`), one module per source
 (:mod:`~flower_dl.data.idx`, :mod:`~flower_dl.data.cifar`,
 :mod:`~flower_dl.data.hf_disk`), :mod:`flower_dl.data.cache` (the decoded
 cache) and :mod:`flower_dl.data.partition` (the partitioners). The names
-code outside flower-dl imports from here (``load_dataset``, ``to_tensor``,
-``partition_indices``, ``ImageData``, ...) stay importable from here.
+the nodes, the command line and users' code import from here
+(:data:`__all__`: ``load_dataset``, ``to_tensor``, ``partition_indices``,
+``ImageData``, ...) stay importable from here.
 """
 
 from __future__ import annotations
@@ -48,11 +49,9 @@ from flower_dl import registry
 from flower_dl.data.cache import CACHE_DIR_ENV, cache_dir, decoded
 from flower_dl.data.cifar import CIFAR, find_cifar, load_cifar_dir
 from flower_dl.data.hf_disk import hf_splits, load_hf_disk
-from flower_dl.data.idx import IDX_FILES, check_idx_dir, load_idx_dir, read_bytes
+from flower_dl.data.idx import check_idx_dir, load_idx_dir, read_bytes
 from flower_dl.data.images import (
-    MEAN,
     NUM_CLASSES,
-    STD,
     DataError,
     ImageData,
     check_image_size,
@@ -66,19 +65,14 @@ from flower_dl.data.partition import PARTITIONERS, partition_indices, study_clas
 __all__ = [
     "CACHE_DIR_ENV",
     "DATASETS",
-    "IDX_FILES",
-    "MEAN",
     "PARTITIONERS",
-    "STD",
     "DataError",
     "ImageData",
-    "cache_dir",
     "check_data_dir",
     "fetch_dataset",
     "find_cifar",
     "input_shape",
     "load_dataset",
-    "load_idx_dir",
     "partition_indices",
     "study_classes",
     "to_tensor",
