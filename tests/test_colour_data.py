@@ -15,23 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-import flower_dl.data.datasets as data_module
-from flower_dl.data.datasets import (
-    CHANNEL_STATS,
-    MEAN,
-    STD,
-    DataError,
-    check_data_dir,
-    fetch_dataset,
-    input_shape,
-    load_dataset,
-    normalisation,
-    partition_indices,
-    study_classes,
-    to_tensor,
-)
+import flower_dl.data.hf_disk as hf_disk_module
+from flower_dl.data.datasets import check_data_dir, fetch_dataset, load_dataset
+from flower_dl.data.folder_writer import write_node_folder
 from flower_dl.data.folders import load_node_folder
-from flower_dl.data.split import split, write_node_folder
+from flower_dl.data.images import CHANNEL_STATS, MEAN, STD, DataError, input_shape, normalisation, to_tensor
+from flower_dl.data.partition import partition_indices, study_classes
+from flower_dl.data.split import split
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -247,7 +237,7 @@ def test_hf_disk_grayscale_stays_grayscale_and_plain_int_labels_count_to_the_lar
     np.testing.assert_array_equal(data.test_images, gray[4:])
     assert data.num_classes == 6 and data.classes == ()
     # decoded once: the next process reads the arrays back from the cache
-    monkeypatch.setattr(data_module, "_decode_hf_disk", lambda *a: pytest.fail("decoded again although cached"))
+    monkeypatch.setattr(hf_disk_module, "_decode_hf_disk", lambda *a: pytest.fail("decoded again although cached"))
     np.testing.assert_array_equal(load_dataset("hf-disk", str(tmp_path / "hf")).train_images, gray[:4])
 
 

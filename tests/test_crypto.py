@@ -13,10 +13,9 @@ from flower_dl.exchange.crypto import (
     edge_key,
     encrypt,
     open_samples,
-    pack_samples,
     seal_samples,
-    unpack_samples,
 )
+from flower_dl.exchange.packing import pack_samples, unpack_samples
 
 
 @pytest.fixture(scope="module")

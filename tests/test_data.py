@@ -10,14 +10,11 @@ import numpy as np
 import pytest
 
 import flower_dl.data.datasets as data_module
-from flower_dl.data.datasets import (
-    DataError,
-    load_dataset,
-    load_idx_dir,
-    partition_indices,
-    study_classes,
-    to_tensor,
-)
+from flower_dl.data import cache, idx
+from flower_dl.data.datasets import load_dataset
+from flower_dl.data.idx import load_idx_dir
+from flower_dl.data.images import MEAN, DataError, to_tensor
+from flower_dl.data.partition import partition_indices, study_classes
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +144,7 @@ def _gz_idx_dir(root, seed: int = 0):
 
 
 def test_decoded_idx_files_are_cached_for_the_next_process(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tr = _gz_idx_dir(tmp_path / "d")
     first = load_idx_dir(tmp_path / "d")
     cached = list((tmp_path / "cache" / "decoded").glob("*.npz"))
@@ -156,7 +153,7 @@ def test_decoded_idx_files_are_cached_for_the_next_process(tmp_path, monkeypatch
     def no_decoding(path):
         raise AssertionError("decoded again although cached")
 
-    monkeypatch.setattr(data_module, "_read_idx", no_decoding)
+    monkeypatch.setattr(idx, "read_idx", no_decoding)
     again = load_idx_dir(tmp_path / "d")
     assert np.array_equal(again.train_images, tr) and again.train_images.dtype == np.uint8
     assert again.train_labels.dtype == np.int64 and np.array_equal(again.test_labels, first.test_labels)
@@ -164,7 +161,7 @@ def test_decoded_idx_files_are_cached_for_the_next_process(tmp_path, monkeypatch
     monkeypatch.undo()
 
     # a changed source is decoded again (its size and mtime are in the cache key)
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tr2 = _gz_idx_dir(tmp_path / "d", seed=1)
     os.utime(tmp_path / "d" / "raw" / "train-images-idx3-ubyte.gz", ns=(1, 1))
     assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr2)
@@ -172,7 +169,7 @@ def test_decoded_idx_files_are_cached_for_the_next_process(tmp_path, monkeypatch
 
 
 def test_a_broken_or_unwritable_cache_is_ignored(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tr = _gz_idx_dir(tmp_path / "d")
     load_idx_dir(tmp_path / "d")
     (cached,) = (tmp_path / "cache" / "decoded").glob("*.npz")
@@ -180,12 +177,12 @@ def test_a_broken_or_unwritable_cache_is_ignored(tmp_path, monkeypatch) -> None:
         cached.write_bytes(garbage)
         assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr)
     (tmp_path / "a-file").write_text("")
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "a-file"))  # not a directory
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "a-file"))  # not a directory
     assert np.array_equal(load_idx_dir(tmp_path / "d").train_images, tr)
 
 
 def test_mnist_5k_from_the_cache_equals_the_parse(tmp_path, monkeypatch, mnist5k) -> None:
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     parsed = data_module._load_mnist_5k()
     monkeypatch.setattr(data_module, "_parse_mnist_5k", lambda path: pytest.fail("parsed again although cached"))
     cached = data_module._load_mnist_5k()
@@ -196,16 +193,16 @@ def test_mnist_5k_from_the_cache_equals_the_parse(tmp_path, monkeypatch, mnist5k
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
-    monkeypatch.delenv(data_module.CACHE_DIR_ENV, raising=False)
+    monkeypatch.delenv(cache.CACHE_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert data_module.cache_dir() == tmp_path / "flower-dl"
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "mine"))
-    assert data_module.cache_dir() == tmp_path / "mine"
+    assert cache.cache_dir() == tmp_path / "flower-dl"
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "mine"))
+    assert cache.cache_dir() == tmp_path / "mine"
 
 
 def test_a_cache_file_without_the_new_fields_is_decoded_again(tmp_path, monkeypatch) -> None:
     """A file of the first format (the four arrays only) must not break a load: it is decoded again and rewritten."""
-    monkeypatch.setenv(data_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path / "cache"))
     tr = _gz_idx_dir(tmp_path / "d")
     load_idx_dir(tmp_path / "d")
     (cached,) = (tmp_path / "cache" / "decoded").glob("*.npz")
@@ -214,7 +211,7 @@ def test_a_cache_file_without_the_new_fields_is_decoded_again(tmp_path, monkeypa
     with open(cached, "wb") as fh:
         np.savez(fh, **arrays)
     again = load_idx_dir(tmp_path / "d")
-    assert np.array_equal(again.train_images, tr) and again.num_classes == 10 and again.mean == (data_module.MEAN,)
+    assert np.array_equal(again.train_images, tr) and again.num_classes == 10 and again.mean == (MEAN,)
     with np.load(cached) as stored:
         assert {"num_classes", "mean", "std", "classes"} <= set(stored.files)
 

@@ -12,9 +12,11 @@ import pytest
 
 from flower_dl.data import datasets as data
 from flower_dl.data import folders
-from flower_dl.data.datasets import IDX_FILES, DataError
+from flower_dl.data.folder_writer import idx_bytes, write_node_folder
 from flower_dl.data.folders import FolderData, data_dir_for, exchange_ids, load_node_folder, resolve_data_dir
-from flower_dl.data.split import idx_bytes, load_manifest, split, write_node_folder
+from flower_dl.data.idx import IDX_FILES
+from flower_dl.data.images import DataError
+from flower_dl.data.split import load_manifest, split
 
 K, NODES = 2, 5
 

@@ -26,19 +26,9 @@ from flower_dl.report import (
     write_report,
 )
 from flower_dl.report.drawing import BOUNDS_GID, DATA_GID, REFERENCE_GID
-from flower_dl.report.table import (
-    DECENTRALIZED_STRATEGIES,
-    _byte_curves,
-    _mechanism_labels,
-    _mechanism_means,
-    _mechanism_order,
-    _mechanism_stats,
-    _prepare,
-    _run_byte_curves,
-    _series_labels,
-    _series_stats,
-    _strategy_label,
-)
+from flower_dl.report.labels import _mechanism_labels, _mechanism_order, _prepare, _series_labels, _strategy_label
+from flower_dl.report.stats import _byte_curves, _mechanism_means, _mechanism_stats, _run_byte_curves, _series_stats
+from flower_dl.report.table import DECENTRALIZED_STRATEGIES
 
 STRATEGIES = ("decentralized", "fedavg")
 SHARES = (0.0, 0.2)

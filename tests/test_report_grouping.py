@@ -15,8 +15,8 @@ import pytest
 from flower_dl import registry
 from flower_dl.config import OUTPUT_KEYS, RunConfig
 from flower_dl.report import FIGURE_MAKERS, FIGURES, Tables, check_provenance, read_table, varying_keys, write_report
+from flower_dl.report.labels import _prepare
 from flower_dl.report.summary import summary_markdown
-from flower_dl.report.table import _prepare
 from flower_dl.results.columns import CONFIG_COLUMNS
 from tests.conftest import python_output
 from tests.test_report import markdown_tables, synthetic_rows, write_csv

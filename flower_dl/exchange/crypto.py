@@ -9,24 +9,20 @@ neighbours.  This module lets two nodes encrypt those samples end to end:
 * for a directed edge ``src -> dst`` both ends derive the same 32-byte symmetric
   key with :func:`edge_key` (X25519 key agreement followed by HKDF-SHA256, with
   the edge and an optional context such as a run id bound into the HKDF info);
-* the samples are serialised without pickle (:func:`pack_samples`) and sealed
+* the samples are serialised without pickle (:func:`flower_dl.exchange.packing.pack_samples`) and sealed
   with AES-256-GCM (:func:`encrypt`), the additional authenticated data binding
   the edge and context so that a blob replayed on another edge fails to open.
 
 The server thus only ever routes ciphertext.  This module is the bottom layer of
-the package: it imports nothing from the rest of :mod:`flower_dl` nor from
-``flwr``.
-
-One module although over ~400 lines: key agreement, the sample packing format
-and AES-GCM sealing are one primitive set whose versioned labels (``exchange
-v1``, ``samples v1``, ``FDLS`` version 1) must change together, and about half
-of its lines are docstrings (about 190 are code).
+the package: it imports nothing from the rest of :mod:`flower_dl` (but the
+packing format, :mod:`flower_dl.exchange.packing`) nor from ``flwr``. Its
+versioned labels (``exchange v1``, ``samples v1``) and the packing format's
+(``FDLS`` version 1) are one set: change them together.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from flower_dl.exchange.packing import _as_bytes, pack_samples, unpack_samples
+
 __all__ = [
     "KEY_SIZE",
     "NONCE_SIZE",
@@ -50,9 +48,7 @@ __all__ = [
     "edge_key",
     "encrypt",
     "open_samples",
-    "pack_samples",
     "seal_samples",
-    "unpack_samples",
 ]
 
 KEY_SIZE: int = 32
@@ -69,20 +65,6 @@ OVERHEAD: int = NONCE_SIZE + TAG_SIZE
 
 _HKDF_INFO_PREFIX = b"flower-dl exchange v1|"
 _AAD_PREFIX = b"flower-dl samples v1|"
-
-# Serialisation format of pack_samples (all integers little-endian):
-#   magic  b"FDLS"          4 bytes
-#   version                 uint8 (= 1)
-#   image ndim (>= 1)       uint8, ndim of the images array, including the n axis
-#   n                       uint64
-#   image dims 1..ndim-1    uint64 each
-#   ids                     n * int64
-#   images                  n * prod(dims) * uint8
-#   labels                  n * int64
-_MAGIC = b"FDLS"
-_VERSION = 1
-_PREFIX = struct.Struct("<4sBBQ")
-_MAX_IMAGE_NDIM = 8
 
 
 class DecryptionError(ValueError):
@@ -169,15 +151,6 @@ class KeyPair:
         return cls(private_bytes=raw, public_bytes=_public_from_private(raw))
 
 
-def _as_bytes(value: object, name: str) -> bytes:
-    """Return ``value`` as immutable ``bytes`` or raise ``TypeError``."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-
-
 def _public_from_private(raw: bytes) -> bytes:
     """Compute the raw public key matching a raw private key."""
     return (
@@ -247,118 +220,6 @@ def edge_key(
         raise ValueError(f"invalid peer public key: {exc}") from None
     info = _HKDF_INFO_PREFIX + _edge_label(src, dst) + b"|" + context
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(shared)
-
-
-def _check_int_array(arr: np.ndarray, name: str) -> np.ndarray:
-    """Validate a 1-D integer array and return it as contiguous little-endian int64."""
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
-    if arr.size and arr.dtype.kind == "u" and arr.dtype.itemsize >= 8 and int(arr.max()) > np.iinfo(np.int64).max:
-        raise ValueError(f"{name} has values that do not fit in int64")
-    return np.ascontiguousarray(arr, dtype="<i8")
-
-
-def pack_samples(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> bytes:
-    """Serialise a batch of samples losslessly, without pickle.
-
-    Parameters
-    ----------
-    ids : numpy.ndarray
-        Sample ids, shape ``(n,)``, integer dtype (stored as int64).
-    images : numpy.ndarray
-        Images, shape ``(n, H, W)`` (any ``ndim >= 1`` with leading ``n``),
-        dtype uint8 (integer arrays with values in ``[0, 255]`` are accepted).
-    labels : numpy.ndarray
-        Labels, shape ``(n,)``, integer dtype (stored as int64).
-
-    Returns
-    -------
-    bytes
-        A fixed little-endian header (magic, version, image shape) followed by
-        the raw bytes of ids, images and labels.
-
-    Raises
-    ------
-    ValueError
-        On inconsistent lengths, wrong dimensionality or unsupported dtypes.
-    """
-    ids_a = _check_int_array(np.asarray(ids), "ids")
-    labels_a = _check_int_array(np.asarray(labels), "labels")
-    images_a = np.asarray(images)
-    if images_a.ndim < 1 or images_a.ndim > _MAX_IMAGE_NDIM:
-        raise ValueError(f"images must have 1..{_MAX_IMAGE_NDIM} dimensions, got {images_a.ndim}")
-    if images_a.dtype != np.uint8:
-        if images_a.size and images_a.dtype.kind not in "iu":
-            raise ValueError(f"images must be uint8, got {images_a.dtype}")
-        if images_a.size and (int(images_a.min()) < 0 or int(images_a.max()) > 255):
-            raise ValueError("images have values outside [0, 255]")
-        images_a = images_a.astype(np.uint8)
-    images_a = np.ascontiguousarray(images_a)
-    n = images_a.shape[0]
-    if ids_a.shape[0] != n or labels_a.shape[0] != n:
-        raise ValueError(f"length mismatch: {ids_a.shape[0]} ids, {n} images, {labels_a.shape[0]} labels")
-    header = _PREFIX.pack(_MAGIC, _VERSION, images_a.ndim, n)
-    header += struct.pack(f"<{images_a.ndim - 1}Q", *images_a.shape[1:])
-    return b"".join((header, ids_a.tobytes(), images_a.tobytes(), labels_a.tobytes()))
-
-
-def unpack_samples(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inverse of :func:`pack_samples`.
-
-    Parameters
-    ----------
-    data : bytes
-        Output of :func:`pack_samples`.
-
-    Returns
-    -------
-    ids : numpy.ndarray
-        int64 array of shape ``(n,)``.
-    images : numpy.ndarray
-        uint8 array of shape ``(n, H, W)`` (as packed).
-    labels : numpy.ndarray
-        int64 array of shape ``(n,)``.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` is truncated, has trailing bytes, a bad magic/version or an
-        implausible header.
-    """
-    if isinstance(data, np.ndarray):
-        data = data.tobytes()
-    data = _as_bytes(data, "data")
-    if len(data) < _PREFIX.size:
-        raise ValueError(f"sample data truncated: {len(data)} bytes, header needs {_PREFIX.size}")
-    magic, version, ndim, n = _PREFIX.unpack_from(data, 0)
-    if magic != _MAGIC:
-        raise ValueError("not flower-dl sample data (bad magic)")
-    if version != _VERSION:
-        raise ValueError(f"unsupported sample data version {version}")
-    if not 1 <= ndim <= _MAX_IMAGE_NDIM:
-        raise ValueError(f"invalid image ndim {ndim} in header")
-    offset = _PREFIX.size
-    dims_size = 8 * (ndim - 1)
-    if len(data) < offset + dims_size:
-        raise ValueError("sample data truncated in the shape header")
-    dims = struct.unpack_from(f"<{ndim - 1}Q", data, offset)
-    offset += dims_size
-    per_image = 1
-    for d in dims:
-        per_image *= d
-    # Python ints: no overflow; compare with the actual length before allocating.
-    expected = offset + n * 8 + n * per_image + n * 8
-    if len(data) != expected:
-        kind = "truncated" if len(data) < expected else "has trailing bytes"
-        raise ValueError(f"sample data {kind}: {len(data)} bytes, header implies {expected}")
-    ids = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
-    offset += 8 * n
-    images = np.frombuffer(data, dtype=np.uint8, count=n * per_image, offset=offset).reshape((n, *dims)).copy()
-    offset += n * per_image
-    labels = np.frombuffer(data, dtype="<i8", count=n, offset=offset).astype(np.int64)
-    return ids, images, labels
 
 
 def _check_key(key: bytes) -> bytes:

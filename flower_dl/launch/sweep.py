@@ -6,9 +6,10 @@ config keys that define it (:data:`CONFIG_COLUMNS`), then the run's
 (seed included), so re-running a sweep skips every cell already in the table,
 whatever order the grid was written in.
 
-The table is rewritten through a temporary file and an atomic rename after
-each finished cell (:func:`flower_dl.results.files.atomic_write_bytes`): a crash or
-Ctrl-C loses at most the cell in progress and never leaves a half-written table.
+Each finished cell's rows are appended to the table by
+:func:`flower_dl.results.table.append_cell` (a CSV table is appended to, a
+workbook rewritten atomically): a crash or Ctrl-C loses at most the cell in
+progress and never the rows before it.
 
 The split with the command line: :mod:`flower_dl.launch.cli` parses the grid
 (:mod:`flower_dl.launch.grid`), resolves and validates every cell's config
@@ -22,9 +23,6 @@ reports each cell and each output line through callbacks.
 from __future__ import annotations
 
 import contextlib
-import io
-import json
-import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +33,8 @@ from flower_dl.config import cells_value, config_id
 from flower_dl.launch.app_location import source_of
 from flower_dl.launch.submit import run_app
 from flower_dl.launch.superlink import local_superlink
-from flower_dl.results.columns import CONFIG_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS
 from flower_dl.results.events import EVENTS_FILE, EventReader
-from flower_dl.results.files import atomic_write_bytes, atomic_write_text, csv_text, read_metrics
-from flower_dl.results.provenance import row_provenance
+from flower_dl.results.table import append_cell, done_cells, read_table
 
 
 def cell_id(run_config: Mapping[str, Any]) -> str:
@@ -47,61 +43,6 @@ def cell_id(run_config: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------- table
-def read_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a results table (CSV or .xlsx); ``[]`` if it does not exist yet."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    if path.suffix == ".xlsx":
-        import pandas as pd
-
-        df = pd.read_excel(path).astype(object)
-        return df.where(df.notna(), "").to_dict("records")
-    return read_metrics(path)
-
-
-def done_cells(rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Cell ids present in a table."""
-    return {str(r["cell"]) for r in rows if r.get("cell")}
-
-
-def append_cell(
-    table: str | os.PathLike[str], run_config: Mapping[str, Any], cell: str, metrics_csv: str | os.PathLike[str]
-) -> int:
-    """Append a finished run's ``metrics.csv`` rows to ``table`` atomically; return the rows added."""
-    table = Path(table)
-    existing = read_table(table)
-    identity = {c: run_config.get(c) for c in CONFIG_COLUMNS}
-    config_json = Path(metrics_csv).with_name("config.json")
-    run_provenance = json.loads(config_json.read_text()).get("provenance", {}) if config_json.exists() else {}
-    new = [
-        {"cell": cell, **identity, **row_provenance(run_provenance, int(row["node"])), **row}
-        for row in read_metrics(metrics_csv)
-    ]
-    write_table(table, existing + new)
-    return len(new)
-
-
-def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write the whole table atomically (CSV, or .xlsx by extension).
-
-    The workbook is rendered in memory and written by the one atomic writer,
-    so an .xlsx table is as safe from a crash as a CSV one.
-    """
-    if path.suffix == ".xlsx":
-        import pandas as pd
-
-        df = pd.DataFrame(list(rows), columns=list(TABLE_COLUMNS))
-        for col in TABLE_COLUMNS:
-            if col not in TEXT_COLUMNS:
-                df[col] = pd.to_numeric(df[col].replace("", None), errors="coerce")
-        buf = io.BytesIO()
-        df.to_excel(buf, index=False)  # a buffer has no extension: pandas writes xlsx
-        atomic_write_bytes(path, buf.getvalue())
-    else:
-        atomic_write_text(path, csv_text(rows, TABLE_COLUMNS))
-
-
 def default_runs_dir(table: Path) -> Path:
     """Where a sweep keeps its cells' run folders unless told: beside the table, ``<stem>.runs/<cell id>``.
 

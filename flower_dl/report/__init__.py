@@ -14,7 +14,7 @@ value, or that has nothing to show, is not written; ``summary.md`` says why.
 Only seeds are averaged: every run-config key that varies in the table
 (:func:`varying_keys`) keeps its runs apart, in ``summary.md``'s first table
 and in every figure, whether or not the report knows the key (see "Grouping"
-in :mod:`flower_dl.report.table`). The parts that average over data settings
+in :mod:`flower_dl.report.labels`). The parts that average over data settings
 by design say so, with the values. Rows of different data (two digests of
 one dataset) or code (two ``flower-dl-version`` or ``git-commit`` values)
 are refused unless ``allow_mixed`` (:func:`check_provenance`).
@@ -79,7 +79,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flower_dl.report.drawing import POINT_COLUMNS, Plot, _check_formats, _render
-from flower_dl.report.figures import FIGURE_MAKERS, FIGURES, MAIN_FIGURES, MAX_LINES, Tables, not_drawn
+from flower_dl.report.figure_data import MAX_LINES, Tables
+from flower_dl.report.figures import FIGURE_MAKERS, FIGURES, MAIN_FIGURES, not_drawn
 from flower_dl.report.summary import summary_markdown
 from flower_dl.report.table import (
     GROUP_COLUMNS,

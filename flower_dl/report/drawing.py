@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flower_dl.report.table import _uniques
+from flower_dl.report.values import _uniques
 
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -240,7 +240,7 @@ def _series_colours(n: int) -> list[Any]:
 
 @dataclass(frozen=True)
 class Line:
-    """One line (or colour) of a figure: a ``line`` key of :func:`flower_dl.report.table._run_labels`.
+    """One line (or colour) of a figure: a ``line`` key of :func:`flower_dl.report.labels._run_labels`.
 
     Attributes
     ----------

@@ -8,27 +8,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from flower_dl.report.figures import FIGURES, MAIN_FIGURES
-from flower_dl.report.table import (
-    EXCHANGE_KEYS,
-    _averaged_over,
-    _cell_stats,
-    _code_versions,
-    _fmt_acc,
-    _fmt_averaged,
-    _fmt_bytes,
-    _fmt_dec,
-    _fmt_leak,
-    _fmt_num,
-    _fmt_pct,
-    _fmt_value,
-    _group_stats,
-    _mechanism_stats,
-    _prepare,
-    _series_stats,
-    _strategy_label,
-    _uniques,
-    varying_keys,
-)
+from flower_dl.report.labels import _prepare, _strategy_label
+from flower_dl.report.stats import _cell_stats, _group_stats, _mechanism_stats, _series_stats
+from flower_dl.report.table import EXCHANGE_KEYS, _averaged_over, _code_versions, _fmt_averaged, varying_keys
+from flower_dl.report.values import _fmt_acc, _fmt_bytes, _fmt_dec, _fmt_leak, _fmt_num, _fmt_pct, _fmt_value, _uniques
 
 MAIN_FIGURE_CAPTION = "per-node final accuracy vs leakage, with the Pareto front of the trade-off"
 
@@ -56,7 +39,7 @@ def summary_markdown(
     the original study plotted). The varying keys are listed above it.
 
     Then, under "Per strategy", one row per algorithm (the series label, see
-    :func:`flower_dl.report.table._series_labels`), model and setting, to
+    :func:`flower_dl.report.labels._series_labels`), model and setting, to
     compare algorithms: runs, final accuracy (mean ± std over runs), mean
     leakage and the total gossip bytes per run (sum over nodes and rounds,
     mean over runs; ``n/a`` where the table has none). It averages over the

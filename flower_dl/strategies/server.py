@@ -38,7 +38,8 @@ from flwr.serverapp import strategy as fl
 
 from flower_dl import protocol, registry
 from flower_dl.privacy import dp
-from flower_dl.strategies.base import PerNode, is_mixed
+from flower_dl.strategies.base import PerNode
+from flower_dl.strategies.parameters import is_mixed
 
 
 def counter_keys(arrays: ArrayRecord) -> list[str]:
