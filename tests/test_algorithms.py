@@ -14,7 +14,7 @@ import pytest
 from flower_dl.strategies.choco import choco_round
 from flower_dl.strategies.decentralized import dpsgd_round
 from flower_dl.strategies.gradient_tracking import kgt_round
-from flower_dl.topology import STUDY_EDGES, build_graph, compression, mixing_matrix
+from flower_dl.topology import STUDY_EDGES, build_graph, compressed, compression, mixing_matrix
 
 LR, K = 0.1, 5
 RHO = (1 - LR) ** K
@@ -186,5 +186,5 @@ def test_every_algorithm_in_a_real_flower_run_with_its_bytes_rederivable(tmp_pat
     # same seed, same matchings: K-GT sends a model and a tracker where D-PSGD sends a model
     assert {k: 2 * v for k, v in per_strategy["decentralized"].items()} == per_strategy["gradient-tracking"]
     # choco: top-k 10 %, an index and a value per kept coordinate
-    kept = compression.kept_coordinates(model_bytes // 4, 0.1)
+    kept = compressed.kept_coordinates(model_bytes // 4, 0.1)
     assert {k: v // model_bytes * kept * 8 for k, v in per_strategy["decentralized"].items()} == per_strategy["choco"]

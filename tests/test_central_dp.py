@@ -20,7 +20,7 @@ from scipy import optimize, stats
 
 from flower_dl import protocol
 from flower_dl.config import RunConfig
-from flower_dl.privacy import dp
+from flower_dl.privacy import central_dp
 from flower_dl.server import rounds
 from flower_dl.server.app import run_experiment
 from flower_dl.strategies import build_strategy
@@ -44,7 +44,7 @@ def test_the_epsilon_is_rdp_s_bound_on_the_exact_curve_of_the_composed_gaussian_
     """``rounds`` Gaussian releases of noise ``sigma`` compose to one with ``mu = sqrt(rounds) / sigma``: the
     accountant's epsilon may not be below the exact one, and RDP is known to be loose by a few tens of percent."""
     exact = exact_gaussian_epsilon(math.sqrt(rounds_) / sigma, delta)
-    got = dp.central_epsilon(sigma, rounds_, delta)
+    got = central_dp.central_epsilon(sigma, rounds_, delta)
     assert exact <= got <= 1.3 * exact, (exact, got)
 
 
@@ -55,8 +55,8 @@ def test_the_epsilon_by_hand_from_the_gaussian_mechanism_s_renyi_divergence() ->
     orders = np.array([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)), dtype=float)
     rdp = T * orders / (2 * sigma**2)
     eps = rdp - (np.log(delta) + np.log(orders)) / (orders - 1) + np.log((orders - 1) / orders)
-    assert dp.central_epsilon(sigma, T, delta) == pytest.approx(float(eps.min()), rel=1e-9)
-    assert dp.central_epsilon(0.0, T, delta) == math.inf
+    assert central_dp.central_epsilon(sigma, T, delta) == pytest.approx(float(eps.min()), rel=1e-9)
+    assert central_dp.central_epsilon(0.0, T, delta) == math.inf
 
 
 class RecordingGrid(FakeGrid):
@@ -95,11 +95,13 @@ def test_each_node_reports_the_epsilon_spent_so_far_and_the_summary_the_last(tmp
     with open(folder / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
-        want = dp.central_epsilon(1.0, int(row["round"]), cfg.dp_delta)
+        want = central_dp.central_epsilon(1.0, int(row["round"]), cfg.dp_delta)
         assert float(row["central-dp-epsilon"]) == pytest.approx(want), row
         assert row["dp-epsilon"] == ""  # DP-SGD is off: the node-side column stays empty
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["central-dp-epsilon"] == {str(n): pytest.approx(dp.central_epsilon(1.0, 2, 1e-5)) for n in range(3)}
+    assert summary["central-dp-epsilon"] == {
+        str(n): pytest.approx(central_dp.central_epsilon(1.0, 2, 1e-5)) for n in range(3)
+    }
 
 
 @pytest.mark.usefixtures("task_identity")
@@ -142,7 +144,7 @@ def test_a_model_with_integer_buffers_is_refused_before_training(tmp_path: Path,
 
 
 def test_the_strategies_central_dp_serves_are_those_aggregating_by_fedavg_s_mean() -> None:
-    """``dp.CENTRAL_STRATEGIES`` is written out (the run config validates without importing Flower): it must
+    """``central_dp.CENTRAL_STRATEGIES`` is written out (the run config validates without importing Flower): it must
     name exactly the registered parameter-server strategies whose aggregation is Flower's FedAvg's own."""
     import flwr.serverapp.strategy as fl
 
@@ -153,7 +155,7 @@ def test_the_strategies_central_dp_serves_are_those_aggregating_by_fedavg_s_mean
         for name in registry.strategies_of_kind("parameter-server")
         if registry.STRATEGIES.load(name).aggregate_train is fl.FedAvg.aggregate_train
     }
-    assert serving == set(dp.CENTRAL_STRATEGIES)
+    assert serving == set(central_dp.CENTRAL_STRATEGIES)
 
 
 def test_the_wrapper_hands_the_server_what_it_reads_and_checkpoints_the_wrapped_strategy(tmp_path: Path) -> None:

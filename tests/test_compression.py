@@ -7,19 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from flower_dl.topology.compression import (
+from flower_dl.topology.compressed import (
     COMPRESSORS,
     Compressed,
     check_compression,
-    compress,
-    compress_matrix,
     contraction_omega,
-    decompress,
     kept_coordinates,
     message_bytes,
     qsgd_bits,
     qsgd_tau,
 )
+from flower_dl.topology.compression import compress, compress_matrix, decompress
 
 
 def _vector(P: int, seed: int = 0) -> np.ndarray:

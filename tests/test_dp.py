@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from flower_dl.node.models import build_model
 from flower_dl.node.training import evaluate, private_batches, train
 from flower_dl.privacy import dp
+from flower_dl.privacy import per_sample as per_sample_lib
 from flower_dl.privacy.dp import DPSGD
 
 from .conftest import python_output
@@ -313,7 +314,7 @@ def test_check_model_refuses_batchnorm_naming_the_module(affine):
     model = _BatchNormNet(affine=affine)
     model.eval()
     with pytest.raises(ValueError) as info:
-        dp.check_model(model)
+        per_sample_lib.check_model(model)
     message = str(info.value)
     assert message.startswith("dp-noise-multiplier: model _BatchNormNet cannot be trained with DP-SGD: ")
     assert "bn (BatchNorm2d)" in message and "GroupNorm" in message
@@ -323,8 +324,8 @@ def test_check_model_refuses_batchnorm_naming_the_module(affine):
 
 def test_check_model_accepts_the_built_in_mlp_and_cnn_and_groupnorm():
     for model in (build_model("mlp", seed=0), build_model("cnn", seed=0), _SmallNet()):
-        dp.check_model(model)
-        assert dp.model_problems(model) == []
+        per_sample_lib.check_model(model)
+        assert per_sample_lib.model_problems(model) == []
 
 
 def test_dpsgd_refuses_a_non_positive_clip_or_negative_noise():
@@ -365,7 +366,7 @@ def test_the_linear_engine_equals_opacus_and_the_per_sample_loop(make, shape):
     x, y = torch.randn(*shape, generator=g), torch.randint(0, 10, (shape[0],), generator=g)
     x[:4] *= 20  # some samples clipped, some not
     model = make()
-    assert dp.linear_only(model)
+    assert per_sample_lib.linear_only(model)
     params = list(model.parameters())
     per_sample = [torch.autograd.grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), params) for i in range(12)]
     norms = torch.stack([torch.cat([q.flatten() for q in gs]).norm() for gs in per_sample])
@@ -374,7 +375,7 @@ def test_the_linear_engine_equals_opacus_and_the_per_sample_loop(make, shape):
     expected = [sum(f * gs[j] for f, gs in zip(factors, per_sample)) / normaliser for j in range(len(params))]
     by_engine = {}
     for engine in ("linear", "opacus"):
-        with dp._training_mode(model), dp.per_sample_gradients(model, engine=engine):
+        with per_sample_lib._training_mode(model), per_sample_lib.per_sample_gradients(model, engine=engine):
             dp.private_backward(model, x, y, DPSGD(clip, 0.0), normaliser)
             by_engine[engine] = [p.grad.detach().clone() for p in params]
         assert not any(hasattr(p, "grad_sample") for p in params)
@@ -385,13 +386,16 @@ def test_the_linear_engine_equals_opacus_and_the_per_sample_loop(make, shape):
 
 
 def test_a_model_with_other_layers_takes_opacus_and_the_linear_engine_refuses_it():
-    assert dp.linear_only(build_model("mlp")) and not dp.linear_only(_SmallNet())
+    assert per_sample_lib.linear_only(build_model("mlp")) and not per_sample_lib.linear_only(_SmallNet())
     refusal = r"engine: 'linear' needs a model whose trainable layers are all nn\.Linear"
-    with pytest.raises(ValueError, match=refusal), dp.per_sample_gradients(_SmallNet(), engine="linear"):
+    with pytest.raises(ValueError, match=refusal), per_sample_lib.per_sample_gradients(_SmallNet(), engine="linear"):
         pass
     # a parameterless BatchNorm between linear layers still mixes the samples: refused on either engine
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8, affine=False), nn.Linear(8, 10))
-    with pytest.raises(ValueError, match=r"dp-noise-multiplier: .*BatchNorm1d"), dp.per_sample_gradients(model):
+    with (
+        pytest.raises(ValueError, match=r"dp-noise-multiplier: .*BatchNorm1d"),
+        per_sample_lib.per_sample_gradients(model),
+    ):
         pass
 
 

@@ -8,16 +8,10 @@ import re
 import numpy as np
 import pytest
 
+from flower_dl.privacy.attack_data import attack_samples, check_mia_samples
+from flower_dl.privacy.exposure import edge_exposure, exposed_fraction, exposure_report
 from flower_dl.privacy.mechanisms import fresh_ids
-from flower_dl.privacy.membership import (
-    attack_auc,
-    attack_samples,
-    check_mia_samples,
-    edge_exposure,
-    exposed_fraction,
-    exposure_report,
-    tpr_at_fpr,
-)
+from flower_dl.privacy.membership import attack_auc, tpr_at_fpr
 
 
 def pairwise_auc(members, nonmembers) -> float:

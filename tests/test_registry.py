@@ -17,7 +17,7 @@ from flower_dl.config import ConfigError, RunConfig
 from flower_dl.data import datasets as data
 from flower_dl.privacy import mechanisms
 from flower_dl.registry import RegistryError, load_object
-from flower_dl.topology import checks, compression
+from flower_dl.topology import compressed, schedule_checks
 
 
 def test_every_registry_lists_unique_names_with_a_description() -> None:
@@ -40,8 +40,8 @@ def test_the_modules_read_their_names_from_the_registry() -> None:
     assert registry.EXCHANGE_MODES.names() == config.EXCHANGE_MODES
     assert tuple(data.PARTITIONERS) == registry.PARTITIONERS.names()
     assert set(data.DATASETS) | {"folder"} == set(registry.DATASETS.names())
-    assert registry.MIXING_SCHEDULES.names() == checks.SCHEDULES
-    assert registry.COMPRESSORS.names() == compression.COMPRESSORS
+    assert registry.MIXING_SCHEDULES.names() == schedule_checks.SCHEDULES
+    assert registry.COMPRESSORS.names() == compressed.COMPRESSORS
     assert registry.MECHANISMS.names() == mechanisms.MECHANISMS
 
 

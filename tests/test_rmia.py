@@ -16,7 +16,7 @@ from torch import nn
 
 from flower_dl.data.datasets import load_dataset, to_tensor
 from flower_dl.node import training
-from flower_dl.privacy import membership
+from flower_dl.privacy import attack_data, membership
 from flower_dl.privacy.audit import log_true_probs
 
 
@@ -144,24 +144,24 @@ def test_rmia_refuses_mismatched_shapes_and_probabilities():
 
 def test_public_split_keeps_nonmembers_out_and_halves_are_disjoint():
     nonmembers = np.array([3, 5, 7, 100])
-    reference, population = membership.public_split(200, nonmembers, seed=1, node=2)
+    reference, population = attack_data.public_split(200, nonmembers, seed=1, node=2)
     assert not np.intersect1d(reference, nonmembers).size and not np.intersect1d(population, nonmembers).size
     assert not np.intersect1d(reference, population).size
     assert len(reference) + len(population) == 196 and abs(len(reference) - len(population)) <= 1
-    again = membership.public_split(200, nonmembers, seed=1, node=2)
+    again = attack_data.public_split(200, nonmembers, seed=1, node=2)
     assert all(np.array_equal(a, b) for a, b in zip(again, (reference, population)))
     with pytest.raises(ValueError, match="mia-reference-models"):
-        membership.public_split(5, np.arange(4), seed=1, node=0)
+        attack_data.public_split(5, np.arange(4), seed=1, node=0)
 
 
 @pytest.mark.parametrize(
     ("check", "bad"),
     [
-        (membership.check_mia_reference_models, -1),
-        (membership.check_mia_reference_models, 1.5),
-        (membership.check_mia_reference_models, True),
-        (membership.check_mia_every, 0),
-        (membership.check_mia_every, 2.0),
+        (attack_data.check_mia_reference_models, -1),
+        (attack_data.check_mia_reference_models, 1.5),
+        (attack_data.check_mia_reference_models, True),
+        (attack_data.check_mia_every, 0),
+        (attack_data.check_mia_every, 2.0),
     ],
 )
 def test_attack_keys_refuse_bad_values(check, bad):
@@ -170,8 +170,8 @@ def test_attack_keys_refuse_bad_values(check, bad):
 
 
 def test_attacked_rounds():
-    assert [r for r in range(1, 11) if membership.attacked_round(r, 10, 10)] == [10]
-    assert [r for r in range(1, 8) if membership.attacked_round(r, 3, 7)] == [3, 6, 7]
+    assert [r for r in range(1, 11) if attack_data.attacked_round(r, 10, 10)] == [10]
+    assert [r for r in range(1, 8) if attack_data.attacked_round(r, 3, 7)] == [3, 6, 7]
 
 
 # ------------------------------------------------------------ an overfit node
@@ -195,7 +195,7 @@ def overfit_attack(mnist, epochs: int = 100, dp=None) -> dict[str, float]:
     x, y, tx, ty = mnist
     rng = np.random.default_rng(0)
     members, nonmembers = rng.choice(len(y), 100, replace=False), rng.choice(len(ty), 300, replace=False)
-    reference, population = membership.public_split(len(ty), nonmembers, 0, node=0)
+    reference, population = attack_data.public_split(len(ty), nonmembers, 0, node=0)
 
     def trained(seed, images, labels):
         model = _mlp(seed)

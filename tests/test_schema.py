@@ -97,7 +97,7 @@ def test_each_key_is_checked_once_with_key_value_and_allowed(override, message) 
 def test_cross_key_checks_run_once(monkeypatch) -> None:
     """The run config asks each topology check once, and never the per-key checks of the domain modules."""
     from flower_dl.config import run
-    from flower_dl.topology import checks, compression, graphs
+    from flower_dl.topology import checks, compressed, graphs
 
     calls: list[str] = []
     real = graphs.check_family
@@ -105,7 +105,7 @@ def test_cross_key_checks_run_once(monkeypatch) -> None:
     for name in ("_check_num_nodes", "_check_degree", "_check_prob"):
         monkeypatch.setattr(checks, name, lambda *a, _n=name: calls.append(_n))
         monkeypatch.setattr(graphs, name, lambda *a, _n=name: calls.append(_n))
-    monkeypatch.setattr(compression, "check_compression", lambda *a: calls.append("compression"))
+    monkeypatch.setattr(compressed, "check_compression", lambda *a: calls.append("compression"))
     RunConfig(topology="small-world", num_nodes=6, degree=2)
     assert calls == ["family"]
 
@@ -144,7 +144,8 @@ def test_node_config_errors_name_the_node_key_value_and_allowed(node_config, mes
 
 
 def test_a_node_reads_its_node_config_through_the_schema() -> None:
-    from flower_dl.node.state import Node, node_config_of, partition_id_of
+    from flower_dl.node.lookup import node_config_of, partition_id_of
+    from flower_dl.node.state import Node
 
     cfg = RunConfig(num_nodes=3, topology="ring")
     context = Context(

@@ -21,11 +21,11 @@ from typing import Any
 
 from flower_dl import registry
 from flower_dl.config.schema import ConfigError, check_values, kebab, key, refuse_unknown
-from flower_dl.privacy.dp import check_central_strategy
+from flower_dl.privacy.central_dp import check_central_strategy
 from flower_dl.topology import MIXINGS, STUDY_EDGES, TOPOLOGIES
-from flower_dl.topology.checks import check_epidemic_peers
-from flower_dl.topology.compression import MAX_QSGD_LEVELS
+from flower_dl.topology.compressed import MAX_QSGD_LEVELS
 from flower_dl.topology.graphs import check_family
+from flower_dl.topology.schedule_checks import check_epidemic_peers
 
 _BYO_DATA = "[Bring your own data](bring-your-own.md#bring-your-own-data)"
 _OWN_DATA = "[Nodes that own their data](deployment.md#nodes-that-own-their-data)"

@@ -34,8 +34,8 @@ from flower_dl import import_in_background, protocol
 from flower_dl.exchange import crypto, identity
 from flower_dl.exchange import plan as exchange
 from flower_dl.node.state import Node, device_name, node_for, seed_of, seed_torch
+from flower_dl.privacy import attack_data, mechanisms
 from flower_dl.privacy import leakage as privacy
-from flower_dl.privacy import mechanisms, membership
 
 # torch is imported only by the train and evaluate handlers (and by the one
 # query.receive that builds the initial model): on a SuperNode each message runs
@@ -263,7 +263,7 @@ def _sent_model_metrics(node: Node, model, server_round: int) -> dict[str, float
     """
     cfg = node.cfg
     out: dict[str, float] = {}
-    if membership.attacked_round(server_round, cfg.mia_every, cfg.num_server_rounds):
+    if attack_data.attacked_round(server_round, cfg.mia_every, cfg.num_server_rounds):
         from flower_dl.privacy import audit
 
         out.update(audit.attack_metrics(node, model, prefix=protocol.SENT_ATTACK_PREFIX, chunks=server_round))

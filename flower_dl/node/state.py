@@ -12,28 +12,28 @@ Two kinds of state, kept apart on purpose:
 
 A node reads its run config from each message and its node config
 (:class:`flower_dl.config.NodeConfig`: ``partition-id``, ``data-dir``,
-``identity-key``, ...) from its context, each checked once per process.
+``identity-key``, ...) from its context, each checked once per process
+(:mod:`flower_dl.node.lookup`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord, Context, Message
 
-from flower_dl import protocol
 from flower_dl.config import NodeConfig, RunConfig
 from flower_dl.data.datasets import ImageData, input_shape, load_dataset, partition_indices
 from flower_dl.data.folders import FolderData, exchange_ids, load_node_folder, resolve_data_dir
 from flower_dl.exchange import identity
 from flower_dl.exchange import plan as exchange
+from flower_dl.node.lookup import node_config_of, partition_id_of, run_config_of
 from flower_dl.node.process import CACHE, CacheKey, ProcessCache, device, device_name, seed_of, seed_torch
 from flower_dl.node.stored import _RECEIVED_DIGEST, StoredState
+from flower_dl.privacy.attack_data import attack_samples, attack_supply, public_split
 from flower_dl.privacy.mechanisms import check_mixup_size
-from flower_dl.privacy.membership import attack_samples, attack_supply, public_split
 from flower_dl.results.provenance import array_digest
 
 if TYPE_CHECKING:
@@ -48,10 +48,7 @@ __all__ = [
     "TrainSet",
     "device",
     "device_name",
-    "node_config_of",
     "node_for",
-    "partition_id_of",
-    "run_config_of",
     "seed_of",
     "seed_torch",
 ]
@@ -204,7 +201,7 @@ class Node(StoredState):
                 self.public_split()
         if self.dp() is not None:
             from flower_dl.node.models import build_model
-            from flower_dl.privacy.dp import check_model as check_dp_model
+            from flower_dl.privacy.per_sample import check_model as check_dp_model
 
             CACHE.get(("dp-model-check", cfg.model, spec.input_shape, spec.num_classes),
                       lambda: check_dp_model(build_model(cfg.model, spec.input_shape, spec.num_classes)))  # fmt: skip
@@ -273,7 +270,7 @@ class Node(StoredState):
         return CACHE.get(("attack-tensors", *self.data_key(), self.own_key(), self.mia_samples, str(dev)), build)
 
     def public_split(self) -> tuple[np.ndarray, np.ndarray]:
-        """The attacker's reference and population halves of the test set (:func:`membership.public_split`)."""
+        """The attacker's reference and population halves of the test set (:func:`attack_data.public_split`)."""
         _, nonmembers = self.attack_samples()
         _, test_labels = self.test_set()
         return CACHE.get(
@@ -373,39 +370,6 @@ class Node(StoredState):
 
 
 # ------------------------------------------------------------------ lookup
-def _items(mapping) -> tuple[tuple[str, Hashable], ...]:
-    return tuple(sorted(mapping.items()))
-
-
-def node_config_of(context: Context, num_nodes: int) -> NodeConfig:
-    """The node's validated node config (once per process and node config), checked against ``num-nodes``."""
-    key = ("node-config", _items(context.node_config), num_nodes, context.node_id)
-    return CACHE.get(
-        key, lambda: NodeConfig.from_node_config(context.node_config, num_nodes=num_nodes, node=context.node_id)
-    )
-
-
-def run_config_of(msg: Message, context: Context) -> RunConfig:
-    """The validated run config a message carries (once per process and config).
-
-    A ``data-dir`` in the node config (a SuperNode's own data folder) takes
-    precedence over the run config's.
-    """
-    run_config = protocol.run_config_of(msg)
-
-    def build() -> RunConfig:
-        cfg = RunConfig.from_run_config(run_config)
-        node_dir = node_config_of(context, cfg.num_nodes).data_dir
-        return cfg.replace(data_dir=node_dir) if node_dir else cfg
-
-    return CACHE.get(("config", _items(run_config), _items(context.node_config), context.node_id), build)
-
-
-def partition_id_of(context: Context, cfg: RunConfig) -> int:
-    """The node's topology position, from its node config, checked against ``num-nodes``."""
-    return node_config_of(context, cfg.num_nodes).partition_id
-
-
 def node_for(msg: Message, context: Context) -> Node:
     """The node a message is addressed to, with the run config the message carries."""
     cfg = run_config_of(msg, context)

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from flower_dl.privacy import dp as dp_lib
+from flower_dl.privacy import per_sample
 from flower_dl.privacy.dp import DPSGD
 
 
@@ -211,7 +212,7 @@ def _train_private(
     term, as the plain loop reports it).
     """
     n = len(labels)
-    with fast_layout(model), dp_lib.per_sample_gradients(model):
+    with fast_layout(model), per_sample.per_sample_gradients(model):
         device = next(model.parameters()).device
         optimizer = MomentumSGD(model.parameters(), lr=lr, momentum=momentum)
         anchor = [p.detach().clone() for p in optimizer.params] if proximal_mu > 0 else None

@@ -5,20 +5,20 @@ Two attackers, where the protocol puts them:
 * a **curious neighbour** sees every model node ``i`` sends in every round (in
   the emulation, the arrays ``i`` returns from local training, before
   mixing): the ``train`` handler attacks that model at the rounds
-  ``mia-every`` names (:func:`flower_dl.privacy.membership.attacked_round`) and
+  ``mia-every`` names (:func:`flower_dl.privacy.attack_data.attacked_round`) and
   reports ``sent-*`` metrics;
 * **anyone with the final model** (the evaluated model of the last round):
   the final evaluation reports ``mia-*`` and ``rmia-*`` metrics (the
   loss-threshold attack runs at every evaluation, as it always has).
 
 Each attack is run twice on the same members and non-members
-(:func:`flower_dl.privacy.membership.attack_samples`): the loss-threshold attack
+(:func:`flower_dl.privacy.attack_data.attack_samples`): the loss-threshold attack
 (Yeom et al. 2018), and offline RMIA (Zarifzadeh et al. 2024,
 :func:`flower_dl.privacy.membership.rmia_scores`) with ``mia-reference-models``
 reference models. The audit runs on node ``i`` because only ``i`` knows which
 samples are its members; everything the attack itself uses is what any
 neighbour holds: the model ``i`` sends, and the public test split
-(:func:`flower_dl.privacy.membership.public_split`), on which the reference models
+(:func:`flower_dl.privacy.attack_data.public_split`), on which the reference models
 are trained by the node's own training code (:func:`flower_dl.node.training.train`,
 the same model, optimiser, learning rate, batch size and DP-SGD settings) for
 as many epochs as the attacked model's training has had (round x

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from flower_dl.exchange.plan import payload_for
-from flower_dl.privacy.membership import edge_exposure, exposure_report
+from flower_dl.privacy.exposure import edge_exposure, exposure_report
 
 SMOOTHING = 1e-5
 """Added to every entry of both distributions before the log (the study's eps)."""

@@ -17,7 +17,7 @@ mechanisms differ only in what the images reveal. An item that is not a copy
 of an original sample gets a *fresh id* (:func:`fresh_ids`): negative, so it
 never equals a real id (those are indices, ``>= 0``), and it encodes the
 sender, so two nodes never issue the same one. Exposure
-(:mod:`flower_dl.privacy.membership`) counts by id, so fresh items expose nothing
+(:mod:`flower_dl.privacy.exposure`) counts by id, so fresh items expose nothing
 there; :func:`nn_distance` says how close they still come to the sender's
 images (0 for copies).
 

@@ -1,24 +1,19 @@
-"""Membership inference and exposure: what a node's model and its exchange reveal about its samples.
+"""Membership inference: what a node's trained model reveals about its samples.
 
-Two complementary measures of the privacy a node gives up.
-
-*Membership inference* asks what the node's trained model reveals. The
-loss-threshold attack of Yeom et al. ("Privacy Risk in Machine Learning:
+The loss-threshold attack of Yeom et al. ("Privacy Risk in Machine Learning:
 Analyzing the Connection to Overfitting", CSF 2018) predicts that a sample was
 in the training set when the model's loss on it is below a threshold ``t``.
 Sweeping ``t`` traces a ROC curve; we report its area (:func:`attack_auc`)
 and, following Carlini et al. ("Membership Inference Attacks From First
 Principles", S&P 2022), its true-positive rate at a low false-positive rate
 (:func:`tpr_at_fpr`), which says whether the attack can pick out *some*
-members with confidence rather than how it does on average.
+members with confidence rather than how it does on average. RMIA
+(:func:`rmia_scores`) is the stronger attack that compares the model with
+reference models; :func:`score_metrics` reports any attack's scores the same way.
 
-*Exposure* asks what the exchange itself revealed: the fraction of a node's
-original sample ids that ended up with other nodes (:func:`exposed_fraction`,
-:func:`exposure_report`). It is counted by id, so it sees only copies: an item
-built by a privacy mechanism (:mod:`flower_dl.privacy.mechanisms`: a noisy image, a
-class mean) carries a fresh, negative id that matches no original id and so
-exposes nothing here; how close such items come to the sender's images is
-:func:`flower_dl.privacy.mechanisms.nn_distance`'s question.
+The samples the attacks are run on, and the ``mia-*`` keys' checks, are in
+:mod:`flower_dl.privacy.attack_data`; what the exchange itself revealed
+(exposure, by sample id) is in :mod:`flower_dl.privacy.exposure`.
 
 Everything here is pure numpy/scipy: the node computes losses, the
 functions below turn them into numbers.
@@ -26,24 +21,13 @@ functions below turn them into numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from numbers import Integral
+from collections.abc import Iterable
 
 import numpy as np
 
 __all__ = [
     "RMIA_OFFLINE_A",
     "attack_auc",
-    "attack_samples",
-    "attack_supply",
-    "attacked_round",
-    "check_mia_every",
-    "check_mia_reference_models",
-    "check_mia_samples",
-    "edge_exposure",
-    "exposed_fraction",
-    "exposure_report",
-    "public_split",
     "rmia_scores",
     "score_metrics",
     "tpr_at_fpr",
@@ -287,251 +271,3 @@ def score_metrics(member_scores: np.ndarray, nonmember_scores: np.ndarray, prefi
     for suffix, fpr in FPRS:
         out[f"{prefix}-tpr-{suffix}"] = tpr_at_fpr(m, nm, fpr)
     return out
-
-
-def public_split(num_test: int, nonmembers: np.ndarray, seed: int, *, node: int) -> tuple[np.ndarray, np.ndarray]:
-    """The attacker's data: test samples that are not the attack's non-members, split into reference and population.
-
-    The attacker (a curious neighbour) uses only the public test split that
-    every node holds: it trains its reference models on one half and draws
-    RMIA's population samples ``z`` from the other, so that no reference
-    model trains on an attacked sample or on a ``z`` (privacy-meter's
-    offline setting: "all population data are OUT for all models"). A
-    neighbour also holds its own samples and what it received; they are left
-    out so that no reference model sees one of the attacked node's samples
-    (nodes that share a class can hold the same sample), which would make
-    the attack weaker on exactly those samples: the attack is the same for
-    every neighbour, and a lower bound for one that uses more.
-
-    Returns
-    -------
-    tuple[numpy.ndarray, numpy.ndarray]
-        ``(reference indices, population indices)`` into the test set, sorted,
-        disjoint, neither holding a non-member; drawn with
-        ``numpy.random.default_rng((seed, node, 12))``.
-    """
-    public = np.setdiff1d(np.arange(int(num_test)), np.asarray(nonmembers, dtype=np.int64))
-    if len(public) < 2:
-        raise ValueError(
-            f"mia-reference-models: node {node}'s test set leaves {len(public)} sample(s) besides the attack's "
-            f"non-members; allowed: at least 2 (lower mia-samples, or set mia-reference-models = 0)"
-        )
-    order = np.random.default_rng((int(seed), int(node), 12)).permutation(public)
-    half = len(order) // 2
-    return np.sort(order[half:]), np.sort(order[:half])
-
-
-def check_mia_reference_models(value: object) -> int:
-    """Validate ``mia-reference-models`` given outside a run config (a run config's: its schema, :mod:`flower_dl.config`)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
-        raise ValueError(f"mia-reference-models: {value!r} must be an integer >= 0 (0: no RMIA)")
-    return int(value)
-
-
-def check_mia_every(value: object) -> int:
-    """Validate ``mia-every`` given outside a run config (a run config's: its schema, :mod:`flower_dl.config`)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
-        raise ValueError(f"mia-every: {value!r} must be an integer >= 1 (rounds; the last round is always attacked)")
-    return int(value)
-
-
-def attacked_round(server_round: int, every: int, num_rounds: int) -> bool:
-    """Whether the models nodes send in ``server_round`` are attacked: every ``every``-th round, and the last."""
-    return server_round == num_rounds or server_round % every == 0
-
-
-def check_mia_samples(value: object) -> int:
-    """Validate ``mia-samples``, the number of members (and of non-members) the attack uses per node.
-
-    0 switches the attack off. Returns the value as an ``int``.
-    """
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 0:
-        raise ValueError(f"mia-samples: {value!r} must be an integer >= 0")
-    return int(value)
-
-
-def attack_supply(train_labels: np.ndarray, test_labels: np.ndarray) -> int:
-    """The most members (and non-members) :func:`attack_samples` can draw for a node.
-
-    Members come from the node's own training samples, non-members from the
-    test samples of the node's classes: the smaller of the two counts.
-    """
-    train_labels = np.asarray(train_labels, dtype=np.int64).ravel()
-    test_labels = np.asarray(test_labels, dtype=np.int64).ravel()
-    return int(min(len(train_labels), np.isin(test_labels, np.unique(train_labels)).sum()))
-
-
-def attack_samples(
-    train_ids: np.ndarray,
-    train_labels: np.ndarray,
-    test_labels: np.ndarray,
-    n: int,
-    seed: int,
-    *,
-    node: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pick the members and non-members the loss-threshold attack is run on, for one node.
-
-    Members are ``n`` of the node's *original* training samples (never
-    received ones: the question is what the node's model reveals about the
-    node's own data). Non-members are ``n`` held-out test samples of the
-    node's classes, with the members' class histogram: in the non-IID
-    partitions a node knows only a few classes, and a non-member of a class
-    the model never saw would have a high loss for that reason alone, making
-    the attack look stronger than it is. Non-members are drawn per class
-    (``min(members of c, test samples of c)`` of class ``c``, without
-    replacement); if a class has too few test samples, the shortfall is
-    filled uniformly at random from the node's classes' remaining test
-    samples, so the histograms then differ only where the test set runs out.
-
-    Parameters
-    ----------
-    train_ids : numpy.ndarray
-        Ids of the node's original training samples.
-    train_labels : numpy.ndarray
-        Their labels, aligned with ``train_ids``.
-    test_labels : numpy.ndarray
-        Labels of the whole test set; non-members are indices into it.
-    n : int
-        How many members, and how many non-members (``mia-samples``).
-    seed : int
-        The run's seed. The draw uses ``numpy.random.default_rng((seed, node))``,
-        so it is reproducible and independent between nodes of one run.
-    node : int
-        The node's partition id (keys the draw; named in errors).
-
-    Returns
-    -------
-    tuple[numpy.ndarray, numpy.ndarray]
-        ``(member ids, non-member test indices)``, each sorted ``int64`` of
-        length ``n`` (both empty for ``n = 0``).
-
-    Raises
-    ------
-    ValueError
-        When ``n`` is invalid or more than the node has of either kind.
-    """
-    n = check_mia_samples(n)
-    train_ids = np.asarray(train_ids, dtype=np.int64).ravel()
-    train_labels = np.asarray(train_labels, dtype=np.int64).ravel()
-    test_labels = np.asarray(test_labels, dtype=np.int64).ravel()
-    if len(train_ids) != len(train_labels):
-        raise ValueError(f"train_ids and train_labels differ in length: {len(train_ids)} vs {len(train_labels)}")
-    classes = np.unique(train_labels)
-    candidates = np.flatnonzero(np.isin(test_labels, classes))
-    if n > len(train_ids) or n > len(candidates):
-        raise ValueError(
-            f"mia-samples: {n} is more than node {node} can supply (it holds {len(train_ids)} training samples / "
-            f"{len(candidates)} test samples of its classes); allowed: at most "
-            f"{min(len(train_ids), len(candidates))}, or 0 to switch the attack off"
-        )
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng((int(seed), int(node)))
-    picked = rng.choice(len(train_ids), size=n, replace=False)
-    members = np.sort(train_ids[picked])
-    nonmembers = _matched_nonmembers(train_labels[picked], test_labels, candidates, rng)
-    return members, nonmembers
-
-
-def _matched_nonmembers(
-    member_labels: np.ndarray,
-    test_labels: np.ndarray,
-    candidates: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Test indices matching the members' class histogram, topped up from ``candidates`` where a class runs out."""
-    chosen: list[np.ndarray] = []
-    classes, counts = np.unique(member_labels, return_counts=True)
-    for c, want in zip(classes.tolist(), counts.tolist(), strict=True):
-        pool = candidates[test_labels[candidates] == c]
-        chosen.append(rng.choice(pool, size=min(want, len(pool)), replace=False))
-    taken = np.concatenate(chosen)
-    short = len(member_labels) - len(taken)
-    if short > 0:
-        rest = np.setdiff1d(candidates, taken, assume_unique=True)
-        taken = np.concatenate([taken, rng.choice(rest, size=short, replace=False)])
-    return np.sort(taken).astype(np.int64)
-
-
-# --------------------------------------------------------------------- exposure
-def _id_array(ids: Iterable[int] | np.ndarray) -> np.ndarray:
-    return np.asarray(ids, dtype=np.int64).ravel()
-
-
-def exposed_fraction(own_ids: np.ndarray, held_by_others: Iterable[np.ndarray]) -> float:
-    """Fraction of a node's original samples that other nodes received in the exchange.
-
-    A sample of node ``i`` counts as exposed when its id is among the ids
-    that some *other* node *received* (from anyone). Not "holds": in the
-    study's partitioners nodes that share a class can hold the very same
-    sample from the start, and counting that would report exposure even at
-    ``share-ratio = 0``, when nothing was exchanged. Received from anyone,
-    not only from ``i``: once a copy of the sample sits on another node it is
-    out, whoever sent it. Ids ``i`` itself received are not passed here
-    (they are not in others' hands because of ``i``).
-
-    Only copies are seen: a mechanism's fresh (negative) ids match no
-    original id, so a noisy image or a class mean exposes nothing by id.
-
-    Parameters
-    ----------
-    own_ids : numpy.ndarray
-        Ids of the node's original samples.
-    held_by_others : Iterable[numpy.ndarray]
-        The ids each other node received in the exchange (before merging:
-        a received sample the receiver already had still counts).
-
-    Returns
-    -------
-    float
-        In ``[0, 1]``; 0 for a node without samples (nothing to expose).
-    """
-    own = np.unique(_id_array(own_ids))
-    if len(own) == 0:
-        return 0.0
-    arrays = [_id_array(ids) for ids in held_by_others]
-    received = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-    return float(np.isin(own, received).sum() / len(own))
-
-
-def edge_exposure(own_ids: np.ndarray, sent_ids: np.ndarray) -> float:
-    """Fraction of a node's original samples sent over one edge (fresh ids count for nothing)."""
-    return exposed_fraction(own_ids, [sent_ids])
-
-
-def exposure_report(
-    own: Mapping[int, np.ndarray],
-    sent: Mapping[tuple[int, int], np.ndarray],
-) -> tuple[dict[int, float], dict[tuple[int, int], float]]:
-    """Per-node and per-edge exposure of a whole exchange.
-
-    Parameters
-    ----------
-    own : Mapping[int, numpy.ndarray]
-        Node -> ids of its original samples.
-    sent : Mapping[tuple[int, int], numpy.ndarray]
-        Directed edge ``(src, dst)`` -> ids ``src`` sent to ``dst`` (in the
-        broadcast mode the same ids for every ``dst``). What node ``j``
-        received is the union over the edges into ``j``.
-
-    Returns
-    -------
-    tuple[dict[int, float], dict[tuple[int, int], float]]
-        ``node -> exposed_fraction`` (against what every *other* node
-        received) for every node in ``own``, and ``(src, dst) ->
-        edge_exposure`` of ``src``'s samples for every edge in ``sent``.
-    """
-    received: dict[int, list[np.ndarray]] = {}
-    for (src, dst), ids in sent.items():
-        if src == dst:
-            raise ValueError(f"sent: edge ({src}, {dst}) is a self-loop; allowed: edges between two nodes")
-        if src not in own:
-            raise ValueError(f"sent: edge ({src}, {dst}) starts at node {src}, which has no entry in own")
-        received.setdefault(dst, []).append(_id_array(ids))
-    per_node = {
-        i: exposed_fraction(ids, [arr for j, arrays in received.items() if j != i for arr in arrays])
-        for i, ids in own.items()
-    }
-    per_edge = {(src, dst): edge_exposure(own[src], ids) for (src, dst), ids in sent.items()}
-    return per_node, per_edge

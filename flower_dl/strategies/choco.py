@@ -46,7 +46,7 @@ from scipy import sparse
 
 from flower_dl.strategies.base import DecentralizedStrategy
 from flower_dl.strategies.mixing import sent_per_node
-from flower_dl.topology import compression
+from flower_dl.topology import compressed, compression
 
 Compressor = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 """``(rows to send, gossip step) -> (decompressed Q of each row, wire bytes of each row)``."""
@@ -118,7 +118,7 @@ class Choco(DecentralizedStrategy):
         self, *args: Any, gamma: float, method: str, ratio: float, levels: int, seed: int, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        compression.check_compression(method, ratio, levels)
+        compressed.check_compression(method, ratio, levels)
         self.gamma, self.method, self.ratio, self.levels, self.seed = gamma, method, ratio, levels, seed
         self.public: np.ndarray | None = None
 

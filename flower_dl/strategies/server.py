@@ -37,7 +37,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp import strategy as fl
 
 from flower_dl import protocol, registry
-from flower_dl.privacy import dp
+from flower_dl.privacy import central_dp
 from flower_dl.strategies.base import PerNode
 from flower_dl.strategies.parameters import is_mixed
 
@@ -142,7 +142,7 @@ class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
 
     Flower's wrapper clips, averages through the wrapped strategy and adds the
     noise; this subclass adds the per-round ``central-dp-epsilon`` (node-level,
-    at ``delta``; :func:`flower_dl.privacy.dp.central_epsilon`) to the wrapped
+    at ``delta``; :func:`flower_dl.privacy.central_dp.central_epsilon`) to the wrapped
     strategy's history, and hands every other attribute (``history``,
     ``node_ids``, ...) to the wrapped strategy, so the ServerApp reads it as
     it reads an unwrapped one. Flower's own accountant is not used: it asks
@@ -171,7 +171,7 @@ class CentralDP(fl.DifferentialPrivacyServerSideFixedClipping):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         arrays, metrics = super().aggregate_train(server_round, replies)
-        epsilon = dp.central_epsilon(self.noise_multiplier, server_round, self.delta)
+        epsilon = central_dp.central_epsilon(self.noise_multiplier, server_round, self.delta)
         for pid in self.strategy.node_ids:  # type: ignore[attr-defined]  # Flower types the wrapped strategy as Strategy; it is a ParameterServer
             self.strategy.history.record(server_round, pid, {protocol.CENTRAL_DP_EPSILON: epsilon})  # type: ignore[attr-defined]  # as above: the ParameterServer's history
         return arrays, metrics

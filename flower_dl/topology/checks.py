@@ -4,10 +4,9 @@ Every ClientApp process checks its run config through :func:`check_topology`,
 which runs the checks here; networkx would slow each process's start, so this
 module (and everything it imports) stays free of it.  Here: :class:`TopologyError`,
 the study's edge list :data:`STUDY_EDGES`, :func:`parse_edges`, one
-``_check_<family>`` per graph family that has invalid parameter values, the
-helpers that phrase a disconnected graph in a message, and the checks of the
-mixing schedules' keys (the schedules themselves, which need scipy, are in
-:mod:`flower_dl.topology.schedules`).
+``_check_<family>`` per graph family that has invalid parameter values, and the
+helpers that phrase a disconnected graph in a message. The mixing schedules'
+checks are in :mod:`flower_dl.topology.schedule_checks`.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from collections.abc import Iterable
 from typing import TypeGuard
 
 import numpy as np
-
-from flower_dl.registry import MIXING_SCHEDULES
 
 STUDY_EDGES = "0-1,0-2,0-3,2-4"
 """The original study's 5-node tree (node 0 has degree 3)."""
@@ -321,81 +318,3 @@ def _check_small_world(num_nodes: int, degree: int, prob: float) -> None:  # pro
             f"degree: {d} is invalid for a small-world graph on {n} nodes; allowed: an "
             f"even degree with 2 <= degree < num-nodes ({n}) (degree/2 neighbours per side)"
         )
-
-
-# ---------------------------------------------------------------------------
-# mixing schedules' run-config checks (the schedules: flower_dl.topology.schedules)
-# ---------------------------------------------------------------------------
-
-
-SCHEDULES: tuple[str, ...] = MIXING_SCHEDULES.names()
-"""Names accepted by the run-config key ``mixing-schedule`` (:mod:`flower_dl.topology.schedules`)."""
-
-
-def check_schedule(schedule: object, num_nodes: int, epidemic_peers: object) -> None:
-    """Check ``mixing-schedule`` and, for ``epidemic``, ``epidemic-peers``, given outside a run config.
-
-    A run config's are checked by its schema (:mod:`flower_dl.config`), then by
-    :func:`check_epidemic_peers`; this is the guard of the schedules' own functions.
-
-    ``epidemic-peers`` is checked only for ``epidemic``, the one schedule that
-    reads it, because its allowed range depends on ``num-nodes``: a default of
-    a 10-node sweep must not fail a 3-node run of another schedule.
-
-    Parameters
-    ----------
-    schedule : object
-        Value of ``mixing-schedule``; one of :data:`SCHEDULES`.
-    num_nodes : int
-        Value of ``num-nodes`` (checked elsewhere; here only its lower bound for
-        the schedules that need a peer).
-    epidemic_peers : object
-        Value of ``epidemic-peers``: models each node sends per round, an
-        integer in ``1..num-nodes-1``.
-
-    Raises
-    ------
-    ValueError
-        Naming the key, the value and what is allowed, e.g.
-        ``"epidemic-peers: 0 is outside 1..num-nodes-1 (num-nodes is 5)"``.
-    """
-    if not isinstance(schedule, str) or schedule not in SCHEDULES:
-        raise ValueError(f"mixing-schedule: {schedule!r} is not a known schedule; allowed: {', '.join(SCHEDULES)}")
-    if schedule in ("one-peer-exponential", "epidemic") and num_nodes < 2:
-        raise ValueError(
-            f"num-nodes: {num_nodes} is too small for mixing-schedule {schedule!r}; allowed: an integer >= 2"
-        )
-    if schedule == "epidemic":
-        if not _is_int(epidemic_peers):
-            raise ValueError(
-                f"epidemic-peers: {epidemic_peers!r} must be an integer in 1..num-nodes-1 (num-nodes is {num_nodes})"
-            )
-        check_epidemic_peers(schedule, num_nodes, int(epidemic_peers))
-
-
-def check_epidemic_peers(schedule: str, num_nodes: int, epidemic_peers: int) -> None:
-    """What ``epidemic`` asks of ``epidemic-peers`` and ``num-nodes`` together: ``1..num-nodes-1`` peers.
-
-    Only ``epidemic`` reads ``epidemic-peers``, so no other schedule is held to it: a default of a
-    10-node sweep must not fail a 3-node run of another schedule. The values are already valid on their
-    own (the run config's schema checked them, or :func:`check_schedule`).
-
-    Raises
-    ------
-    ValueError
-        ``"epidemic-peers: 0 is outside 1..num-nodes-1 (num-nodes is 5)"``.
-    """
-    if schedule == "epidemic" and not 1 <= epidemic_peers <= num_nodes - 1:
-        raise ValueError(f"epidemic-peers: {epidemic_peers!r} is outside 1..num-nodes-1 (num-nodes is {num_nodes})")
-
-
-def check_gossip_steps(steps: object) -> None:
-    """Check ``gossip-steps`` (gossip steps per round) given outside a run config: an integer >= 1.
-
-    Raises
-    ------
-    ValueError
-        ``"gossip-steps: 0 must be an integer >= 1"``.
-    """
-    if not _is_int(steps) or int(steps) < 1:
-        raise ValueError(f"gossip-steps: {steps!r} must be an integer >= 1")

@@ -41,7 +41,7 @@ Above :data:`SPARSE_ABOVE` nodes :func:`mixing_at` returns a
 and ``strategies.mixing.mix`` take either.
 
 The four schedules share their support masks and validation; their run-config
-checks are in :mod:`flower_dl.topology.checks`, which imports no scipy.
+checks are in :mod:`flower_dl.topology.schedule_checks`, which imports no scipy.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ import numpy as np
 from scipy import sparse as sp
 
 # the run-config checks live in the scipy-free checks module (every node process runs them); named here too
-from flower_dl.topology.checks import SCHEDULES, _is_int, check_gossip_steps, check_schedule
+from flower_dl.topology.checks import _is_int
+from flower_dl.topology.schedule_checks import SCHEDULES, check_gossip_steps, check_schedule
 
 PROMISES_DOUBLY_STOCHASTIC: dict[str, bool | None] = {
     "static": None,
