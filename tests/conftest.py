@@ -169,7 +169,8 @@ def small_mnist(tmp_path_factory) -> str:
     For in-process runs whose checks compare runs with each other (a resumed run with the
     uninterrupted one), not with the study's numbers: training on a fifth of the data takes a fifth of the time.
     """
-    from flower_dl.data.datasets import IDX_FILES, load_dataset
+    from flower_dl.data.datasets import load_dataset
+    from flower_dl.data.idx import IDX_FILES
 
     data = load_dataset("mnist-5k")
     folder = tmp_path_factory.mktemp("small-mnist")

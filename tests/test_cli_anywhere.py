@@ -74,6 +74,7 @@ def test_the_launched_checkout_is_the_one_whose_commit_is_recorded(tmp_path: Pat
     assert provenance._source_dirs()[0] == tmp_path / "launched"  # before the package's folder and the editable one
 
 
+@pytest.mark.e2e  # builds a wheel, installs it in a new venv and runs its flower-dl
 def test_the_wheel_ships_the_apps_pyproject_and_runs_it_from_an_empty_folder(tmp_path: Path) -> None:
     pytest.importorskip("hatchling", reason="builds the wheel with the project's build backend")
     built = subprocess.run(
