@@ -1,6 +1,6 @@
 """Start-up of a short run: ``flower-dl run`` against a plain single-process PyTorch script doing the same job.
 
-The job (issue "start-up"): 5 nodes on a ring, IID shares of the 4,000 embedded training digits, the
+The job: 5 nodes on a ring, IID shares of the 4,000 embedded training digits, the
 784-200-10 MLP, batch 64, lr 0.01, no momentum, 3 local epochs, 10 rounds, every node evaluated every
 round, no exchange and no membership attack. The plain script is ``plain_job.py`` (D-PSGD in one process);
 flower-dl runs as a user runs it, the command line and all::
