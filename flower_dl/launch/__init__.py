@@ -15,8 +15,8 @@ the launcher's API, what :mod:`flower_dl.launch.cli` and ``benchmarks/`` call:
   process behind (:func:`stoppable`).
 
 They are imported when first used (:pep:`562`), so that importing one module
-of the package (the ServerApp reads :mod:`flower_dl.launch.flwr_output`)
-does not import the launcher.
+of the package (:mod:`flower_dl.launch.flwr_output`, say) does not import the
+launcher.
 """
 
 from __future__ import annotations

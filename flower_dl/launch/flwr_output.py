@@ -25,10 +25,6 @@ _ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 _STRATEGY = re.compile(r"Strategy execution finished in ([0-9]+(?:\.[0-9]*)?)\s*s\b")
 _RESULTS = re.compile(r"results written to (\S.*?)\s*$")
 
-CELL_LINE = "flower-dl: cell %s %s: %s"
-"""How the ServerApp logs a sweep cell's events for people (id, ``started``/``finished``/``failed``, detail); the
-command line reads them from ``events.jsonl`` (:mod:`flower_dl.results.events`)."""
-
 
 def plain(line: str) -> str:
     """``line`` without ANSI escape sequences (Flower colours the level name; ``flwr`` colours its messages).

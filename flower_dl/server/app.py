@@ -23,7 +23,6 @@ from flwr.serverapp import Grid, ServerApp
 
 from flower_dl import protocol
 from flower_dl.config import RunConfig, load_cells
-from flower_dl.launch.flwr_output import CELL_LINE
 from flower_dl.privacy import leakage as privacy
 from flower_dl.results import writer as results
 from flower_dl.results.events import EventLog
@@ -34,6 +33,10 @@ from flower_dl.server.recorder import RunRecorder
 from flower_dl.strategies import build_strategy
 from flower_dl.strategies.server import check_central_arrays
 from flower_dl.topology import build_graph, describe, mixing_matrix, neighbours
+
+CELL_LINE = "flower-dl: cell %s %s: %s"
+"""How the ServerApp logs a sweep cell's events for people (id, ``started``/``finished``/``failed``, detail); the
+command line reads them from ``events.jsonl`` (:mod:`flower_dl.results.events`), never from this line."""
 
 app = ServerApp()
 
